@@ -1,0 +1,69 @@
+//! The only place pynish's exit-code numbers live.
+//!
+//! The command's own status passes through untouched; the codes below 128 that pynish claims for itself follow
+//! GNU timeout (124 for the wall clock, 125–127 for its own failures) and count down from there for the other
+//! limits, so a shell `case` can branch on every outcome.
+
+use nix::sys::signal::Signal;
+
+/// Why pynish ends with the status it ends with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// The command exited by itself with this code.
+    Command(u8),
+    /// A signal not sent by pynish ended the command (the shell's 128+N).
+    Signal(Signal),
+    WallTime,
+    CpuTime,
+    Memory,
+    Processes,
+    /// pynish itself failed or the input was bad; nothing, or not all, was run.
+    Error,
+    /// The command exists but could not be executed.
+    NotExecutable,
+    /// The command was not found.
+    NotFound,
+}
+
+pub const WALL_TIME: u8 = 124;
+pub const CPU_TIME: u8 = 123;
+pub const MEMORY: u8 = 122;
+pub const PROCESSES: u8 = 121;
+pub const ERROR: u8 = 125;
+pub const NOT_EXECUTABLE: u8 = 126;
+pub const NOT_FOUND: u8 = 127;
+
+impl From<ExitCode> for u8 {
+    fn from(code: ExitCode) -> u8 {
+        match code {
+            ExitCode::Command(code) => code,
+            ExitCode::Signal(sig) => 128u8.wrapping_add(sig as i32 as u8),
+            ExitCode::WallTime => WALL_TIME,
+            ExitCode::CpuTime => CPU_TIME,
+            ExitCode::Memory => MEMORY,
+            ExitCode::Processes => PROCESSES,
+            ExitCode::Error => ERROR,
+            ExitCode::NotExecutable => NOT_EXECUTABLE,
+            ExitCode::NotFound => NOT_FOUND,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_stable() {
+        assert_eq!(u8::from(ExitCode::Command(3)), 3);
+        assert_eq!(u8::from(ExitCode::Signal(Signal::SIGSEGV)), 139);
+        assert_eq!(u8::from(ExitCode::Signal(Signal::SIGKILL)), 137);
+        assert_eq!(u8::from(ExitCode::WallTime), 124);
+        assert_eq!(u8::from(ExitCode::CpuTime), 123);
+        assert_eq!(u8::from(ExitCode::Memory), 122);
+        assert_eq!(u8::from(ExitCode::Processes), 121);
+        assert_eq!(u8::from(ExitCode::Error), 125);
+        assert_eq!(u8::from(ExitCode::NotExecutable), 126);
+        assert_eq!(u8::from(ExitCode::NotFound), 127);
+    }
+}

@@ -1,0 +1,75 @@
+//! pynish runs one command under wall-time, CPU-time, memory and process limits that hold for its whole
+//! process tree, and reports, beyond doubt, what happened.
+//!
+//! # Theory of operation
+//!
+//! **Process model.** pynish makes itself a child subreaper, then starts the command in a process group of its
+//! own, with the rlimits, the cgroup placement and a parent-death signal set in the child before `exec`
+//! (`spawn`). Every descendant of the command, daemonized or not, stays a descendant of pynish: an orphan is
+//! re-parented to pynish, not to init. So "pynish has no child left" is exactly "the tree is gone", and pynish
+//! ends only then.
+//!
+//! **Watch loop.** One single-threaded loop (`monitor`) sleeps in `ppoll` on a self-pipe fed by the signals it
+//! handles, with a timeout that is the nearest deadline: the wall-clock limit, the next adaptive sample of the
+//! tree (`tree`: a cgroup when one can be made, else `/proc`), or the end of the grace period.
+//!
+//! **Escalation.** On the first limit crossed (or a terminating signal received, or the command's first process
+//! ending while others live on) the first signal goes to every member, then SIGCONT; after the grace period
+//! SIGKILL goes to every member, again and again until none is left. The verdict (`verdict`) is decided from the
+//! facts only once everything is reaped; the report (`report`) is written after that, so it never mixes with the
+//! command's output.
+
+pub mod cli;
+pub mod exit_code;
+pub mod limits;
+pub mod report;
+pub mod settings;
+pub mod signals;
+pub mod units;
+pub mod verdict;
+
+#[cfg(target_os = "linux")]
+pub mod monitor;
+#[cfg(target_os = "linux")]
+mod run;
+#[cfg(target_os = "linux")]
+pub mod spawn;
+#[cfg(target_os = "linux")]
+pub mod terminal;
+#[cfg(target_os = "linux")]
+pub mod tree;
+
+use clap::Parser;
+use cli::Cli;
+
+/// Parses the command line and runs; every error, bad input included, ends with 125 and one line on stderr.
+pub fn main() -> std::process::ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(error),
+    };
+    #[cfg(target_os = "linux")]
+    {
+        run::run(cli)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = cli;
+        eprintln!("pynish: only Linux is supported so far");
+        std::process::ExitCode::from(exit_code::ERROR)
+    }
+}
+
+/// clap's errors span several lines and exit 2; pynish promises one line and 125 (help and version still exit 0).
+fn usage_error(error: clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = error.print();
+        return std::process::ExitCode::SUCCESS;
+    }
+    let rendered = error.render().to_string();
+    let first = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+    let first = first.trim().strip_prefix("error: ").unwrap_or(first.trim());
+    eprintln!("pynish: {first} (see pynish --help)");
+    std::process::ExitCode::from(exit_code::ERROR)
+}

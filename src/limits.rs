@@ -1,0 +1,65 @@
+//! The limits a run is held to, validated once from the command line, and the names of the limits.
+
+use clap::ValueEnum;
+use serde::Serialize;
+use std::time::Duration;
+
+/// What the memory limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryKind {
+    /// Resident memory summed over the whole tree
+    Resident,
+    /// Address space of each process separately (RLIMIT_AS), as pynisher did
+    Virtual,
+}
+
+/// The limits asked for; `None` means unlimited.
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    pub wall_time: Option<Duration>,
+    pub cpu_time: Option<Duration>,
+    pub memory: Option<u64>,
+    pub memory_kind: MemoryKind,
+    pub processes: Option<u64>,
+}
+
+impl Default for MemoryKind {
+    fn default() -> Self {
+        MemoryKind::Resident
+    }
+}
+
+/// One of the four limits; the verdict names the first one crossed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    WallTime,
+    CpuTime,
+    Memory,
+    Processes,
+}
+
+impl LimitKind {
+    /// How the limit is named in messages (`wall-time limit 7s reached`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            LimitKind::WallTime => "wall-time",
+            LimitKind::CpuTime => "CPU-time",
+            LimitKind::Memory => "memory",
+            LimitKind::Processes => "process",
+        }
+    }
+}
+
+impl Limits {
+    /// The limit as the user would write it, for messages.
+    pub fn show(&self, kind: LimitKind) -> String {
+        use crate::units::format_duration;
+        match kind {
+            LimitKind::WallTime => self.wall_time.map(format_duration).unwrap_or_default(),
+            LimitKind::CpuTime => self.cpu_time.map(format_duration).unwrap_or_default(),
+            LimitKind::Memory => self.memory.map(|b| bytesize::ByteSize(b).to_string()).unwrap_or_default(),
+            LimitKind::Processes => self.processes.map(|n| n.to_string()).unwrap_or_default(),
+        }
+    }
+}

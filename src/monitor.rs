@@ -1,0 +1,432 @@
+//! The one event loop: from spawn until the whole tree is gone.
+//!
+//! pynish sleeps in `ppoll` on one self-pipe that every signal it cares about writes to (SIGCHLD, the
+//! terminating signals it passes on, SIGUSR1/2), with a timeout that is the nearest of: the wall-clock
+//! deadline, the next sample, the end of the grace period. Nothing ticks while nothing is due.
+//!
+//! Samples are adaptive: the next one is due when the tree could, growing as fast as it can, have used up its
+//! headroom to the nearest limit (CPU: the remaining CPU time spread over every core; memory and processes,
+//! where pynish and not the kernel holds them: the headroom at the fastest growth seen, or a floor). Far from
+//! every limit pynish samples every `MAX_SAMPLE`; close to one, every `MIN_SAMPLE`.
+//!
+//! Escalation states: `Running` → (limit, terminating signal received, or the command's first process ended with
+//! others still alive) → `Grace` (first signal sent to every member, then SIGCONT so stopped members can act on
+//! it) → `Killing` (SIGKILL to every member, repeated until pynish has no child left) → done. A second
+//! terminating signal during the grace period skips to `Killing`.
+
+use crate::limits::{LimitKind, MemoryKind};
+use crate::settings::Settings;
+use crate::spawn::{self, Plan, SpawnError};
+use crate::terminal::Terminal;
+use crate::tree::{Sample, Tree, proc};
+use crate::verdict::{Facts, Status};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, ppoll};
+use nix::sys::resource::Resource;
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::time::TimeSpec;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use signal_hook::iterator::Signals;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+/// Closest two samples may be, near a limit.
+const MIN_SAMPLE: Duration = Duration::from_millis(1);
+/// Farthest apart two samples are, far from every limit (also bounds how stale the reported peak can be).
+const MAX_SAMPLE: Duration = Duration::from_millis(100);
+/// How often SIGKILL is repeated while members are still being found.
+const KILL_RETRY: Duration = Duration::from_millis(5);
+/// Memory growth assumed possible before any is seen, in bytes per second.
+const MEMORY_RATE_FLOOR: f64 = 512e6;
+/// Process-count growth assumed possible before any is seen, per second.
+const FORK_RATE_FLOOR: f64 = 200.0;
+/// A failing command whose address space came this close to an RLIMIT_AS limit failed for lack of memory.
+const ADDRESS_SPACE_NEAR: f64 = 0.9;
+
+/// Signals that ask pynish to stop: passed on to the tree, then escalated.
+const TERMINATING: [Signal; 4] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT];
+/// Signals passed on to the command's process group as they are.
+const PASSED_ON: [Signal; 2] = [Signal::SIGUSR1, Signal::SIGUSR2];
+
+/// What escalation did, for the report.
+#[derive(Debug, Clone, Default)]
+pub struct Escalation {
+    pub first_signal: Option<Signal>,
+    pub first_signal_at: Option<Duration>,
+    /// Members that received the first signal.
+    pub signalled: usize,
+    pub sigkill_at: Option<Duration>,
+    /// Members that received SIGKILL.
+    pub killed: usize,
+}
+
+/// The tree's usage over the whole run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    pub cpu_user: Duration,
+    pub cpu_system: Duration,
+    pub peak_memory: u64,
+    pub max_processes: u64,
+}
+
+/// Everything the run produced.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub facts: Facts,
+    pub pid: i32,
+    pub wall: Duration,
+    pub usage: Usage,
+    pub escalation: Escalation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    Running,
+    Grace { until: Instant },
+    Killing,
+}
+
+/// Verbose event lines (`-v`).
+pub struct Log {
+    pub verbose: bool,
+}
+
+impl Log {
+    pub fn event(&self, message: std::fmt::Arguments) {
+        if self.verbose {
+            eprintln!("pynish: {message}");
+        }
+    }
+}
+
+struct Monitor<'a> {
+    settings: &'a Settings,
+    tree: &'a mut dyn Tree,
+    log: &'a Log,
+    start: Instant,
+    child: Pid,
+    terminal: Option<Terminal>,
+    phase: Phase,
+    facts: Facts,
+    escalation: Escalation,
+    usage: Usage,
+    last: Sample,
+    last_at: Instant,
+    next_sample: Instant,
+    address_space_peak: u64,
+    cores: f64,
+}
+
+/// Runs the command under `settings` and watches it with `tree` until nothing of it is left.
+pub fn supervise(settings: &Settings, tree: &mut dyn Tree, log: &Log) -> Result<Outcome, SpawnError> {
+    let setup = |e: std::io::Error| SpawnError::Setup(anyhow::Error::new(e).context("cannot watch signals"));
+    let (mut wake_read, wake_write) = UnixStream::pair().map_err(setup)?;
+    wake_read.set_nonblocking(true).map_err(setup)?;
+    let mut watched: Vec<i32> = vec![Signal::SIGCHLD as i32];
+    watched.extend(TERMINATING.iter().chain(&PASSED_ON).map(|&s| s as i32));
+    for &signal in &watched {
+        signal_hook::low_level::pipe::register(signal, wake_write.try_clone().map_err(setup)?).map_err(setup)?;
+    }
+    let mut signals = Signals::new(&watched).map_err(setup)?;
+
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer flag and touches no memory of ours.
+    if unsafe { nix::libc::prctl(nix::libc::PR_SET_CHILD_SUBREAPER, 1) } < 0 {
+        return Err(SpawnError::Setup(anyhow::anyhow!("cannot become a child subreaper: {}", Errno::last())));
+    }
+
+    let terminal = Terminal::foreground();
+    let plan = Plan { join_fds: tree.join_fds(), rlimits: rlimits(settings), terminal: terminal.map(Terminal::fd) };
+    let start = Instant::now();
+    let child = spawn::spawn(&settings.command, plan)?;
+    let child = Pid::from_raw(child.id() as i32);
+    log.event(format_args!("started {} as pid {child} ({} backend)", settings.command[0].to_string_lossy(), tree.name()));
+
+    let mut monitor = Monitor {
+        settings,
+        tree,
+        log,
+        start,
+        child,
+        terminal,
+        phase: Phase::Running,
+        facts: Facts { preserve_status: settings.preserve_status, ..Facts::default() },
+        escalation: Escalation::default(),
+        usage: Usage::default(),
+        last: Sample::default(),
+        last_at: start,
+        next_sample: start,
+        address_space_peak: 0,
+        cores: std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
+    };
+    monitor.next_sample = start + monitor.interval(Sample::default(), MEMORY_RATE_FLOOR, FORK_RATE_FLOOR);
+    monitor.run(&mut signals, &mut wake_read);
+    Ok(monitor.finish())
+}
+
+/// The kernel's per-process backstops, set in the child before exec.
+fn rlimits(settings: &Settings) -> Vec<(Resource, u64, u64)> {
+    let limits = &settings.limits;
+    let mut out = Vec::new();
+    if let Some(cpu) = limits.cpu_time {
+        // RLIMIT_CPU counts whole seconds per process: SIGXCPU at the limit rounded up, SIGKILL once the
+        // grace period has also passed. pynish itself normally acts first, on the whole tree.
+        let soft = cpu.as_secs() + u64::from(cpu.subsec_nanos() > 0);
+        let grace = settings.grace.as_secs() + u64::from(settings.grace.subsec_nanos() > 0);
+        out.push((Resource::RLIMIT_CPU, soft, soft + grace.max(1)));
+    }
+    if let (Some(bytes), MemoryKind::Virtual) = (limits.memory, limits.memory_kind) {
+        out.push((Resource::RLIMIT_AS, bytes, bytes));
+    }
+    out
+}
+
+impl Monitor<'_> {
+    fn run(&mut self, signals: &mut Signals, wake: &mut UnixStream) {
+        loop {
+            if !self.reap() {
+                break;
+            }
+            self.handle_signals(signals);
+            let now = Instant::now();
+            match self.phase {
+                Phase::Running if self.facts.status.is_some() => {
+                    let n = self.tree.sample().map(|s| s.processes).unwrap_or(0);
+                    self.log.event(format_args!("command ended; ending the {n} processes it left behind"));
+                    self.escalate(self.settings.signal);
+                }
+                Phase::Running => {
+                    if self.settings.limits.wall_time.is_some_and(|wall| now >= self.start + wall) {
+                        self.hit(LimitKind::WallTime);
+                    } else if now >= self.next_sample {
+                        self.sample(now);
+                    }
+                }
+                Phase::Grace { until } if now >= until => self.kill(),
+                Phase::Grace { .. } => {}
+                Phase::Killing => {
+                    self.tree.kill_all();
+                }
+            }
+            self.wait(wake);
+        }
+        if let Some(terminal) = self.terminal {
+            terminal.reclaim();
+        }
+    }
+
+    /// Reaps every child that has ended; false once pynish has no child left (the tree is gone).
+    fn reap(&mut self) -> bool {
+        let mut flags = WaitPidFlag::WNOHANG;
+        if self.terminal.is_some() {
+            flags |= WaitPidFlag::WUNTRACED;
+        }
+        loop {
+            match waitpid(None, Some(flags)) {
+                Ok(WaitStatus::StillAlive) => return true,
+                Ok(WaitStatus::Exited(pid, code)) if pid == self.child => {
+                    self.facts.status = Some(Status::Exited(code));
+                }
+                Ok(WaitStatus::Signaled(pid, signal, _)) if pid == self.child => {
+                    self.facts.status = Some(Status::Signaled(signal));
+                }
+                Ok(WaitStatus::Stopped(pid, _)) if pid == self.child && self.phase == Phase::Running => {
+                    if let Some(terminal) = self.terminal {
+                        terminal.relay_stop(self.child);
+                    }
+                }
+                Ok(_) => {}
+                Err(Errno::EINTR) => {}
+                Err(_) => return false, // ECHILD: nothing of the tree is left
+            }
+        }
+    }
+
+    fn handle_signals(&mut self, signals: &mut Signals) {
+        for number in signals.pending() {
+            let Ok(signal) = Signal::try_from(number) else { continue };
+            if PASSED_ON.contains(&signal) {
+                let _ = killpg(self.child, signal);
+            } else if TERMINATING.contains(&signal) {
+                self.log.event(format_args!("received {signal}"));
+                match (self.facts.received, self.phase) {
+                    (None, Phase::Running) => {
+                        self.facts.received = Some(signal);
+                        self.escalate(signal);
+                    }
+                    (None, _) => {
+                        self.facts.received = Some(signal);
+                        self.kill();
+                    }
+                    (Some(_), _) => self.kill(),
+                }
+            }
+        }
+    }
+
+    /// Sleeps until the next signal or the next thing due.
+    fn wait(&mut self, wake: &mut UnixStream) {
+        let now = Instant::now();
+        let due = match self.phase {
+            Phase::Running if self.facts.status.is_some() => now,
+            Phase::Running => {
+                let wall = self.settings.limits.wall_time.map(|wall| self.start + wall);
+                wall.map_or(self.next_sample, |wall| wall.min(self.next_sample))
+            }
+            Phase::Grace { until } => until,
+            Phase::Killing => now + KILL_RETRY,
+        };
+        let timeout = TimeSpec::from_duration(due.saturating_duration_since(now));
+        let mut fds = [PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+        let _ = ppoll(&mut fds, Some(timeout), None);
+        let mut sink = [0u8; 64];
+        while matches!(wake.read(&mut sink), Ok(n) if n > 0) {}
+    }
+
+    fn sample(&mut self, now: Instant) {
+        let Ok(sample) = self.tree.sample() else {
+            self.next_sample = now + MAX_SAMPLE;
+            return;
+        };
+        self.usage.peak_memory = self.usage.peak_memory.max(sample.memory);
+        self.usage.max_processes = self.usage.max_processes.max(sample.processes);
+        let limits = &self.settings.limits;
+        if limits.memory_kind == MemoryKind::Virtual && limits.memory.is_some() {
+            self.address_space_peak = self.address_space_peak.max(proc::address_space_peak(std::process::id() as i32));
+        }
+        if let Some(kind) = self.tree.kernel_hit() {
+            self.facts.kernel_limit = Some(kind);
+            self.log.event(format_args!("the kernel enforced the {} limit", kind.describe()));
+            self.escalate(self.settings.signal);
+            return;
+        }
+        let crossed = if limits.cpu_time.is_some_and(|cpu| sample.cpu >= cpu) {
+            Some(LimitKind::CpuTime)
+        } else if limits.memory_kind == MemoryKind::Resident && limits.memory.is_some_and(|m| sample.memory > m) {
+            Some(LimitKind::Memory)
+        } else if limits.processes.is_some_and(|p| sample.processes > p) {
+            Some(LimitKind::Processes)
+        } else {
+            None
+        };
+        if let Some(kind) = crossed {
+            self.hit(kind);
+            return;
+        }
+        let dt = now.saturating_duration_since(self.last_at).as_secs_f64().max(1e-6);
+        let memory_rate = (sample.memory.saturating_sub(self.last.memory) as f64 / dt).max(MEMORY_RATE_FLOOR);
+        let fork_rate = (sample.processes.saturating_sub(self.last.processes) as f64 / dt).max(FORK_RATE_FLOOR);
+        self.next_sample = now + self.interval(sample, memory_rate, fork_rate);
+        self.last = sample;
+        self.last_at = now;
+    }
+
+    /// Time until the tree could, growing as fast as it can, have used up its headroom to the nearest limit.
+    fn interval(&self, sample: Sample, memory_rate: f64, fork_rate: f64) -> Duration {
+        let limits = &self.settings.limits;
+        let mut secs = MAX_SAMPLE.as_secs_f64();
+        if let Some(cpu) = limits.cpu_time {
+            secs = secs.min(cpu.saturating_sub(sample.cpu).as_secs_f64() / self.cores);
+        }
+        if let (Some(memory), MemoryKind::Resident) = (limits.memory, limits.memory_kind) {
+            if self.tree.enforcement(LimitKind::Memory) == "proc" {
+                secs = secs.min(memory.saturating_sub(sample.memory) as f64 / memory_rate);
+            }
+        }
+        if let Some(processes) = limits.processes {
+            if self.tree.enforcement(LimitKind::Processes) == "proc" {
+                secs = secs.min(processes.saturating_sub(sample.processes) as f64 / fork_rate);
+            }
+        }
+        Duration::from_secs_f64(secs.max(0.0)).clamp(MIN_SAMPLE, MAX_SAMPLE)
+    }
+
+    fn hit(&mut self, kind: LimitKind) {
+        self.facts.limit = Some(kind);
+        self.log.event(format_args!(
+            "{} limit {} reached",
+            kind.describe(),
+            self.settings.limits.show(kind)
+        ));
+        self.escalate(self.settings.signal);
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Sends `signal` to the whole tree and starts the grace period.
+    fn escalate(&mut self, signal: Signal) {
+        if signal == Signal::SIGKILL || self.settings.grace.is_zero() {
+            self.kill();
+            return;
+        }
+        let n = self.tree.signal_all(signal);
+        // Members created since the walk are still in the command's group; stopped members must run to react.
+        let _ = killpg(self.child, signal);
+        self.tree.signal_all(Signal::SIGCONT);
+        let _ = killpg(self.child, Signal::SIGCONT);
+        if self.escalation.first_signal.is_none() {
+            self.escalation = Escalation {
+                first_signal: Some(signal),
+                first_signal_at: Some(self.now()),
+                signalled: n,
+                ..Escalation::default()
+            };
+        }
+        self.log.event(format_args!("sent {signal} to {n} processes; SIGKILL in {:?}", self.settings.grace));
+        self.phase = Phase::Grace { until: Instant::now() + self.settings.grace };
+    }
+
+    /// SIGKILL to the whole tree; repeated by the loop until nothing is left.
+    fn kill(&mut self) {
+        if self.phase == Phase::Killing {
+            return;
+        }
+        let n = self.tree.kill_all();
+        let _ = killpg(self.child, Signal::SIGKILL);
+        self.escalation.sigkill_at = Some(self.now());
+        self.escalation.killed = n;
+        self.log.event(format_args!("sent SIGKILL to {n} processes"));
+        self.phase = Phase::Killing;
+    }
+
+    /// Final accounting once the tree is gone.
+    fn finish(mut self) -> Outcome {
+        let wall = self.now();
+        let (user, system) = proc::reaped_cpu();
+        let kernel = self.tree.final_usage();
+        self.usage.cpu_user = kernel.cpu_user.unwrap_or(user);
+        self.usage.cpu_system = kernel.cpu_system.unwrap_or(system);
+        self.usage.peak_memory = kernel.peak_memory.unwrap_or(self.usage.peak_memory.max(proc::reaped_max_rss()));
+        self.usage.max_processes = kernel.peak_processes.unwrap_or(self.usage.max_processes).max(1);
+        if self.facts.kernel_limit.is_none() {
+            self.facts.kernel_limit = self.tree.kernel_hit().or_else(|| self.rlimit_hit());
+        }
+        self.log.event(format_args!("tree reaped after {wall:?}"));
+        Outcome { facts: self.facts, pid: self.child.as_raw(), wall, usage: self.usage, escalation: self.escalation }
+    }
+
+    /// A limit the kernel's rlimits enforced: SIGXCPU (or the hard RLIMIT_CPU's SIGKILL) past the CPU limit,
+    /// or a failure close to the address-space limit.
+    fn rlimit_hit(&self) -> Option<LimitKind> {
+        let limits = &self.settings.limits;
+        let failed = !matches!(self.facts.status, Some(Status::Exited(0)));
+        let cpu = self.usage.cpu_user + self.usage.cpu_system;
+        if let Some(limit) = limits.cpu_time {
+            match self.facts.status {
+                Some(Status::Signaled(Signal::SIGXCPU)) => return Some(LimitKind::CpuTime),
+                Some(Status::Signaled(Signal::SIGKILL)) if cpu >= limit => return Some(LimitKind::CpuTime),
+                _ => {}
+            }
+        }
+        if let (Some(memory), MemoryKind::Virtual) = (limits.memory, limits.memory_kind) {
+            if failed && self.address_space_peak as f64 >= memory as f64 * ADDRESS_SPACE_NEAR {
+                return Some(LimitKind::Memory);
+            }
+        }
+        None
+    }
+}

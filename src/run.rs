@@ -1,0 +1,110 @@
+//! One supervised run, start to finish: pick the backend, supervise, decide, report, exit as the command did.
+
+use crate::cli::{Cli, Sub};
+use crate::exit_code::{self, ExitCode};
+use crate::monitor::{self, Log};
+use crate::report::{self, Report};
+use crate::settings::Settings;
+use crate::spawn::SpawnError;
+use crate::tree;
+use crate::verdict::{self, Verdict};
+use anyhow::Result;
+use nix::sys::signal::Signal;
+
+/// How pynish itself ends.
+enum Exit {
+    Code(u8),
+    /// Die of this signal, as the command did (the shell then sees a real signal death).
+    Signal(Signal),
+}
+
+pub fn run(cli: Cli) -> std::process::ExitCode {
+    match supervise(cli) {
+        Ok(Exit::Code(code)) => std::process::ExitCode::from(code),
+        Ok(Exit::Signal(signal)) => die_of(signal),
+        Err(error) => {
+            eprintln!("pynish: {error:#}");
+            std::process::ExitCode::from(exit_code::ERROR)
+        }
+    }
+}
+
+fn supervise(cli: Cli) -> Result<Exit> {
+    if let Some(Sub::Check { json }) = cli.subcommand {
+        let _ = json;
+        anyhow::bail!("pynish check is not available yet");
+    }
+    let settings = Settings::from_cli(cli)?;
+    let log = Log { verbose: settings.verbose };
+    let (mut tree, why) = tree::select(settings.backend)?;
+    log.event(format_args!("backend {} ({why})", tree.name()));
+    let result = monitor::supervise(&settings, tree.as_mut(), &log);
+    if let Err(error) = tree.cleanup() {
+        eprintln!("pynish: {error:#}");
+    }
+    let backend = tree.name();
+    let (report, exit) = match result {
+        Ok(outcome) => {
+            let (verdict, code) = verdict::decide(&outcome.facts);
+            let mut enforcement = report::enforcement(&settings, &|kind| tree.enforcement(kind));
+            if outcome.facts.limit.is_none() && outcome.facts.kernel_limit == Some(crate::limits::LimitKind::CpuTime) {
+                enforcement.cpu_time = Some("rlimit"); // RLIMIT_CPU's SIGXCPU ended the command before pynish did
+            }
+            let report = Report::from_outcome(&settings, &outcome, verdict, code, backend, enforcement);
+            if !settings.quiet && !settings.json && settings.report.is_none() && settings.report_fd.is_none() {
+                if let Some(line) = report::message(&settings, &outcome, verdict) {
+                    eprintln!("{line}");
+                }
+            }
+            let exit = match (verdict, code) {
+                (Verdict::Signaled, ExitCode::Signal(signal)) => Exit::Signal(signal),
+                _ => Exit::Code(code.into()),
+            };
+            (report, exit)
+        }
+        Err(error) => {
+            let (code, text) = match error {
+                SpawnError::NotFound(cmd) => (ExitCode::NotFound, format!("{cmd}: command not found")),
+                SpawnError::NotExecutable(cmd) => (ExitCode::NotExecutable, format!("{cmd}: cannot execute")),
+                SpawnError::Setup(error) => (ExitCode::Error, format!("{error:#}")),
+            };
+            eprintln!("pynish: {text}");
+            (Report::spawn_error(&settings, code, backend, text), Exit::Code(code.into()))
+        }
+    };
+    emit(&settings, &report)?;
+    Ok(exit)
+}
+
+/// Writes the report wherever it was asked for.
+fn emit(settings: &Settings, report: &Report) -> Result<()> {
+    let json = report.to_json();
+    if settings.json {
+        use std::io::Write;
+        // A closed stderr must not cost the other destinations their report.
+        let _ = writeln!(std::io::stderr(), "{json}");
+    }
+    if let Some(fd) = settings.report_fd {
+        report::write_fd(fd, &json)?;
+    }
+    if let Some(path) = &settings.report {
+        report::write_file(path, &json)?;
+    }
+    Ok(())
+}
+
+/// Ends pynish by `signal`, as the command ended, so that a calling shell sees a real signal death (and, for
+/// SIGINT, stops its script as it would without pynish). Core dumps of pynish itself are disabled first.
+fn die_of(signal: Signal) -> std::process::ExitCode {
+    use nix::sys::resource::{Resource, setrlimit};
+    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, sigprocmask};
+    let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
+    // SAFETY: restoring the default disposition installs no Rust code as a handler.
+    let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+    let mut set = SigSet::empty();
+    set.add(signal);
+    let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+    let _ = nix::sys::signal::raise(signal);
+    // Still here: the signal's default action does not terminate (e.g. SIGCHLD); use the shell's number.
+    std::process::ExitCode::from(u8::from(ExitCode::Signal(signal)))
+}

@@ -1,0 +1,89 @@
+//! Backends that contain, measure and end the command's process tree, behind one small interface.
+//!
+//! Every backend relies on the same membership rule set up by `spawn`: pynish is a child subreaper, so every
+//! descendant of the command stays a descendant of pynish (orphans are re-parented to it, not to init), and
+//! "pynish has no children left" means "the tree is gone". The backends differ in how they measure the tree
+//! and who enforces the limits: `proc` samples `/proc` and leaves the kernel only rlimits as a backstop; the
+//! cgroup backends let the kernel hold memory and process limits and count CPU exactly for the whole group.
+
+#[cfg(target_os = "linux")]
+pub mod proc;
+
+use crate::limits::LimitKind;
+use anyhow::Result;
+use nix::sys::signal::Signal;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+/// One reading of the live tree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sample {
+    /// CPU time (user + system) of the whole tree so far, including members that have ended.
+    pub cpu: Duration,
+    /// Memory the tree holds now, as the backend counts it (resident set, or the group's charge).
+    pub memory: u64,
+    /// Live processes in the tree.
+    pub processes: u64,
+}
+
+/// What the kernel counted for the whole run, read once the tree is gone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelUsage {
+    pub cpu_user: Option<Duration>,
+    pub cpu_system: Option<Duration>,
+    pub peak_memory: Option<u64>,
+    pub peak_processes: Option<u64>,
+}
+
+/// A mechanism that measures and ends the tree.
+pub trait Tree {
+    /// `proc`, `cgroup1` or `cgroup2`, as in the report.
+    fn name(&self) -> &'static str;
+
+    /// Which mechanism holds `limit` with this backend, as in the report's `enforcement`.
+    fn enforcement(&self, limit: LimitKind) -> &'static str;
+
+    /// Descriptors of `cgroup.procs` files the child writes `0` to before exec, so that it runs every instruction
+    /// of the command inside its group.
+    fn join_fds(&self) -> Vec<RawFd> {
+        Vec::new()
+    }
+
+    /// Measures the live tree.
+    fn sample(&mut self) -> Result<Sample>;
+
+    /// A limit the kernel enforced by itself (an OOM kill in the group, a fork refused by `pids.max`).
+    fn kernel_hit(&mut self) -> Option<LimitKind> {
+        None
+    }
+
+    /// Sends `signal` to every live member of the tree; returns how many were signalled.
+    fn signal_all(&mut self, signal: Signal) -> usize;
+
+    /// Kills every live member with nothing escaping (a cgroup does it atomically); returns how many.
+    fn kill_all(&mut self) -> usize {
+        self.signal_all(Signal::SIGKILL)
+    }
+
+    /// The kernel's own counters for the run, once the tree is gone.
+    fn final_usage(&mut self) -> KernelUsage {
+        KernelUsage::default()
+    }
+
+    /// Removes what the backend created (groups); called once the tree is gone, and again on drop.
+    fn cleanup(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The backend for this run: the one asked for, or under `auto` the best one that works here.
+pub fn select(choice: crate::settings::BackendChoice) -> Result<(Box<dyn Tree>, String)> {
+    use crate::settings::BackendChoice;
+    match choice {
+        BackendChoice::Proc => Ok((Box::new(proc::ProcTree::new()), "asked for with --backend proc".into())),
+        BackendChoice::Auto => Ok((Box::new(proc::ProcTree::new()), "no cgroup backend built yet".into())),
+        BackendChoice::Cgroup1 | BackendChoice::Cgroup2 => {
+            anyhow::bail!("the {choice:?} backend is not available yet")
+        }
+    }
+}

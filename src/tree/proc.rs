@@ -1,0 +1,216 @@
+//! The fallback backend: measure the tree from `/proc`, enforce by signals, with rlimits as the kernel's backstop.
+//!
+//! The tree is found by walking down from pynish itself through `/proc/PID/task/TID/children`, so a sample costs
+//! a few reads per member of the tree, not a scan of every process on the machine. Where the kernel lacks that
+//! file (CONFIG_PROC_CHILDREN off) the walk falls back to one scan of `/proc`.
+//!
+//! CPU time is exact up to the sampling moment: what live members used (their own time plus that of children
+//! they have reaped) plus what pynish itself has reaped (`RUSAGE_CHILDREN`). Because pynish is a subreaper,
+//! every member that ends is reaped either by its parent in the tree or by pynish, so no CPU second is lost.
+
+use super::{Sample, Tree};
+use crate::limits::LimitKind;
+use anyhow::Result;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::collections::HashMap;
+use std::fs;
+use std::time::Duration;
+
+/// One member of the tree as `/proc/PID/stat` describes it.
+#[derive(Debug, Clone, Copy)]
+struct Stat {
+    ppid: i32,
+    /// Own plus waited-for children's user+system time, in clock ticks.
+    cpu_ticks: u64,
+    rss_pages: u64,
+    zombie: bool,
+}
+
+/// Parses `/proc/PID/stat`; the command name may hold spaces and parentheses, so fields are counted after the
+/// last `)`.
+fn parse_stat(text: &str) -> Option<Stat> {
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // fields[0] is field 3 (state) of proc(5).
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    Some(Stat {
+        ppid: fields.get(1)?.parse().ok()?,
+        cpu_ticks: field(14)? + field(15)? + field(16)? + field(17)?,
+        rss_pages: field(24)?,
+        zombie: fields.first() == Some(&"Z"),
+    })
+}
+
+fn read_stat(pid: i32) -> Option<Stat> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The peak address space of one process, in bytes.
+fn read_vm_peak(pid: i32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmPeak:"))?;
+    let kib: u64 = line.split_ascii_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The largest address space any live member of the tree below `root` ever had: with `--memory-kind virtual`
+/// a command that fails near its RLIMIT_AS has most likely failed to allocate.
+pub fn address_space_peak(root: i32) -> u64 {
+    descendants(root).into_iter().filter_map(read_vm_peak).max().unwrap_or(0)
+}
+
+/// Children of `pid`, from every thread's `children` file; `None` when the kernel does not offer the file.
+fn children_of(pid: i32, into: &mut Vec<i32>) -> Option<()> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    for task in tasks.flatten() {
+        let mut path = task.path();
+        path.push("children");
+        match fs::read_to_string(&path) {
+            Ok(text) => into.extend(text.split_ascii_whitespace().filter_map(|p| p.parse::<i32>().ok())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path.parent().is_some_and(|p| p.exists()) => {
+                return None;
+            }
+            Err(_) => {} // the task ended while we looked
+        }
+    }
+    Some(())
+}
+
+/// Every descendant of `root` found by scanning all of `/proc` (the slow path).
+fn descendants_by_scan(root: i32) -> Vec<i32> {
+    let mut parent_of = HashMap::new();
+    if let Ok(entries) = fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            if let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) {
+                if let Some(stat) = read_stat(pid) {
+                    parent_of.insert(pid, stat.ppid);
+                }
+            }
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(parent_of.iter().filter(|&(_, &pp)| pp == parent).map(|(&p, _)| p));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Every live descendant of `root`.
+pub fn descendants(root: i32) -> Vec<i32> {
+    let mut found = Vec::new();
+    if children_of(root, &mut found).is_none() {
+        return descendants_by_scan(root);
+    }
+    let mut i = 0;
+    while i < found.len() {
+        let pid = found[i];
+        // A member that ended between the reads simply has no children file any more.
+        let _ = children_of(pid, &mut found);
+        i += 1;
+    }
+    found
+}
+
+/// CPU time of everything pynish has reaped so far.
+pub fn reaped_cpu() -> (Duration, Duration) {
+    use nix::sys::resource::{UsageWho, getrusage};
+    match getrusage(UsageWho::RUSAGE_CHILDREN) {
+        Ok(usage) => {
+            let tv = |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
+            (tv(usage.user_time()), tv(usage.system_time()))
+        }
+        Err(_) => (Duration::ZERO, Duration::ZERO),
+    }
+}
+
+/// The largest resident set any single reaped descendant had, in bytes.
+pub fn reaped_max_rss() -> u64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0, |u| u.max_rss().max(0) as u64 * 1024)
+}
+
+pub struct ProcTree {
+    root: i32,
+    tick: Duration,
+    page: u64,
+    /// CPU never goes backwards between samples, even if a member is reaped between two reads.
+    last_cpu: Duration,
+}
+
+impl ProcTree {
+    pub fn new() -> ProcTree {
+        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100);
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096);
+        ProcTree {
+            root: std::process::id() as i32,
+            tick: Duration::from_nanos(1_000_000_000 / ticks.max(1) as u64),
+            page: page as u64,
+            last_cpu: Duration::ZERO,
+        }
+    }
+}
+
+impl Tree for ProcTree {
+    fn name(&self) -> &'static str {
+        "proc"
+    }
+
+    fn enforcement(&self, _limit: LimitKind) -> &'static str {
+        "proc"
+    }
+
+    fn sample(&mut self) -> Result<Sample> {
+        let (user, system) = reaped_cpu();
+        let mut ticks = 0u64;
+        let mut rss_pages = 0u64;
+        let mut processes = 0u64;
+        for pid in descendants(self.root) {
+            let Some(stat) = read_stat(pid) else { continue };
+            ticks += stat.cpu_ticks;
+            if stat.zombie {
+                continue;
+            }
+            rss_pages += stat.rss_pages;
+            processes += 1;
+        }
+        let cpu = (user + system + self.tick * ticks as u32).max(self.last_cpu);
+        self.last_cpu = cpu;
+        Ok(Sample { cpu, memory: rss_pages * self.page, processes })
+    }
+
+    fn signal_all(&mut self, signal: Signal) -> usize {
+        descendants(self.root)
+            .into_iter()
+            .filter(|&pid| kill(Pid::from_raw(pid), signal).is_ok())
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_odd_command_name() {
+        let line = "42 (a) b (c) S 7 42 42 0 -1 4194560 100 0 0 0 11 22 33 44 20 0 1 0 100 1000 55 18446744073709551615";
+        let stat = parse_stat(line).unwrap();
+        assert_eq!(stat.ppid, 7);
+        assert_eq!(stat.cpu_ticks, 11 + 22 + 33 + 44);
+        assert_eq!(stat.rss_pages, 55);
+        assert!(!stat.zombie);
+    }
+
+    #[test]
+    fn finds_own_children() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let found = descendants(std::process::id() as i32);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(found.contains(&(child.id() as i32)), "{found:?}");
+    }
+}

@@ -1,0 +1,137 @@
+//! Parsing of human durations and sizes for the command line.
+//!
+//! `humantime` knows the unit names but rejects decimals (`1.5h`), and `bytesize` computes through `f64`,
+//! which saturates silently on overflow (`99999999TB`). Both are used here only to name units; the number
+//! itself is scaled with exact integer arithmetic, so every accepted value is the exact one the user wrote
+//! (rounded down to a nanosecond or a byte), and every value that does not fit is an error, never a clamp.
+
+use std::time::Duration;
+
+/// Splits `"1.5 GiB"` into the decimal number and the unit that follows it.
+fn split_number(text: &str) -> Result<(&str, &str), String> {
+    let end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(end);
+    if number.is_empty() || number == "." || number.matches('.').count() > 1 {
+        return Err(format!("expected a number at '{text}'"));
+    }
+    Ok((number, unit.trim_start()))
+}
+
+/// `number × unit` with exact integer arithmetic; the fraction is rounded down.
+fn scale(number: &str, unit: u128) -> Option<u128> {
+    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+    let int: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let mut total = int.checked_mul(unit)?;
+    // Digits past 38 cannot change a u128 result rounded down; ignore them rather than overflow 10^len.
+    let frac = &frac[..frac.len().min(38)];
+    if !frac.is_empty() {
+        let denominator = 10u128.checked_pow(frac.len() as u32)?;
+        let numerator: u128 = frac.parse().ok()?;
+        // numerator < denominator, so (numerator × unit) / denominator < unit: split to avoid overflow.
+        let whole = unit / denominator * numerator;
+        let rest = (unit % denominator).checked_mul(numerator)? / denominator;
+        total = total.checked_add(whole)?.checked_add(rest)?;
+    }
+    Some(total)
+}
+
+/// Parses a duration: `250ms`, `7s`, `1.5h`, `1h 30m`, or a bare number of seconds (`2`, `0.5`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut rest = text;
+    let mut nanos: u128 = 0;
+    while !rest.is_empty() {
+        let (number, after) = split_number(rest)?;
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.' || c.is_whitespace())
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_len);
+        let unit_nanos = if unit.is_empty() {
+            if number.len() != rest.trim_end().len() {
+                return Err(format!("missing unit after '{number}' in '{text}'"));
+            }
+            1_000_000_000 // a bare number means seconds, as in GNU timeout and pynisher
+        } else {
+            humantime::parse_duration(&format!("1{unit}"))
+                .map_err(|_| format!("unknown time unit '{unit}' in '{text}' (use ms, s, m, h, d)"))?
+                .as_nanos()
+        };
+        nanos = scale(number, unit_nanos)
+            .and_then(|n| nanos.checked_add(n))
+            .ok_or_else(|| format!("duration '{text}' is too large"))?;
+        rest = next.trim_start();
+    }
+    let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| format!("duration '{text}' is too large"))?;
+    Ok(Duration::new(secs, (nanos % 1_000_000_000) as u32))
+}
+
+/// Parses a byte size: `500MB` (500×10⁶), `1.5GiB` (1.5×2³⁰), `4096` (bytes).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty size".into());
+    }
+    let (number, unit) = split_number(text)?;
+    let unit_bytes: u128 = if unit.is_empty() {
+        1
+    } else {
+        format!("1{unit}")
+            .parse::<bytesize::ByteSize>()
+            .map_err(|_| format!("unknown size unit '{unit}' in '{text}' (use B, KB, MB, GB, KiB, MiB, GiB, ...)"))?
+            .as_u64()
+            .into()
+    };
+    scale(number, unit_bytes)
+        .and_then(|bytes| u64::try_from(bytes).ok())
+        .filter(|&bytes| bytes <= i64::MAX as u64) // the kernel's limit files hold signed 64-bit values
+        .ok_or_else(|| format!("size '{text}' is too large"))
+}
+
+/// Formats a duration the way a user would write it (`7s`, `1.5s`, `250ms`).
+pub fn format_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        humantime::format_duration(d).to_string()
+    } else if d < Duration::from_secs(1) {
+        humantime::format_duration(d).to_string()
+    } else {
+        format!("{}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("7s"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration(" 0.5 "), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5 s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration(".25s"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        for bad in ["", "-1s", "1x", "s", "1..5s", "1s 2", "99999999999999999999999h", "1.5.h", "٣s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("500MB"), Ok(500_000_000));
+        assert_eq!(parse_size("500MiB"), Ok(500 << 20));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("100 MB"), Ok(100_000_000));
+        for bad in ["", "12XB", "99999999TB", "-5MB", "MB", "1.2.3MB", "1e9"] {
+            assert!(parse_size(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+}

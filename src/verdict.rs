@@ -1,0 +1,130 @@
+//! What happened to the command, decided from the facts the monitor gathered: a pure function, tested alone.
+
+use crate::exit_code::ExitCode;
+use crate::limits::LimitKind;
+use nix::sys::signal::Signal;
+use serde::Serialize;
+
+/// The verdict a script branches on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Completed,
+    Signaled,
+    WallTime,
+    CpuTime,
+    Memory,
+    Processes,
+    SpawnError,
+}
+
+impl From<LimitKind> for Verdict {
+    fn from(kind: LimitKind) -> Verdict {
+        match kind {
+            LimitKind::WallTime => Verdict::WallTime,
+            LimitKind::CpuTime => Verdict::CpuTime,
+            LimitKind::Memory => Verdict::Memory,
+            LimitKind::Processes => Verdict::Processes,
+        }
+    }
+}
+
+/// How the command's first process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Exited(i32),
+    Signaled(Signal),
+}
+
+/// Everything the verdict depends on.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The first limit pynish saw crossed (and acted on).
+    pub limit: Option<LimitKind>,
+    /// A limit the kernel enforced by itself (cgroup OOM kill, refused fork, SIGXCPU from RLIMIT_CPU).
+    pub kernel_limit: Option<LimitKind>,
+    /// A terminating signal pynish itself received and passed on to the tree.
+    pub received: Option<Signal>,
+    /// How the command ended.
+    pub status: Option<Status>,
+    pub preserve_status: bool,
+}
+
+/// The verdict and pynish's exit code.
+pub fn decide(facts: &Facts) -> (Verdict, ExitCode) {
+    let own = match facts.status {
+        Some(Status::Exited(code)) => ExitCode::Command(code as u8),
+        Some(Status::Signaled(signal)) => ExitCode::Signal(signal),
+        None => ExitCode::Error,
+    };
+    if let Some(limit) = facts.limit.or(facts.kernel_limit) {
+        let code = if facts.preserve_status {
+            own
+        } else {
+            match limit {
+                LimitKind::WallTime => ExitCode::WallTime,
+                LimitKind::CpuTime => ExitCode::CpuTime,
+                LimitKind::Memory => ExitCode::Memory,
+                LimitKind::Processes => ExitCode::Processes,
+            }
+        };
+        return (limit.into(), code);
+    }
+    if let Some(signal) = facts.received {
+        return (Verdict::Signaled, ExitCode::Signal(signal));
+    }
+    match facts.status {
+        Some(Status::Signaled(_)) => (Verdict::Signaled, own),
+        _ => (Verdict::Completed, own),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completed_keeps_exit_code() {
+        let facts = Facts { status: Some(Status::Exited(3)), ..Facts::default() };
+        assert_eq!(decide(&facts), (Verdict::Completed, ExitCode::Command(3)));
+    }
+
+    #[test]
+    fn limit_wins_over_clean_exit_in_grace() {
+        let facts = Facts { limit: Some(LimitKind::WallTime), status: Some(Status::Exited(0)), ..Facts::default() };
+        assert_eq!(decide(&facts), (Verdict::WallTime, ExitCode::WallTime));
+    }
+
+    #[test]
+    fn preserve_status_returns_command_status() {
+        let facts = Facts {
+            limit: Some(LimitKind::Memory),
+            status: Some(Status::Signaled(Signal::SIGKILL)),
+            preserve_status: true,
+            ..Facts::default()
+        };
+        assert_eq!(decide(&facts), (Verdict::Memory, ExitCode::Signal(Signal::SIGKILL)));
+    }
+
+    #[test]
+    fn kernel_kill_is_a_limit_not_a_signal() {
+        let facts = Facts {
+            kernel_limit: Some(LimitKind::CpuTime),
+            status: Some(Status::Signaled(Signal::SIGXCPU)),
+            ..Facts::default()
+        };
+        assert_eq!(decide(&facts), (Verdict::CpuTime, ExitCode::CpuTime));
+    }
+
+    #[test]
+    fn received_signal_is_reported() {
+        let facts = Facts { received: Some(Signal::SIGHUP), status: Some(Status::Exited(0)), ..Facts::default() };
+        assert_eq!(decide(&facts), (Verdict::Signaled, ExitCode::Signal(Signal::SIGHUP)));
+    }
+
+    #[test]
+    fn foreign_signal_passes_through() {
+        let facts = Facts { status: Some(Status::Signaled(Signal::SIGSEGV)), ..Facts::default() };
+        assert_eq!(decide(&facts), (Verdict::Signaled, ExitCode::Signal(Signal::SIGSEGV)));
+    }
+}

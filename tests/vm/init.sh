@@ -1,0 +1,297 @@
+#!/bin/sh
+# /init of the pynish test VM: runs as PID 1 under busybox sh, mounts cgroup2,
+# runs the scenarios named by pynish.cases= on the kernel command line (all of
+# them by default) and prints for each exactly one line
+#   PYNISH-VM-CASE <name> PASS|FAIL <detail>
+# then "PYNISH-VM-DONE <n_pass> <n_fail>", and powers the VM off.
+# On a failure the case's command, exit code and output are printed first, on
+# lines starting with "  [<name>] ".
+# Built into the initramfs by tests/vm/run.sh, with /bin/pynish and the static
+# helpers from tests/vm/helpers/ in /bin.
+
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+export HOME=/root
+umask 022
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+exec </dev/console >/dev/console 2>&1
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+
+off() {
+    sync
+    poweroff -f
+    sleep 10
+}
+
+if grep -q 'pynish\.probe=1' /proc/cmdline; then
+    echo PYNISH-VM-PROBE-OK
+    off
+fi
+
+# Keep kernel messages (OOM reports...) off the console so they cannot cut
+# into a result line; failures print the tail of dmesg instead.
+dmesg -n 1 2>/dev/null
+
+CG=/sys/fs/cgroup
+mkdir -p $CG
+if ! mount -t cgroup2 cgroup2 $CG; then
+    echo "PYNISH-VM-ERROR cannot mount cgroup2"
+    echo "PYNISH-VM-DONE 0 1"
+    off
+fi
+if ! echo "+memory +pids +cpu" >$CG/cgroup.subtree_control; then
+    echo "PYNISH-VM-ERROR cannot enable controllers (available: $(cat $CG/cgroup.controllers))"
+fi
+
+CASE_TIMEOUT=20 # seconds, for each pynish run
+ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback no_leftover_groups"
+CASES=$(sed -n 's/.*pynish\.cases=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
+[ -n "$CASES" ] || CASES=$ALL_CASES
+
+echo "PYNISH-VM-INFO kernel=$(uname -r) cpus=$(nproc) controllers=\"$(cat $CG/cgroup.controllers)\" subtree_control=\"$(cat $CG/cgroup.subtree_control)\""
+echo "PYNISH-VM-INFO pynish check (as root):"
+timeout -s KILL 10 /bin/pynish check 2>&1 | sed 's/^/  [info] /'
+
+# Groups present before any case; no_leftover_groups compares against this.
+find $CG -type d | sort >/tmp/cg.before
+
+# ------------------------------------------------------------------ helpers
+
+# run_pynish TAG GROUP UID ARGS...
+# Runs /bin/pynish ARGS from a shell that first moves itself into cgroup
+# $CG/GROUP (GROUP "-": stay in the root group) and then drops to uid and gid
+# UID (UID "-": stay root). Kills it after CASE_TIMEOUT seconds.
+# Sets RC, OUT, ERR (file names), JSON (the last stderr line from its first
+# "{") and adds to the case's log.
+run_pynish() {
+    tag=$1 group=$2 uid=$3
+    shift 3
+    OUT=/tmp/$tag.out ERR=/tmp/$tag.err
+    LOG="$LOG
+\$ [group=$group uid=$uid] pynish $*"
+    grp=
+    [ "$group" = - ] || grp=$CG/$group
+    if [ "$uid" = - ]; then
+        set -- /bin/pynish "$@"
+    else
+        set -- /bin/setuid_exec "$uid" "$uid" /bin/pynish "$@"
+    fi
+    # shellcheck disable=SC2016
+    sh -c 'if [ -n "$0" ]; then echo $$ >"$0/cgroup.procs" || exit 99; fi; exec "$@"' \
+        "$grp" "$@" >"$OUT" 2>"$ERR" </dev/null &
+    pid=$!
+    (sleep $CASE_TIMEOUT && kill -KILL $pid) 2>/dev/null &
+    wd=$!
+    wait $pid
+    RC=$?
+    kill $wd 2>/dev/null
+    JSON=$(tail -n 1 "$ERR" | sed 's/^[^{]*//')
+    LOG="$LOG
+exit code $RC
+stdout: $(tail -n 15 "$OUT")
+stderr: $(tail -n 15 "$ERR")"
+}
+
+# jget JSON KEY: the value of "KEY" (the last one in JSON), strings unquoted.
+# serde_json writes no spaces. Use jobj first for a key of a nested object.
+jget() {
+    printf '%s\n' "$1" | sed -nE 's/.*"'"$2"'":("[^"]*"|[^,}]*).*/\1/p' | sed -E 's/^"(.*)"$/\1/'
+}
+# jobj JSON KEY: the inside of the flat object "KEY":{...}.
+jobj() {
+    printf '%s\n' "$1" | sed -nE 's/.*"'"$2"'":\{([^}]*)\}.*/\1/p'
+}
+
+# Checks; each failed one is added to FAILS.
+expect_eq() { # expect_eq WHAT ACTUAL EXPECTED
+    [ "$2" = "$3" ] || FAILS="$FAILS $1=${2:-<none>}(want $3)"
+}
+is_num() {
+    case $1 in '' | null | *[!0-9.eE+-]*) return 1 ;; esac
+    return 0
+}
+expect_cmp() { # expect_cmp WHAT ACTUAL OP BOUND   (OP: < <= >= >)
+    if ! is_num "$2"; then
+        FAILS="$FAILS $1=${2:-<none>}(want a number $3 $4)"
+    elif ! awk -v a="$2" -v b="$4" -v op="$3" 'BEGIN {
+        a += 0; b += 0
+        ok = (op == "<" && a < b) || (op == "<=" && a <= b) || (op == ">=" && a >= b) || (op == ">" && a > b)
+        exit !ok }'; then
+        FAILS="$FAILS $1=$2(want $3 $4)"
+    fi
+}
+
+# alive PID: the process exists and is not a zombie.
+alive() {
+    kill -0 "$1" 2>/dev/null || return 1
+    state=$(sed -E 's/^[0-9]+ \(.*\) (.).*/\1/' /proc/"$1"/stat 2>/dev/null)
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+
+N_PASS=0
+N_FAIL=0
+# finish NAME DETAIL: print the case's result line (and its log on failure).
+finish() {
+    if [ -z "$FAILS" ]; then
+        N_PASS=$((N_PASS + 1))
+        echo "PYNISH-VM-CASE $1 PASS $2"
+    else
+        N_FAIL=$((N_FAIL + 1))
+        printf '%s\n' "$LOG" | sed '/^$/d' | sed "s/^/  [$1] /"
+        echo "PYNISH-VM-CASE $1 FAIL$FAILS; $2"
+    fi
+}
+
+# -------------------------------------------------------------------- cases
+
+case_memory() {
+    run_pynish memory - - --backend cgroup2 --memory 100MB --json -- /bin/alloc 1000
+    usage=$(jobj "$JSON" usage)
+    enf=$(jobj "$JSON" enforcement)
+    peak=$(jget "$usage" peak_memory_bytes)
+    expect_eq exit "$RC" 122
+    expect_eq verdict "$(jget "$JSON" verdict)" memory
+    expect_eq enforcement.memory "$(jget "$enf" memory)" cgroup2
+    # memory.max rounds 100 MB down to whole pages; allow 4 MiB of slack.
+    expect_cmp peak_memory_bytes "$peak" '<=' $((100000000 + 4194304))
+    # The job did reach the limit, so a much lower peak means it was not measured.
+    expect_cmp peak_memory_bytes "$peak" '>=' 50000000
+    DETAIL="exit=$RC verdict=$(jget "$JSON" verdict) enforcement.memory=$(jget "$enf" memory) peak_memory_bytes=$peak"
+}
+
+case_processes() {
+    run_pynish processes - - --backend cgroup2 --processes 50 --json -- /bin/forkbomb 2000
+    usage=$(jobj "$JSON" usage)
+    enf=$(jobj "$JSON" enforcement)
+    maxp=$(jget "$usage" max_processes)
+    expect_eq exit "$RC" 121
+    expect_eq verdict "$(jget "$JSON" verdict)" processes
+    expect_eq enforcement.processes "$(jget "$enf" processes)" cgroup2
+    expect_cmp max_processes "$maxp" '<=' 50
+    DETAIL="exit=$RC verdict=$(jget "$JSON" verdict) enforcement.processes=$(jget "$enf" processes) max_processes=$maxp"
+}
+
+case_daemon() {
+    rm -f /tmp/daemon.pid
+    run_pynish daemon - - --backend cgroup2 --wall-time 1s --json -- \
+        /bin/sh -c '/bin/daemon /tmp/daemon.pid 1000; sleep 100'
+    dpid=$(cat /tmp/daemon.pid 2>/dev/null)
+    expect_eq exit "$RC" 124
+    expect_eq verdict "$(jget "$JSON" verdict)" wall_time
+    if [ -z "$dpid" ]; then
+        FAILS="$FAILS daemon_pid=<none>(the daemon never wrote its pid)"
+        dstate="unknown"
+    elif alive "$dpid"; then
+        FAILS="$FAILS daemon_alive=$dpid(want it killed)"
+        dstate="alive"
+        kill -KILL "$dpid" 2>/dev/null
+    else
+        dstate="dead"
+    fi
+    DETAIL="exit=$RC verdict=$(jget "$JSON" verdict) wall_time_s=$(jget "$(jobj "$JSON" usage)" wall_time_s) daemon_pid=${dpid:-none} daemon=$dstate"
+}
+
+case_cpu_subsecond() {
+    run_pynish cpu_subsecond - - --backend cgroup2 --cpu-time 300ms --json -- /bin/spin
+    usage=$(jobj "$JSON" usage)
+    enf=$(jobj "$JSON" enforcement)
+    u=$(jget "$usage" cpu_user_s)
+    s=$(jget "$usage" cpu_system_s)
+    cpu=
+    if is_num "$u" && is_num "$s"; then
+        cpu=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.3f", u + s }')
+    fi
+    expect_eq exit "$RC" 123
+    expect_eq verdict "$(jget "$JSON" verdict)" cpu_time
+    expect_cmp cpu_s "$cpu" '>=' 0.3
+    expect_cmp cpu_s "$cpu" '<' 0.6
+    DETAIL="exit=$RC verdict=$(jget "$JSON" verdict) enforcement.cpu_time=$(jget "$enf" cpu_time) cpu_s=$cpu (user=$u system=$s)"
+}
+
+case_nonleaf() {
+    mkdir -p $CG/test-nonleaf
+    run_pynish nonleaf test-nonleaf - --backend cgroup2 --memory 100MB --json -- /bin/alloc 1000
+    enf=$(jobj "$JSON" enforcement)
+    expect_eq exit "$RC" 122
+    expect_eq verdict "$(jget "$JSON" verdict)" memory
+    expect_eq enforcement.memory "$(jget "$enf" memory)" cgroup2
+    DETAIL="exit=$RC verdict=$(jget "$JSON" verdict) enforcement.memory=$(jget "$enf" memory) started_in=/test-nonleaf"
+}
+
+case_unpriv_delegated() {
+    d=$CG/user1000
+    mkdir -p $d
+    # Delegation as in the kernel's cgroup-v2 documentation: the directory and
+    # its cgroup.procs, cgroup.threads and cgroup.subtree_control.
+    chown 1000:1000 $d $d/cgroup.procs $d/cgroup.threads $d/cgroup.subtree_control
+    run_pynish unpriv_delegated user1000 1000 --memory 100MB --json -- /bin/alloc 1000
+    enf=$(jobj "$JSON" enforcement)
+    expect_eq exit "$RC" 122
+    expect_eq verdict "$(jget "$JSON" verdict)" memory
+    expect_eq backend "$(jget "$JSON" backend)" cgroup2
+    expect_eq enforcement.memory "$(jget "$enf" memory)" cgroup2
+    DETAIL="exit=$RC verdict=$(jget "$JSON" verdict) backend=$(jget "$JSON" backend) enforcement.memory=$(jget "$enf" memory) uid=1000 started_in=/user1000"
+}
+
+case_unpriv_fallback() {
+    mkdir -p $CG/test-fallback # owned by root: nothing delegated to uid 1000
+    run_pynish unpriv_fallback test-fallback 1000 --memory 100MB --json -- /bin/alloc 1000
+    enf=$(jobj "$JSON" enforcement)
+    expect_eq exit "$RC" 122
+    expect_eq verdict "$(jget "$JSON" verdict)" memory
+    expect_eq enforcement.memory "$(jget "$enf" memory)" proc
+    DETAIL="exit=$RC verdict=$(jget "$JSON" verdict) backend=$(jget "$JSON" backend) enforcement.memory=$(jget "$enf" memory)"
+    run_pynish unpriv_fallback_check test-fallback 1000 check
+    if cat "$OUT" "$ERR" | grep -qi delegat; then
+        DETAIL="$DETAIL check_mentions_delegation=yes"
+    else
+        FAILS="$FAILS check_mentions_delegation=no(want \"pynish check\" to say why: delegat...)"
+        DETAIL="$DETAIL check_mentions_delegation=no"
+    fi
+}
+
+case_no_leftover_groups() {
+    find $CG -type d | sort >/tmp/cg.after
+    # Groups this script made itself are expected; anything else new, including
+    # groups below those, was left behind by pynish.
+    left=$(grep -vxF -f /tmp/cg.before /tmp/cg.after |
+        grep -vxF -e $CG/test-nonleaf -e $CG/user1000 -e $CG/test-fallback |
+        sed "s|^$CG||")
+    if [ -n "$left" ]; then
+        for g in $left; do
+            LOG="$LOG
+left over: $g procs=[$(tr '\n' ' ' <$CG$g/cgroup.procs 2>/dev/null)] subtree_control=[$(cat $CG$g/cgroup.subtree_control 2>/dev/null)]"
+        done
+        FAILS=" left_over:$(echo $left | tr ' ' ',')"
+    fi
+    DETAIL="groups_before=$(wc -l </tmp/cg.before) groups_after=$(wc -l </tmp/cg.after)"
+}
+
+# --------------------------------------------------------------------- main
+
+for c in $CASES; do
+    FAILS= DETAIL= LOG=
+    case " $ALL_CASES " in
+    *" $c "*)
+        t0=$(cut -d' ' -f1 /proc/uptime)
+        case_$c
+        t1=$(cut -d' ' -f1 /proc/uptime)
+        finish "$c" "$DETAIL ($(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')s)"
+        ;;
+    *)
+        FAILS=" unknown_case"
+        finish "$c" ""
+        ;;
+    esac
+done
+
+if [ $N_FAIL -gt 0 ]; then
+    echo "PYNISH-VM-INFO cgroups now:"
+    find $CG -type d | sed "s|^$CG||; s|^\$|/|; s|^|  [info] |"
+    echo "PYNISH-VM-INFO last kernel messages (without memory.stat dumps):"
+    dmesg | grep -vE '^\[ *[0-9.]+\] +[a-z_]+ [0-9]+$' | tail -n 30 | sed 's/^/  [dmesg] /'
+fi
+echo "PYNISH-VM-DONE $N_PASS $N_FAIL"
+off
