@@ -1,9 +1,9 @@
 //! The command-line definition, and nothing else: clap types stop here (see `settings.rs`).
 
-use crate::signals::parse_signal;
-use crate::units::{parse_duration, parse_size};
 use crate::limits::MemoryKind;
 use crate::settings::BackendChoice;
+use crate::signals::parse_signal;
+use crate::units::{parse_duration, parse_size};
 use clap::{Parser, Subcommand};
 use nix::sys::signal::Signal;
 use std::ffi::OsString;
@@ -111,7 +111,7 @@ pub struct Cli {
     pub backend: BackendChoice,
 
     /// The command to run, and its arguments (write `--` before it)
-    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
+    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true, num_args = 1..)]
     pub command: Vec<OsString>,
 }
 

@@ -5,10 +5,11 @@ use serde::Serialize;
 use std::time::Duration;
 
 /// What the memory limit counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MemoryKind {
     /// Resident memory summed over the whole tree
+    #[default]
     Resident,
     /// Address space of each process separately (RLIMIT_AS), as pynisher did
     Virtual,
@@ -22,12 +23,6 @@ pub struct Limits {
     pub memory: Option<u64>,
     pub memory_kind: MemoryKind,
     pub processes: Option<u64>,
-}
-
-impl Default for MemoryKind {
-    fn default() -> Self {
-        MemoryKind::Resident
-    }
 }
 
 /// One of the four limits; the verdict names the first one crossed.

@@ -142,7 +142,11 @@ pub fn supervise(settings: &Settings, tree: &mut dyn Tree, log: &Log) -> Result<
     let start = Instant::now();
     let child = spawn::spawn(&settings.command, plan)?;
     let child = Pid::from_raw(child.id() as i32);
-    log.event(format_args!("started {} as pid {child} ({} backend)", settings.command[0].to_string_lossy(), tree.name()));
+    log.event(format_args!(
+        "started {} as pid {child} ({} backend)",
+        settings.command[0].to_string_lossy(),
+        tree.name()
+    ));
 
     let mut monitor = Monitor {
         settings,
@@ -171,9 +175,10 @@ fn rlimits(settings: &Settings) -> Vec<(Resource, u64, u64)> {
     let limits = &settings.limits;
     let mut out = Vec::new();
     if let Some(cpu) = limits.cpu_time {
-        // RLIMIT_CPU counts whole seconds per process: SIGXCPU at the limit rounded up, SIGKILL once the
-        // grace period has also passed. pynish itself normally acts first, on the whole tree.
-        let soft = cpu.as_secs() + u64::from(cpu.subsec_nanos() > 0);
+        // RLIMIT_CPU counts whole seconds per process: SIGXCPU at the next whole second above the limit, SIGKILL
+        // once the grace period has also passed. pynish, counting the whole tree with sub-second precision,
+        // acts first; the kernel's limit is the backstop should pynish be unable to (it is never tighter).
+        let soft = cpu.as_secs() + 1;
         let grace = settings.grace.as_secs() + u64::from(settings.grace.subsec_nanos() > 0);
         out.push((Resource::RLIMIT_CPU, soft, soft + grace.max(1)));
     }
@@ -330,26 +335,22 @@ impl Monitor<'_> {
         if let Some(cpu) = limits.cpu_time {
             secs = secs.min(cpu.saturating_sub(sample.cpu).as_secs_f64() / self.cores);
         }
-        if let (Some(memory), MemoryKind::Resident) = (limits.memory, limits.memory_kind) {
-            if self.tree.enforcement(LimitKind::Memory) == "proc" {
-                secs = secs.min(memory.saturating_sub(sample.memory) as f64 / memory_rate);
-            }
+        if let (Some(memory), MemoryKind::Resident) = (limits.memory, limits.memory_kind)
+            && self.tree.enforcement(LimitKind::Memory) == "proc"
+        {
+            secs = secs.min(memory.saturating_sub(sample.memory) as f64 / memory_rate);
         }
-        if let Some(processes) = limits.processes {
-            if self.tree.enforcement(LimitKind::Processes) == "proc" {
-                secs = secs.min(processes.saturating_sub(sample.processes) as f64 / fork_rate);
-            }
+        if let Some(processes) = limits.processes
+            && self.tree.enforcement(LimitKind::Processes) == "proc"
+        {
+            secs = secs.min(processes.saturating_sub(sample.processes) as f64 / fork_rate);
         }
         Duration::from_secs_f64(secs.max(0.0)).clamp(MIN_SAMPLE, MAX_SAMPLE)
     }
 
     fn hit(&mut self, kind: LimitKind) {
         self.facts.limit = Some(kind);
-        self.log.event(format_args!(
-            "{} limit {} reached",
-            kind.describe(),
-            self.settings.limits.show(kind)
-        ));
+        self.log.event(format_args!("{} limit {} reached", kind.describe(), self.settings.limits.show(kind)));
         self.escalate(self.settings.signal);
     }
 
@@ -423,7 +424,10 @@ impl Monitor<'_> {
             }
         }
         if let (Some(memory), MemoryKind::Virtual) = (limits.memory, limits.memory_kind) {
-            if failed && self.address_space_peak as f64 >= memory as f64 * ADDRESS_SPACE_NEAR {
+            // A process's resident peak is a lower bound of its address space, and is known even for members
+            // that lived between two samples.
+            let peak = self.address_space_peak.max(proc::reaped_max_rss());
+            if failed && peak as f64 >= memory as f64 * ADDRESS_SPACE_NEAR {
                 return Some(LimitKind::Memory);
             }
         }

@@ -221,7 +221,8 @@ pub fn write_file(path: &std::path::Path, json: &str) -> Result<()> {
     };
     let mut file = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("cannot write the report in {}", dir.display()))?;
-    writeln!(file, "{json}").and_then(|_| file.as_file().sync_all())
+    writeln!(file, "{json}")
+        .and_then(|_| file.as_file().sync_all())
         .with_context(|| format!("cannot write the report to {}", path.display()))?;
     file.persist(path).with_context(|| format!("cannot write the report to {}", path.display()))?;
     Ok(())

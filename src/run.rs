@@ -51,10 +51,13 @@ fn supervise(cli: Cli) -> Result<Exit> {
                 enforcement.cpu_time = Some("rlimit"); // RLIMIT_CPU's SIGXCPU ended the command before pynish did
             }
             let report = Report::from_outcome(&settings, &outcome, verdict, code, backend, enforcement);
-            if !settings.quiet && !settings.json && settings.report.is_none() && settings.report_fd.is_none() {
-                if let Some(line) = report::message(&settings, &outcome, verdict) {
-                    eprintln!("{line}");
-                }
+            if !settings.quiet
+                && !settings.json
+                && settings.report.is_none()
+                && settings.report_fd.is_none()
+                && let Some(line) = report::message(&settings, &outcome, verdict)
+            {
+                eprintln!("{line}");
             }
             let exit = match (verdict, code) {
                 (Verdict::Signaled, ExitCode::Signal(signal)) => Exit::Signal(signal),

@@ -49,8 +49,8 @@ impl Settings {
                 Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
                 _ => PathBuf::from("."),
             };
-            let meta = std::fs::metadata(&dir)
-                .with_context(|| format!("report directory {} is not usable", dir.display()))?;
+            let meta =
+                std::fs::metadata(&dir).with_context(|| format!("report directory {} is not usable", dir.display()))?;
             if !meta.is_dir() {
                 bail!("report directory {} is not a directory", dir.display());
             }

@@ -9,9 +9,7 @@ use std::time::Duration;
 
 /// Splits `"1.5 GiB"` into the decimal number and the unit that follows it.
 fn split_number(text: &str) -> Result<(&str, &str), String> {
-    let end = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
+    let end = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     let (number, unit) = text.split_at(end);
     if number.is_empty() || number == "." || number.matches('.').count() > 1 {
         return Err(format!("expected a number at '{text}'"));
@@ -47,12 +45,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut nanos: u128 = 0;
     while !rest.is_empty() {
         let (number, after) = split_number(rest)?;
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit() || c == '.' || c.is_whitespace())
-            .unwrap_or(after.len());
+        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.' || c.is_whitespace()).unwrap_or(after.len());
         let (unit, next) = after.split_at(unit_len);
         let unit_nanos = if unit.is_empty() {
-            if number.len() != rest.trim_end().len() {
+            if rest != text {
                 return Err(format!("missing unit after '{number}' in '{text}'"));
             }
             1_000_000_000 // a bare number means seconds, as in GNU timeout and pynisher
@@ -94,12 +90,10 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 /// Formats a duration the way a user would write it (`7s`, `1.5s`, `250ms`).
 pub fn format_duration(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        humantime::format_duration(d).to_string()
-    } else if d < Duration::from_secs(1) {
-        humantime::format_duration(d).to_string()
-    } else {
+    if d >= Duration::from_secs(1) && d.subsec_nanos() != 0 {
         format!("{}s", d.as_secs_f64())
+    } else {
+        humantime::format_duration(d).to_string()
     }
 }
 

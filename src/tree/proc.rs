@@ -82,10 +82,10 @@ fn descendants_by_scan(root: i32) -> Vec<i32> {
     let mut parent_of = HashMap::new();
     if let Ok(entries) = fs::read_dir("/proc") {
         for entry in entries.flatten() {
-            if let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) {
-                if let Some(stat) = read_stat(pid) {
-                    parent_of.insert(pid, stat.ppid);
-                }
+            if let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok())
+                && let Some(stat) = read_stat(pid)
+            {
+                parent_of.insert(pid, stat.ppid);
             }
         }
     }
@@ -142,6 +142,12 @@ pub struct ProcTree {
     last_cpu: Duration,
 }
 
+impl Default for ProcTree {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl ProcTree {
     pub fn new() -> ProcTree {
         let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100);
@@ -184,10 +190,7 @@ impl Tree for ProcTree {
     }
 
     fn signal_all(&mut self, signal: Signal) -> usize {
-        descendants(self.root)
-            .into_iter()
-            .filter(|&pid| kill(Pid::from_raw(pid), signal).is_ok())
-            .count()
+        descendants(self.root).into_iter().filter(|&pid| kill(Pid::from_raw(pid), signal).is_ok()).count()
     }
 }
 
@@ -197,7 +200,8 @@ mod tests {
 
     #[test]
     fn stat_with_odd_command_name() {
-        let line = "42 (a) b (c) S 7 42 42 0 -1 4194560 100 0 0 0 11 22 33 44 20 0 1 0 100 1000 55 18446744073709551615";
+        let line =
+            "42 (a) b (c) S 7 42 42 0 -1 4194560 100 0 0 0 11 22 33 44 20 0 1 0 100 1000 55 18446744073709551615";
         let stat = parse_stat(line).unwrap();
         assert_eq!(stat.ppid, 7);
         assert_eq!(stat.cpu_ticks, 11 + 22 + 33 + 44);

@@ -86,7 +86,11 @@ run_pynish() {
     wd=$!
     wait $pid
     RC=$?
-    kill $wd 2>/dev/null
+    if kill -0 $wd 2>/dev/null; then
+        kill $wd 2>/dev/null
+    else
+        FAILS="$FAILS timeout(killed after ${CASE_TIMEOUT}s)"
+    fi
     JSON=$(tail -n 1 "$ERR" | sed 's/^[^{]*//')
     LOG="$LOG
 exit code $RC
@@ -262,9 +266,9 @@ case_no_leftover_groups() {
     if [ -n "$left" ]; then
         for g in $left; do
             LOG="$LOG
-left over: $g procs=[$(tr '\n' ' ' <$CG$g/cgroup.procs 2>/dev/null)] subtree_control=[$(cat $CG$g/cgroup.subtree_control 2>/dev/null)]"
+left over: $g procs=[$(tr '\n' ' ' <"$CG$g/cgroup.procs" 2>/dev/null)] subtree_control=[$(cat "$CG$g/cgroup.subtree_control" 2>/dev/null)]"
         done
-        FAILS=" left_over:$(echo $left | tr ' ' ',')"
+        FAILS=" left_over:$(printf '%s' "$left" | tr '\n' ',')"
     fi
     DETAIL="groups_before=$(wc -l </tmp/cg.before) groups_after=$(wc -l </tmp/cg.after)"
 }
@@ -272,11 +276,11 @@ left over: $g procs=[$(tr '\n' ' ' <$CG$g/cgroup.procs 2>/dev/null)] subtree_con
 # --------------------------------------------------------------------- main
 
 for c in $CASES; do
-    FAILS= DETAIL= LOG=
+    FAILS='' DETAIL='' LOG=
     case " $ALL_CASES " in
     *" $c "*)
         t0=$(cut -d' ' -f1 /proc/uptime)
-        case_$c
+        "case_$c"
         t1=$(cut -d' ' -f1 /proc/uptime)
         finish "$c" "$DETAIL ($(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')s)"
         ;;

@@ -53,6 +53,7 @@ command -v qemu-system-x86_64 >/dev/null ||
 
 kernel=${PYNISH_VM_KERNEL:-}
 if [ -z "$kernel" ]; then
+    # shellcheck disable=SC2012 # kernel file names are plain
     kernel=$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1)
     [ -n "$kernel" ] || skip "no kernel at /boot/vmlinuz-* (apt-get install linux-image-cloud-amd64)"
 fi
@@ -74,6 +75,7 @@ command -v timeout >/dev/null || skip "timeout (coreutils) not found"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/pynish-vm.XXXXXX") || exit 1
 qemu_pid=
+# shellcheck disable=SC2317 # called through trap
 cleanup() {
     if [ -n "$qemu_pid" ]; then
         # timeout(1) made itself a process group leader: end it and qemu.
@@ -163,7 +165,7 @@ mknod -m 666 "$root/dev/null" c 1 3 2>/dev/null
 # ------------------------------------------------------------------- boot
 qemu_common=(-nodefaults -no-user-config -display none -monitor none -no-reboot
     -nic none -m 2048 -smp "$smp" -kernel "$kernel" -initrd "$work/initrd.gz")
-append="console=ttyS0 panic=-1 quiet pynish.cases=$(echo $cases | tr ' ' ',')"
+append="console=ttyS0 panic=-1 quiet pynish.cases=$(echo "$cases" | tr -s ' \n' ',,' | sed 's/^,//; s/,$//')"
 
 kvm_works() {
     [ -r /dev/kvm ] && [ -w /dev/kvm ] || return 1
@@ -224,7 +226,7 @@ for c in $cases; do
     case $line in
     "PYNISH-VM-CASE $c PASS"*) n_pass=$((n_pass + 1)) ;;
     "PYNISH-VM-CASE $c FAIL"*)
-        echo "pynish-vm: case $c failed: ${line#PYNISH-VM-CASE $c FAIL}"
+        echo "pynish-vm: case $c failed: ${line#"PYNISH-VM-CASE $c FAIL"}"
         status=1
         ;;
     *)
@@ -237,6 +239,6 @@ if ! tr -d '\r' <"$log" | grep -q '^PYNISH-VM-DONE '; then
     echo "pynish-vm: the VM never printed PYNISH-VM-DONE"
     status=1
 fi
-n_total=$(echo $cases | wc -w)
+n_total=$(echo "$cases" | wc -w)
 echo "pynish-vm: $n_pass of $n_total cases passed"
 exit $status

@@ -1,0 +1,96 @@
+//! The JSON report is a public contract: its keys are checked exactly, so any change breaks a test on purpose.
+
+use crate::util::*;
+
+const TOP: &[&str] = &[
+    "schema",
+    "label",
+    "verdict",
+    "exit_code",
+    "command_exit_code",
+    "signal",
+    "received_signal",
+    "limits",
+    "usage",
+    "escalation",
+    "backend",
+    "enforcement",
+    "command",
+    "pid",
+    "error",
+];
+
+fn keys(value: &serde_json::Value) -> Vec<String> {
+    let mut keys: Vec<String> = value.as_object().expect("an object").keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+fn sorted(names: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn report_has_exactly_the_documented_fields() {
+    let out = pynish_on("proc")
+        .args(["--wall-time", "5s", "--memory", "1GiB", "--label", "nightly", "--", "true"])
+        .output()
+        .unwrap();
+    let r = report(&out);
+    assert_eq!(keys(&r), sorted(TOP));
+    assert_eq!(
+        keys(&r["usage"]),
+        sorted(&["wall_time_s", "cpu_user_s", "cpu_system_s", "cpu_time_s", "peak_memory_bytes", "max_processes"])
+    );
+    assert_eq!(
+        keys(&r["limits"]),
+        sorted(&["wall_time_s", "cpu_time_s", "memory_bytes", "memory_kind", "processes", "grace_s", "signal"])
+    );
+    assert_eq!(
+        keys(&r["escalation"]),
+        sorted(&[
+            "first_signal",
+            "first_signal_at_s",
+            "signalled_processes",
+            "sigkill_sent",
+            "sigkill_at_s",
+            "killed_processes"
+        ])
+    );
+    assert_eq!(keys(&r["enforcement"]), sorted(&["wall_time", "cpu_time", "memory", "processes"]));
+    assert_eq!(r["schema"], 1);
+    assert_eq!(r["label"], "nightly");
+    assert_eq!(r["limits"]["memory_bytes"], 1u64 << 30);
+    assert_eq!(r["limits"]["wall_time_s"], 5.0);
+    assert_eq!(r["enforcement"]["wall_time"], "timer");
+    assert_eq!(r["enforcement"]["memory"], "proc");
+    assert!(r["enforcement"]["cpu_time"].is_null());
+    assert_eq!(r["command"], serde_json::json!(["true"]));
+    assert!(r["pid"].as_i64().unwrap() > 0);
+}
+
+#[test]
+fn report_file_is_written_atomically_and_matches_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.json");
+    let out = pynish_on("proc").arg("--report").arg(&path).args(["--", "sh", "-c", "exit 4"]).output().unwrap();
+    assert_eq!(code(&out), 4);
+    let from_file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(from_file, report(&out));
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "no temporary file stays behind");
+}
+
+#[test]
+fn plain_run_prints_nothing_and_limit_prints_one_line() {
+    let out = pynish().args(["--", "true"]).output().unwrap();
+    assert!(out.stderr.is_empty());
+    let out = pynish().args(["--wall-time", "300ms", "--grace", "2s", "--", "sleep", "10"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr, "pynish: wall-time limit 300ms reached; sent SIGTERM, the command ended within the 2s grace\n");
+    let out = pynish().args(["-q", "--wall-time", "300ms", "--", "sleep", "10"]).output().unwrap();
+    assert!(out.stderr.is_empty());
+    assert_eq!(code(&out), 124);
+}

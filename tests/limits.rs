@@ -1,0 +1,98 @@
+//! Each limit stops the tree, with the right verdict and exit code, on every backend this machine offers.
+
+use crate::util::*;
+use std::time::Duration;
+
+#[test]
+fn wall_limit_stops_sleeper() {
+    for backend in backends() {
+        let (out, took) = timed(pynish_on(backend).args(["--wall-time", "1s", "--", "sleep", "10"]));
+        assert_eq!(code(&out), 124, "{backend}");
+        let report = report(&out);
+        assert_eq!(report["verdict"], "wall_time", "{backend}");
+        assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(6), "{backend}: took {took:?}");
+        assert!(f(&report["usage"]["wall_time_s"]) >= 1.0);
+    }
+}
+
+#[test]
+fn cpu_limit_stops_busy_loop() {
+    for backend in backends() {
+        let out = pynish_on(backend).args(["--cpu-time", "1s", "--", &testkit(), "spin"]).output().unwrap();
+        assert_eq!(code(&out), 123, "{backend}");
+        let report = report(&out);
+        assert_eq!(report["verdict"], "cpu_time", "{backend}");
+        let cpu = f(&report["usage"]["cpu_user_s"]) + f(&report["usage"]["cpu_system_s"]);
+        assert!((1.0..1.5).contains(&cpu), "{backend}: used {cpu} s of CPU");
+    }
+}
+
+#[test]
+fn cpu_limit_counts_the_whole_tree() {
+    // Four children share 2 s of CPU: none of them alone comes near the limit (nor its RLIMIT_CPU).
+    for backend in backends() {
+        let out = pynish_on(backend)
+            .args(["--cpu-time", "2s", "--wall-time", "60s", "--", &testkit(), "spin-children", "4"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 123, "{backend}");
+        let report = report(&out);
+        assert_eq!(report["verdict"], "cpu_time", "{backend}");
+        let cpu = f(&report["usage"]["cpu_time_s"]);
+        assert!((2.0..2.8).contains(&cpu), "{backend}: used {cpu} s of CPU");
+        assert!(report["usage"]["max_processes"].as_u64().unwrap() >= 5, "{report}");
+    }
+}
+
+#[test]
+fn memory_limit_stops_growing_process() {
+    for backend in backends() {
+        let out = pynish_on(backend)
+            .args(["--memory", "200MB", "--wall-time", "60s", "--", &testkit(), "alloc", "1000", "10", "5"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 122, "{backend}");
+        let report = report(&out);
+        assert_eq!(report["verdict"], "memory", "{backend}");
+        let peak = report["usage"]["peak_memory_bytes"].as_u64().unwrap();
+        assert!(peak >= 150_000_000, "{backend}: peak {peak}");
+    }
+}
+
+#[test]
+fn memory_limit_counts_the_whole_tree() {
+    // Five processes of 60 MB: each is far below 200 MB, together they are not.
+    for backend in backends() {
+        let out = pynish_on(backend)
+            .args(["--memory", "200MB", "--wall-time", "60s", "--", &testkit(), "hog-children", "5", "60"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 122, "{backend}");
+        assert_eq!(report(&out)["verdict"], "memory", "{backend}");
+    }
+}
+
+#[test]
+fn virtual_memory_limit_is_per_process_rlimit() {
+    let out = pynish_on("proc")
+        .args(["--memory", "200MB", "--memory-kind", "virtual", "--wall-time", "60s", "--"])
+        .args([&testkit(), "alloc", "1000", "10"])
+        .output()
+        .unwrap();
+    let report = report(&out);
+    assert_eq!(report["enforcement"]["memory"], "rlimit");
+    assert_eq!(report["verdict"], "memory", "{report}");
+    assert_eq!(code(&out), 122);
+}
+
+#[test]
+fn process_limit_stops_forker() {
+    for backend in backends() {
+        let out = pynish_on(backend)
+            .args(["--processes", "20", "--wall-time", "60s", "--", &testkit(), "forkbomb", "200"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 121, "{backend}");
+        assert_eq!(report(&out)["verdict"], "processes", "{backend}");
+    }
+}
