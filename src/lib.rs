@@ -38,6 +38,8 @@ pub mod spawn;
 pub mod terminal;
 #[cfg(target_os = "linux")]
 pub mod tree;
+#[cfg(target_os = "linux")]
+mod wakeup;
 
 use clap::Parser;
 use cli::Cli;

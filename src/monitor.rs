@@ -20,6 +20,7 @@ use crate::spawn::{self, Plan, SpawnError};
 use crate::terminal::Terminal;
 use crate::tree::{Sample, Tree, proc};
 use crate::verdict::{Facts, Status};
+use crate::wakeup::Wakeup;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, ppoll};
 use nix::sys::resource::Resource;
@@ -27,10 +28,6 @@ use nix::sys::signal::{Signal, killpg};
 use nix::sys::time::TimeSpec;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use signal_hook::iterator::Signals;
-use std::io::Read;
-use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 /// Closest two samples may be, near a limit.
@@ -122,15 +119,9 @@ struct Monitor<'a> {
 
 /// Runs the command under `settings` and watches it with `tree` until nothing of it is left.
 pub fn supervise(settings: &Settings, tree: &mut dyn Tree, log: &Log) -> Result<Outcome, SpawnError> {
-    let setup = |e: std::io::Error| SpawnError::Setup(anyhow::Error::new(e).context("cannot watch signals"));
-    let (mut wake_read, wake_write) = UnixStream::pair().map_err(setup)?;
-    wake_read.set_nonblocking(true).map_err(setup)?;
-    let mut watched: Vec<i32> = vec![Signal::SIGCHLD as i32];
-    watched.extend(TERMINATING.iter().chain(&PASSED_ON).map(|&s| s as i32));
-    for &signal in &watched {
-        signal_hook::low_level::pipe::register(signal, wake_write.try_clone().map_err(setup)?).map_err(setup)?;
-    }
-    let mut signals = Signals::new(&watched).map_err(setup)?;
+    let watched: Vec<Signal> = [Signal::SIGCHLD].iter().chain(&TERMINATING).chain(&PASSED_ON).copied().collect();
+    let mut wakeup = Wakeup::install(&watched)
+        .map_err(|e| SpawnError::Setup(anyhow::Error::new(e).context("cannot watch signals")))?;
 
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer flag and touches no memory of ours.
     if unsafe { nix::libc::prctl(nix::libc::PR_SET_CHILD_SUBREAPER, 1) } < 0 {
@@ -163,11 +154,17 @@ pub fn supervise(settings: &Settings, tree: &mut dyn Tree, log: &Log) -> Result<
         last_at: start,
         next_sample: start,
         address_space_peak: 0,
-        cores: std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
+        cores: online_cores(),
     };
     monitor.next_sample = start + monitor.interval(Sample::default(), MEMORY_RATE_FLOOR, FORK_RATE_FLOOR);
-    monitor.run(&mut signals, &mut wake_read);
+    monitor.run(&mut wakeup);
     Ok(monitor.finish())
+}
+
+/// How many CPU seconds the tree can burn per second at most (read once; cheap, unlike
+/// `available_parallelism`, which also reads cgroup quota files).
+fn online_cores() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN).ok().flatten().map_or(1.0, |n| n.max(1) as f64)
 }
 
 /// The kernel's per-process backstops, set in the child before exec.
@@ -189,12 +186,12 @@ fn rlimits(settings: &Settings) -> Vec<(Resource, u64, u64)> {
 }
 
 impl Monitor<'_> {
-    fn run(&mut self, signals: &mut Signals, wake: &mut UnixStream) {
+    fn run(&mut self, wakeup: &mut Wakeup) {
         loop {
             if !self.reap() {
                 break;
             }
-            self.handle_signals(signals);
+            self.handle_signals(wakeup.take());
             let now = Instant::now();
             match self.phase {
                 Phase::Running if self.facts.status.is_some() => {
@@ -215,7 +212,7 @@ impl Monitor<'_> {
                     self.tree.kill_all();
                 }
             }
-            self.wait(wake);
+            self.wait(wakeup);
         }
         if let Some(terminal) = self.terminal {
             terminal.reclaim();
@@ -249,9 +246,8 @@ impl Monitor<'_> {
         }
     }
 
-    fn handle_signals(&mut self, signals: &mut Signals) {
-        for number in signals.pending() {
-            let Ok(signal) = Signal::try_from(number) else { continue };
+    fn handle_signals(&mut self, received: Vec<Signal>) {
+        for signal in received {
             if PASSED_ON.contains(&signal) {
                 let _ = killpg(self.child, signal);
             } else if TERMINATING.contains(&signal) {
@@ -272,7 +268,7 @@ impl Monitor<'_> {
     }
 
     /// Sleeps until the next signal or the next thing due.
-    fn wait(&mut self, wake: &mut UnixStream) {
+    fn wait(&mut self, wakeup: &Wakeup) {
         let now = Instant::now();
         let due = match self.phase {
             Phase::Running if self.facts.status.is_some() => now,
@@ -284,10 +280,8 @@ impl Monitor<'_> {
             Phase::Killing => now + KILL_RETRY,
         };
         let timeout = TimeSpec::from_duration(due.saturating_duration_since(now));
-        let mut fds = [PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [PollFd::new(wakeup.fd(), PollFlags::POLLIN)];
         let _ = ppoll(&mut fds, Some(timeout), None);
-        let mut sink = [0u8; 64];
-        while matches!(wake.read(&mut sink), Ok(n) if n > 0) {}
     }
 
     fn sample(&mut self, now: Instant) {

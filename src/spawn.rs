@@ -13,7 +13,7 @@ use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command};
 
 /// Why the command could not be started.
@@ -38,8 +38,8 @@ pub struct Plan {
     pub terminal: Option<RawFd>,
 }
 
-fn is_executable_file(path: &Path) -> bool {
-    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+fn is_executable(meta: &std::fs::Metadata) -> bool {
+    meta.is_file() && meta.permissions().mode() & 0o111 != 0
 }
 
 /// Finds the program as `execvp` would, so that "not found" (127) and "not executable" (126) are told apart
@@ -53,7 +53,7 @@ pub fn resolve(program: &OsStr) -> Result<PathBuf, SpawnError> {
         let path = PathBuf::from(program);
         return match path.metadata() {
             Err(_) => Err(SpawnError::NotFound(shown)),
-            Ok(_) if is_executable_file(&path) => Ok(path),
+            Ok(meta) if is_executable(&meta) => Ok(path),
             Ok(_) => Err(SpawnError::NotExecutable(shown)),
         };
     }
@@ -62,10 +62,11 @@ pub fn resolve(program: &OsStr) -> Result<PathBuf, SpawnError> {
     for dir in std::env::split_paths(&search) {
         let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
         let candidate = dir.join(program);
-        if is_executable_file(&candidate) {
-            return Ok(candidate);
+        match candidate.metadata() {
+            Ok(meta) if is_executable(&meta) => return Ok(candidate),
+            Ok(_) => not_executable = true,
+            Err(_) => {}
         }
-        not_executable |= candidate.exists();
     }
     if not_executable { Err(SpawnError::NotExecutable(shown)) } else { Err(SpawnError::NotFound(shown)) }
 }
