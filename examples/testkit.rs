@@ -12,6 +12,19 @@
 //!   daemon PIDFILE                      double-fork a setsid grandchild that sleeps 300 s and writes its pid, then sleep 300 s
 //!   write BYTES                         write BYTES of a fixed pattern to stdout
 //!   children N                          fork N short-lived children one after another, reaping none, then exit 0
+//!   escape setsid|setpgid PIDFILE [exit] a grandchild leaves the group (double fork + setsid, or setpgid), ignores
+//!                                       TERM, HUP and INT, writes its pid, sleeps; the command then sleeps (or exits 0)
+//!   record DIR N                        N processes (the command and N-1 children) write their pids to DIR/pids,
+//!                                       then append "PID SIGNAME" to DIR/log for every INT, TERM, HUP, QUIT, USR1,
+//!                                       USR2 they receive; they end only by SIGKILL
+//!   stopper DIR N                       N processes write their pids to DIR/pids, then stop their whole process
+//!                                       group with SIGSTOP; TERM, HUP or INT makes each stop itself again
+//!   forkbomb-tree DEPTH PIDFILE         every process appends its pid to PIDFILE, forks two children (depth - 1)
+//!                                       and sleeps 60 s: at most 2^(DEPTH+1) - 1 processes
+//!   hopper HOPS DIR                     a child in its own process group writes DIR/started and waits for TERM, HUP
+//!                                       or INT (blocked); then it forks a child in a new group and exits, HOPS
+//!                                       times over; the last one writes "PID TIME" to DIR/escaped and sleeps.
+//!                                       The command sleeps
 
 use std::io::Write;
 use std::time::Duration;
@@ -39,6 +52,45 @@ fn touch(mb: u64) -> Vec<u8> {
         page[0] = 1;
     }
     block
+}
+
+/// Writes `text` to `path` atomically (temporary file, then rename), so a reader never sees it half written.
+fn publish(path: &str, text: &str) {
+    let tmp = format!("{path}.tmp{}", std::process::id());
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Appends one line with a single `write` on an O_APPEND descriptor, so lines of concurrent writers never mix.
+fn append_line(path: &str, line: &str) {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let _ = file.write_all(format!("{line}\n").as_bytes());
+}
+
+/// Sets `signals` to be ignored (the disposition survives fork and exec).
+fn ignore(signals: &[i32]) {
+    for &signal in signals {
+        // SAFETY: SIG_IGN installs no handler code.
+        unsafe { libc::signal(signal, libc::SIG_IGN) };
+    }
+}
+
+extern "C" fn stop_self(_: libc::c_int) {
+    // SAFETY: raise is async-signal-safe.
+    unsafe { libc::raise(libc::SIGSTOP) };
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        _ => "OTHER",
+    }
 }
 
 fn fork() -> i32 {
@@ -131,6 +183,144 @@ fn main() {
                     unsafe { libc::_exit(0) };
                 }
             }
+        }
+        Some("escape") => {
+            let kind = args.get(1).expect("escape setsid|setpgid PIDFILE").clone();
+            let pidfile = args.get(2).expect("escape setsid|setpgid PIDFILE").clone();
+            if fork() == 0 {
+                match kind.as_str() {
+                    "setsid" => {
+                        unsafe { libc::setsid() };
+                        if fork() != 0 {
+                            unsafe { libc::_exit(0) };
+                        }
+                    }
+                    "setpgid" => {
+                        if fork() != 0 {
+                            unsafe { libc::_exit(0) };
+                        }
+                        unsafe { libc::setpgid(0, 0) };
+                    }
+                    _ => panic!("escape: unknown kind {kind}"),
+                }
+                ignore(&[libc::SIGTERM, libc::SIGHUP, libc::SIGINT]);
+                publish(&pidfile, &std::process::id().to_string());
+                hold();
+            }
+            while !std::path::Path::new(&pidfile).exists() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if args.get(3).map(String::as_str) == Some("exit") {
+                std::process::exit(0);
+            }
+            hold();
+        }
+        Some("record") => {
+            let dir = args.get(1).expect("record DIR N").clone();
+            let watched = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2];
+            // Blocked before the first fork: no signal sent after DIR/pids appears can be lost or act by default.
+            // SAFETY: sigset_t is plain data, initialised by sigemptyset before use.
+            let set = unsafe {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                for &signal in &watched {
+                    libc::sigaddset(&mut set, signal);
+                }
+                libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                set
+            };
+            let mut pids = vec![std::process::id() as i32];
+            for _ in 1..arg(&args, 2, 1) {
+                match fork() {
+                    0 => {
+                        pids.clear();
+                        break;
+                    }
+                    pid => pids.push(pid),
+                }
+            }
+            if !pids.is_empty() {
+                let text: Vec<String> = pids.iter().map(i32::to_string).collect();
+                publish(&format!("{dir}/pids"), &text.join(" "));
+            }
+            let log = format!("{dir}/log");
+            loop {
+                let mut signal = 0;
+                // SAFETY: `set` is initialised; sigwait writes only `signal`.
+                if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
+                    append_line(&log, &format!("{} {}", std::process::id(), signal_name(signal)));
+                }
+            }
+        }
+        Some("stopper") => {
+            let dir = args.get(1).expect("stopper DIR N").clone();
+            for signal in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT] {
+                // SAFETY: the handler only calls raise, which is async-signal-safe.
+                unsafe { libc::signal(signal, stop_self as *const () as libc::sighandler_t) };
+            }
+            let mut pids = vec![std::process::id().to_string()];
+            for _ in 1..arg(&args, 2, 1) {
+                match fork() {
+                    0 => hold(),
+                    pid => pids.push(pid.to_string()),
+                }
+            }
+            publish(&format!("{dir}/pids"), &pids.join(" "));
+            unsafe { libc::kill(0, libc::SIGSTOP) };
+            hold();
+        }
+        Some("forkbomb-tree") => {
+            let mut depth = arg(&args, 1, 1);
+            let pidfile = args.get(2).expect("forkbomb-tree DEPTH PIDFILE").clone();
+            'level: loop {
+                append_line(&pidfile, &std::process::id().to_string());
+                if depth == 0 {
+                    break;
+                }
+                for _ in 0..2 {
+                    if fork() == 0 {
+                        depth -= 1;
+                        continue 'level;
+                    }
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        Some("hopper") => {
+            let hops = arg(&args, 1, 1);
+            let dir = args.get(2).expect("hopper HOPS DIR").clone();
+            if fork() == 0 {
+                // Quiet until the first TERM, HUP or INT; then the hops, with the signals still blocked.
+                // SAFETY: sigset_t is plain data, initialised by sigemptyset before use.
+                let set = unsafe {
+                    let mut set: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut set);
+                    for signal in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT] {
+                        libc::sigaddset(&mut set, signal);
+                    }
+                    libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                    set
+                };
+                unsafe { libc::setpgid(0, 0) };
+                publish(&format!("{dir}/started"), &std::process::id().to_string());
+                let mut signal = 0;
+                // SAFETY: `set` is initialised; sigwait writes only `signal`.
+                unsafe { libc::sigwait(&set, &mut signal) };
+                let start = std::time::Instant::now();
+                for _ in 0..hops {
+                    match fork() {
+                        0 => unsafe {
+                            libc::setpgid(0, 0);
+                        },
+                        -1 => break,
+                        _ => unsafe { libc::_exit(0) },
+                    }
+                }
+                publish(&format!("{dir}/escaped"), &format!("{} {:?}", std::process::id(), start.elapsed()));
+                hold();
+            }
+            hold();
         }
         _ => {
             eprintln!("testkit: unknown mode; see the module docs in examples/testkit.rs");

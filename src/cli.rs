@@ -4,7 +4,7 @@ use crate::limits::MemoryKind;
 use crate::settings::BackendChoice;
 use crate::signals::parse_signal;
 use crate::units::{parse_duration, parse_size};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueHint};
 use nix::sys::signal::Signal;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -15,90 +15,120 @@ Run one command under wall-time, CPU-time, memory and process limits that hold f
 escalate from a polite signal to SIGKILL, and report what happened: completed (with its exit code), killed by a \
 signal, or stopped at a limit, and which one.";
 
+/// Both `-h` and `--help` print the short help, which must stay within 40 lines at 100 columns; the usage is
+/// spelled out because clap's own (`<COMMAND>...`) hides the `--` and the `check` subcommand's flag.
+const USAGE: &str = "pynish [OPTIONS] -- COMMAND [ARGS]...\n       pynish check [--json]";
+
+const AFTER_HELP: &str = "\
+Exit status: the command's own, or a limit's (above); 128+N: killed by signal N; 125: bad input;
+126: cannot execute; 127: not found. More: pynish help (units, environment), man pynish (report).";
+
 const AFTER_LONG_HELP: &str = "\
 Units:
   Durations: 250ms, 7s, 1.5h, 1h 30m, 2d; a bare number is seconds (as in GNU timeout).
   Sizes: 500MB = 500*10^6 bytes, 500MiB = 500*2^20 bytes, 1.5GiB; a bare number is bytes.
 
 Exit status:
-  N        the command exited by itself with code N (all limits held)
-  128+N    the command was killed by signal N that pynish did not send (or pynish was asked to stop by N)
-  124      wall-time limit reached          123  CPU-time limit reached
-  122      memory limit reached             121  process limit reached
-  125      pynish failed or the input was bad (nothing is run)
-  126      the command cannot be executed   127  the command was not found
+  N      the command exited by itself with code N, within its limits
+  128+N  the command was killed by signal N (not sent by pynish), or pynish was asked to stop by N
+  124    wall-time limit reached           123  CPU-time limit reached
+  122    memory limit reached              121  process limit reached
+  125    pynish failed or the input was bad; nothing is run
+  126    the command cannot be executed    127  the command was not found
+  A limit is the verdict even if the command exits 0 in the grace period or the kernel killed it.
   With --preserve-status the command's own status is returned even when a limit was hit.
 
 Environment:
-  PYNISH_GRACE, PYNISH_SIGNAL, PYNISH_BACKEND set defaults for --grace, --signal and --backend;
+  PYNISH_GRACE, PYNISH_SIGNAL and PYNISH_BACKEND set defaults for --grace, --signal and --backend;
   a flag on the command line wins over the environment.
 
-The JSON report (--json, --report, --report-fd) is documented in README.md and in pynish(1).";
+The JSON report and what pynish guarantees: man pynish (or README.md).";
 
-/// Run a command under resource limits for its whole process tree, and report the verdict.
+/// Run a command under limits that hold for its whole process tree, and report the verdict
 #[derive(Debug, Parser)]
 #[command(
     name = "pynish",
     version,
+    override_usage = USAGE,
     long_about = LONG_ABOUT,
+    after_help = AFTER_HELP,
     after_long_help = AFTER_LONG_HELP,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
+    disable_help_flag = true,
     max_term_width = 100
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub subcommand: Option<Sub>,
 
-    /// Stop the command after this much real time (e.g. 7s, 1.5h)
-    #[arg(short = 'w', long, value_name = "DUR", value_parser = positive_duration, help_heading = "Limits")]
+    /// Real time, e.g. 7s, 1.5h (exit 124)
+    ///
+    /// Counted from the start of the command, as GNU timeout does.
+    #[arg(short = 'w', long, value_name = "DUR", value_hint = ValueHint::Other, value_parser = positive_duration, help_heading = "Limits")]
     pub wall_time: Option<Duration>,
 
-    /// Stop the command once its whole tree used this much CPU time, user + system (e.g. 300ms, 1.5h)
-    #[arg(short = 'c', long, value_name = "DUR", value_parser = positive_duration, help_heading = "Limits")]
+    /// CPU time, user + system, of the whole tree (exit 123)
+    ///
+    /// Members of the tree that have ended count too.
+    #[arg(short = 'c', long, value_name = "DUR", value_hint = ValueHint::Other, value_parser = positive_duration, help_heading = "Limits")]
     pub cpu_time: Option<Duration>,
 
-    /// Stop the command once its whole tree holds this much memory (500MB = 500*10^6, 500MiB = 500*2^20 bytes)
-    #[arg(short = 'm', long, value_name = "SIZE", value_parser = positive_size, help_heading = "Limits")]
+    /// Memory of the whole tree, e.g. 500MB, 2GiB (exit 122)
+    ///
+    /// 500MB is 500*10^6 bytes, 500MiB is 500*2^20 bytes, a bare number is bytes; --memory-kind says what is
+    /// counted.
+    #[arg(short = 'm', long, value_name = "SIZE", value_hint = ValueHint::Other, value_parser = positive_size, help_heading = "Limits")]
     pub memory: Option<u64>,
 
-    /// What --memory counts: resident memory of the whole tree, or address space per process (RLIMIT_AS)
+    /// What -m counts
     #[arg(long, value_name = "KIND", value_enum, default_value_t = MemoryKind::Resident, help_heading = "Limits")]
     pub memory_kind: MemoryKind,
 
-    /// Stop the command once its tree has more than this many processes at once
-    #[arg(short = 'p', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Limits")]
+    /// Processes alive at once in the tree (exit 121)
+    ///
+    /// More than N alive at once is over the limit; members that have ended do not count.
+    #[arg(short = 'p', long, value_name = "N", value_hint = ValueHint::Other, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Limits")]
     pub processes: Option<u64>,
 
-    /// Time between the first signal and SIGKILL
-    #[arg(short = 'g', long, value_name = "DUR", value_parser = parse_duration, default_value = "2s", env = "PYNISH_GRACE", help_heading = "Escalation")]
+    /// Time from the first signal to SIGKILL
+    #[arg(short = 'g', long, value_name = "DUR", value_hint = ValueHint::Other, value_parser = parse_duration, default_value = "2s", env = "PYNISH_GRACE", help_heading = "Escalation")]
     pub grace: Duration,
 
-    /// First signal sent to the tree when a limit is reached (name or number)
-    #[arg(short = 's', long, value_name = "SIG", value_parser = parse_signal, default_value = "TERM", env = "PYNISH_SIGNAL", help_heading = "Escalation")]
+    /// The first signal, a name or number
+    ///
+    /// Sent to every member of the tree when a limit is reached (TERM, SIGINT, 9, ...); SIGKILL follows after
+    /// the grace period.
+    #[arg(short = 's', long, value_name = "SIG", value_hint = ValueHint::Other, value_parser = parse_signal, default_value = "TERM", env = "PYNISH_SIGNAL", help_heading = "Escalation")]
     pub signal: Signal,
 
-    /// Exit with the command's own status even when a limit was reached
+    /// Exit with the command's own status even when a limit was hit
     #[arg(long, help_heading = "Escalation")]
     pub preserve_status: bool,
 
-    /// Print the JSON report on one line on stderr after the whole tree is gone
+    /// Print the JSON report on stderr once the whole tree is gone
+    ///
+    /// One object on one line, after everything the command printed.
     #[arg(long, help_heading = "Reporting")]
     pub json: bool,
 
-    /// Write the JSON report to FILE (atomically); the directory must exist
-    #[arg(long, value_name = "FILE", help_heading = "Reporting")]
+    /// Write the JSON report to FILE, atomically
+    ///
+    /// Through a temporary file in the same directory and a rename; the directory must exist.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, help_heading = "Reporting")]
     pub report: Option<PathBuf>,
 
-    /// Write the JSON report to this open file descriptor (e.g. --report-fd 3 ... 3>report.json)
-    #[arg(long, value_name = "FD", value_parser = clap::value_parser!(i32).range(0..), help_heading = "Reporting")]
+    /// Write the JSON report to open descriptor FD (3>run.json)
+    ///
+    /// One line, e.g. --report-fd 3 ... 3>run.json, or 3>>runs.jsonl to append one line per run.
+    #[arg(long, value_name = "FD", value_hint = ValueHint::Other, value_parser = clap::value_parser!(i32).range(0..), help_heading = "Reporting")]
     pub report_fd: Option<i32>,
 
     /// A name for this run, carried into the report
-    #[arg(long, value_name = "TEXT", help_heading = "Reporting")]
+    #[arg(long, value_name = "TEXT", value_hint = ValueHint::Other, help_heading = "Reporting")]
     pub label: Option<String>,
 
-    /// Print nothing of pynish's own, not even the line that says a limit was reached
+    /// Print nothing of pynish's own, not even a limit hit
     #[arg(short, long, conflicts_with = "verbose", help_heading = "Reporting")]
     pub quiet: bool,
 
@@ -106,18 +136,32 @@ pub struct Cli {
     #[arg(short, long, help_heading = "Reporting")]
     pub verbose: bool,
 
-    /// How the tree is contained and measured: a cgroup when one can be made, else /proc and rlimits
+    /// How the tree is contained and measured
     #[arg(long, value_name = "BACKEND", value_enum, default_value_t = BackendChoice::Auto, env = "PYNISH_BACKEND", help_heading = "Backend")]
     pub backend: BackendChoice,
 
-    /// The command to run, and its arguments (write `--` before it)
-    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true, num_args = 1..)]
+    // Global, since disabling clap's own help flag disables it in `check` too.
+    /// Print help (pynish help adds units, exit status and details)
+    #[arg(short = 'h', long, action = clap::ArgAction::HelpShort, global = true)]
+    pub help: Option<bool>,
+
+    // The usage line shows it, so the short help leaves it out (it must stay within 40 lines).
+    /// The command to run, and its arguments
+    #[arg(
+        value_name = "COMMAND",
+        value_hint = ValueHint::CommandWithArguments,
+        required = true,
+        trailing_var_arg = true,
+        num_args = 1..,
+        hide_short_help = true,
+        long_help = "The command to run, and its arguments; write -- before them"
+    )]
     pub command: Vec<OsString>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Sub {
-    /// Tell which limits this machine and user can enforce, with which backend, and why not the others
+    /// Tell which limits this machine can enforce, with which backend, and why not the others
     Check {
         /// Print the findings as one JSON object
         #[arg(long)]

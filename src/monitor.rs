@@ -195,8 +195,7 @@ impl Monitor<'_> {
             let now = Instant::now();
             match self.phase {
                 Phase::Running if self.facts.status.is_some() => {
-                    let n = self.tree.sample().map(|s| s.processes).unwrap_or(0);
-                    self.log.event(format_args!("command ended; ending the {n} processes it left behind"));
+                    self.log.event(format_args!("command ended; ending what it left behind"));
                     self.escalate(self.settings.signal);
                 }
                 Phase::Running => {

@@ -31,12 +31,11 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
 
 fn supervise(cli: Cli) -> Result<Exit> {
     if let Some(Sub::Check { json }) = cli.subcommand {
-        let _ = json;
-        anyhow::bail!("pynish check is not available yet");
+        return crate::check::run(json).map(Exit::Code);
     }
     let settings = Settings::from_cli(cli)?;
     let log = Log { verbose: settings.verbose };
-    let (mut tree, why) = tree::select(settings.backend)?;
+    let (mut tree, why) = tree::select(settings.backend, &settings.limits)?;
     log.event(format_args!("backend {} ({why})", tree.name()));
     let result = monitor::supervise(&settings, tree.as_mut(), &log);
     if let Err(error) = tree.cleanup() {

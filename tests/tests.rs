@@ -3,9 +3,13 @@
 
 mod util;
 
+mod artifacts;
+mod cgroup;
 mod escalation;
 mod exit_codes;
+mod flags;
 mod json;
 mod limits;
 mod passthrough;
+mod recipes;
 mod tree;

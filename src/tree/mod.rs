@@ -7,6 +7,8 @@
 //! cgroup backends let the kernel hold memory and process limits and count CPU exactly for the whole group.
 
 #[cfg(target_os = "linux")]
+pub mod cgroup;
+#[cfg(target_os = "linux")]
 pub mod proc;
 
 use crate::limits::LimitKind;
@@ -76,14 +78,51 @@ pub trait Tree {
     }
 }
 
-/// The backend for this run: the one asked for, or under `auto` the best one that works here.
-pub fn select(choice: crate::settings::BackendChoice) -> Result<(Box<dyn Tree>, String)> {
+/// The backend for this run: the one asked for, or under `auto` the best one that works here (cgroup v2, else
+/// cgroup v1, else proc), with the reason it was chosen (shown by `-v`). A cgroup backend that was asked for and
+/// cannot be used here is an error that says why. Any cgroup choice first sweeps the groups an earlier pynish
+/// left behind when it was killed (see `cgroup`).
+pub fn select(
+    choice: crate::settings::BackendChoice,
+    limits: &crate::limits::Limits,
+) -> Result<(Box<dyn Tree>, String)> {
     use crate::settings::BackendChoice;
+    use cgroup::{v1::V1Tree, v2::V2Tree};
+    use std::fmt::Write;
+    if choice != BackendChoice::Proc {
+        cgroup::sweep_everywhere();
+    }
     match choice {
         BackendChoice::Proc => Ok((Box::new(proc::ProcTree::new()), "asked for with --backend proc".into())),
-        BackendChoice::Auto => Ok((Box::new(proc::ProcTree::new()), "no cgroup backend built yet".into())),
-        BackendChoice::Cgroup1 | BackendChoice::Cgroup2 => {
-            anyhow::bail!("the {choice:?} backend is not available yet")
+        BackendChoice::Cgroup2 => {
+            let tree = V2Tree::open(limits).map_err(|e| e.context("cannot use --backend cgroup2"))?;
+            let why = format!("asked for with --backend cgroup2; {}", tree.placement());
+            Ok((Box::new(tree), why))
+        }
+        BackendChoice::Cgroup1 => {
+            let tree = V1Tree::open(limits).map_err(|e| e.context("cannot use --backend cgroup1"))?;
+            let why = format!("asked for with --backend cgroup1; {}", tree.placement());
+            Ok((Box::new(tree), why))
+        }
+        BackendChoice::Auto => {
+            let v2 = match V2Tree::open(limits) {
+                Ok(tree) => {
+                    let why = tree.placement().to_string();
+                    return Ok((Box::new(tree), why));
+                }
+                Err(e) => e,
+            };
+            let mut why = format!("cgroup v2 not usable: {v2:#}");
+            match V1Tree::open(limits) {
+                Ok(tree) => {
+                    let _ = write!(why, "; {}", tree.placement());
+                    Ok((Box::new(tree), why))
+                }
+                Err(v1) => {
+                    let _ = write!(why, "; cgroup v1 not usable: {v1:#}");
+                    Ok((Box::new(proc::ProcTree::new()), why))
+                }
+            }
         }
     }
 }

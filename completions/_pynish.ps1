@@ -1,0 +1,76 @@
+
+using namespace System.Management.Automation
+using namespace System.Management.Automation.Language
+
+Register-ArgumentCompleter -Native -CommandName 'pynish' -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $commandElements = $commandAst.CommandElements
+    $command = @(
+        'pynish'
+        for ($i = 1; $i -lt $commandElements.Count; $i++) {
+            $element = $commandElements[$i]
+            if ($element -isnot [StringConstantExpressionAst] -or
+                $element.StringConstantType -ne [StringConstantType]::BareWord -or
+                $element.Value.StartsWith('-') -or
+                $element.Value -eq $wordToComplete) {
+                break
+        }
+        $element.Value
+    }) -join ';'
+
+    $completions = @(switch ($command) {
+        'pynish' {
+            [CompletionResult]::new('-w', '-w', [CompletionResultType]::ParameterName, 'Real time, e.g. 7s, 1.5h (exit 124)')
+            [CompletionResult]::new('--wall-time', '--wall-time', [CompletionResultType]::ParameterName, 'Real time, e.g. 7s, 1.5h (exit 124)')
+            [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'CPU time, user + system, of the whole tree (exit 123)')
+            [CompletionResult]::new('--cpu-time', '--cpu-time', [CompletionResultType]::ParameterName, 'CPU time, user + system, of the whole tree (exit 123)')
+            [CompletionResult]::new('-m', '-m', [CompletionResultType]::ParameterName, 'Memory of the whole tree, e.g. 500MB, 2GiB (exit 122)')
+            [CompletionResult]::new('--memory', '--memory', [CompletionResultType]::ParameterName, 'Memory of the whole tree, e.g. 500MB, 2GiB (exit 122)')
+            [CompletionResult]::new('--memory-kind', '--memory-kind', [CompletionResultType]::ParameterName, 'What -m counts')
+            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'Processes alive at once in the tree (exit 121)')
+            [CompletionResult]::new('--processes', '--processes', [CompletionResultType]::ParameterName, 'Processes alive at once in the tree (exit 121)')
+            [CompletionResult]::new('-g', '-g', [CompletionResultType]::ParameterName, 'Time from the first signal to SIGKILL')
+            [CompletionResult]::new('--grace', '--grace', [CompletionResultType]::ParameterName, 'Time from the first signal to SIGKILL')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The first signal, a name or number')
+            [CompletionResult]::new('--signal', '--signal', [CompletionResultType]::ParameterName, 'The first signal, a name or number')
+            [CompletionResult]::new('--report', '--report', [CompletionResultType]::ParameterName, 'Write the JSON report to FILE, atomically')
+            [CompletionResult]::new('--report-fd', '--report-fd', [CompletionResultType]::ParameterName, 'Write the JSON report to open descriptor FD (3>run.json)')
+            [CompletionResult]::new('--label', '--label', [CompletionResultType]::ParameterName, 'A name for this run, carried into the report')
+            [CompletionResult]::new('--backend', '--backend', [CompletionResultType]::ParameterName, 'How the tree is contained and measured')
+            [CompletionResult]::new('--preserve-status', '--preserve-status', [CompletionResultType]::ParameterName, 'Exit with the command''s own status even when a limit was hit')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the JSON report on stderr once the whole tree is gone')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing of pynish''s own, not even a limit hit')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing of pynish''s own, not even a limit hit')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print one line on stderr per supervision event')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print one line on stderr per supervision event')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (pynish help adds units, exit status and details)')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (pynish help adds units, exit status and details)')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Tell which limits this machine can enforce, with which backend, and why not the others')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pynish;check' {
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the findings as one JSON object')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (pynish help adds units, exit status and details)')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (pynish help adds units, exit status and details)')
+            break
+        }
+        'pynish;help' {
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Tell which limits this machine can enforce, with which backend, and why not the others')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pynish;help;check' {
+            break
+        }
+        'pynish;help;help' {
+            break
+        }
+    })
+
+    $completions.Where{ $_.CompletionText -like "$wordToComplete*" } |
+        Sort-Object -Property ListItemText
+}

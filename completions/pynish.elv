@@ -1,0 +1,66 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[pynish] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'pynish'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'pynish'= {
+            cand -w 'Real time, e.g. 7s, 1.5h (exit 124)'
+            cand --wall-time 'Real time, e.g. 7s, 1.5h (exit 124)'
+            cand -c 'CPU time, user + system, of the whole tree (exit 123)'
+            cand --cpu-time 'CPU time, user + system, of the whole tree (exit 123)'
+            cand -m 'Memory of the whole tree, e.g. 500MB, 2GiB (exit 122)'
+            cand --memory 'Memory of the whole tree, e.g. 500MB, 2GiB (exit 122)'
+            cand --memory-kind 'What -m counts'
+            cand -p 'Processes alive at once in the tree (exit 121)'
+            cand --processes 'Processes alive at once in the tree (exit 121)'
+            cand -g 'Time from the first signal to SIGKILL'
+            cand --grace 'Time from the first signal to SIGKILL'
+            cand -s 'The first signal, a name or number'
+            cand --signal 'The first signal, a name or number'
+            cand --report 'Write the JSON report to FILE, atomically'
+            cand --report-fd 'Write the JSON report to open descriptor FD (3>run.json)'
+            cand --label 'A name for this run, carried into the report'
+            cand --backend 'How the tree is contained and measured'
+            cand --preserve-status 'Exit with the command''s own status even when a limit was hit'
+            cand --json 'Print the JSON report on stderr once the whole tree is gone'
+            cand -q 'Print nothing of pynish''s own, not even a limit hit'
+            cand --quiet 'Print nothing of pynish''s own, not even a limit hit'
+            cand -v 'Print one line on stderr per supervision event'
+            cand --verbose 'Print one line on stderr per supervision event'
+            cand -h 'Print help (pynish help adds units, exit status and details)'
+            cand --help 'Print help (pynish help adds units, exit status and details)'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand check 'Tell which limits this machine can enforce, with which backend, and why not the others'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'pynish;check'= {
+            cand --json 'Print the findings as one JSON object'
+            cand -h 'Print help (pynish help adds units, exit status and details)'
+            cand --help 'Print help (pynish help adds units, exit status and details)'
+        }
+        &'pynish;help'= {
+            cand check 'Tell which limits this machine can enforce, with which backend, and why not the others'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'pynish;help;check'= {
+        }
+        &'pynish;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

@@ -1,0 +1,185 @@
+//! `pynish check`: which limits this machine and user can enforce, with which backend, and why the better
+//! backends cannot be used here (with the command that would make them usable, where there is one).
+//!
+//! Each cgroup backend is tried for real, as a run would use it: its group is made (with no limits) and removed
+//! again, so the answer includes permissions, delegation and the no-internal-process rule, not only what is
+//! mounted. Nothing else is changed: no stale group is swept, no process is started.
+
+use crate::limits::Limits;
+use crate::tree::cgroup::{Discovery, v1::V1Tree, v2};
+use anyhow::Result;
+use serde::Serialize;
+use std::path::Path;
+
+#[derive(Debug, Serialize)]
+struct Backend {
+    name: &'static str,
+    usable: bool,
+    /// Where its groups go, or why it cannot be used.
+    detail: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Limit {
+    name: &'static str,
+    /// The backend or mechanism that holds it (`timer`, `cgroup2`, `cgroup1`, `proc`), if any.
+    enforced_by: Option<&'static str>,
+    how: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Findings {
+    uid: u32,
+    kernel: String,
+    /// The backend `--backend auto` picks.
+    auto: Option<&'static str>,
+    backends: Vec<Backend>,
+    limits: Vec<Limit>,
+    hints: Vec<String>,
+    /// Every limit can be enforced, at least by the fallback.
+    ok: bool,
+}
+
+/// Runs the check and prints the findings; the exit code is 0 when every limit can be enforced.
+pub fn run(json: bool) -> Result<u8> {
+    let findings = gather();
+    if json {
+        println!("{}", serde_json::to_string(&findings)?);
+    } else {
+        print!("{}", render(&findings));
+    }
+    Ok(if findings.ok { 0 } else { 1 })
+}
+
+fn try_v2() -> Backend {
+    let (usable, detail) = match v2::V2Tree::open(&Limits::default()) {
+        Ok(tree) => (true, format!("{} (made and removed again)", tree.placement())),
+        Err(e) => (false, format!("{e:#}")),
+    };
+    Backend { name: "cgroup2", usable, detail }
+}
+
+fn try_v1() -> Backend {
+    let (usable, detail) = match V1Tree::open(&Limits::default()) {
+        Ok(tree) => (true, format!("{} (made and removed again)", tree.placement())),
+        Err(e) => (false, format!("{e:#}")),
+    };
+    Backend { name: "cgroup1", usable, detail }
+}
+
+fn try_proc() -> Backend {
+    let readable = std::fs::read_to_string("/proc/self/stat").is_ok();
+    let detail = if readable {
+        "samples the tree from /proc; the kernel holds only rlimits (RLIMIT_CPU as a backstop, RLIMIT_AS for \
+         --memory-kind virtual)"
+            .to_string()
+    } else {
+        "/proc is not readable".to_string()
+    };
+    Backend { name: "proc", usable: readable, detail }
+}
+
+fn limits(backend: Option<&'static str>) -> Vec<Limit> {
+    let cgroup = backend.filter(|b| b.starts_with("cgroup"));
+    let (cpu, memory, processes) = match (cgroup, backend) {
+        (Some(_), _) => (
+            "the group's CPU counter (all members, ended ones included), read by pynish with sub-second precision; \
+             RLIMIT_CPU as a backstop",
+            "the kernel holds the group to the limit (page cache included) and reports its OOM kill",
+            "the kernel refuses forks beyond the group's pids.max (threads count as tasks)",
+        ),
+        (None, Some(_)) => (
+            "CPU of the tree from /proc plus what pynish reaped, sampled; RLIMIT_CPU (whole seconds, per process) \
+             as a backstop",
+            "resident memory summed over the tree, sampled: a fast allocator can overshoot between two samples \
+             (--memory-kind virtual: RLIMIT_AS per process)",
+            "live processes counted by sampling: a fast fork bomb can overshoot between two samples (RLIMIT_NPROC \
+             counts every process of the user, so pynish does not use it)",
+        ),
+        (None, None) => ("no backend", "no backend", "no backend"),
+    };
+    vec![
+        Limit { name: "wall_time", enforced_by: Some("timer"), how: "pynish's own clock, with every backend".into() },
+        Limit { name: "cpu_time", enforced_by: backend, how: cpu.into() },
+        Limit { name: "memory", enforced_by: backend, how: memory.into() },
+        Limit { name: "processes", enforced_by: backend, how: processes.into() },
+    ]
+}
+
+/// A cgroup2 mount whose root offers the controllers a run needs (so only permissions stand in the way).
+fn v2_has_controllers(found: &Discovery) -> bool {
+    let Some((mount, _)) = &found.v2 else { return false };
+    let text = std::fs::read_to_string(Path::new(&mount.mount_point).join("cgroup.controllers")).unwrap_or_default();
+    v2::CONTROLLERS.iter().all(|c| text.split_ascii_whitespace().any(|w| w == *c))
+}
+
+fn gather() -> Findings {
+    let uid = nix::unistd::getuid().as_raw();
+    let kernel =
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
+    let backends = vec![try_v2(), try_v1(), try_proc()];
+    let auto = backends.iter().find(|b| b.usable).map(|b| b.name);
+    let mut hints = Vec::new();
+    let found = Discovery::from_proc().unwrap_or_default();
+    if !backends[0].usable && uid != 0 && v2_has_controllers(&found) {
+        hints.push(format!("cgroup v2 is mounted but no group is delegated to uid {uid}: {}", v2::DELEGATE_HINT));
+    }
+    if auto == Some("proc") && uid != 0 && found.v1_with("memory").is_some() {
+        hints.push(format!(
+            "cgroup v1 groups can be made by root only, or by a user given write access to pynish's groups in the \
+             memory, cpuacct and pids hierarchies (e.g. `cgcreate -a {uid} -t {uid} -g memory,cpuacct,pids:/NAME`, \
+             then run pynish inside them)"
+        ));
+    }
+    Findings { uid, kernel, auto, limits: limits(auto), backends, hints, ok: auto.is_some() }
+}
+
+fn render(findings: &Findings) -> String {
+    let mut out = format!("pynish check: uid {}, Linux {}\n\nBackends", findings.uid, findings.kernel);
+    match findings.auto {
+        Some(auto) => out += &format!(" (--backend auto uses {auto}):\n"),
+        None => out += " (none usable):\n",
+    }
+    for backend in &findings.backends {
+        let usable = if backend.usable { "yes" } else { "no" };
+        out += &format!("  {:<8} {usable:<4} {}\n", backend.name, backend.detail);
+    }
+    out += "\nLimits:\n";
+    for limit in &findings.limits {
+        out += &format!("  {:<10} {:<8} {}\n", limit.name, limit.enforced_by.unwrap_or("-"), limit.how);
+    }
+    for hint in &findings.hints {
+        out += &format!("\nHint: {hint}\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_fallback_enforces_every_limit() {
+        let limits = limits(Some("proc"));
+        assert_eq!(limits.len(), 4);
+        assert!(limits.iter().all(|l| l.enforced_by.is_some()));
+        assert_eq!(limits[2].enforced_by, Some("proc"));
+    }
+
+    #[test]
+    fn text_names_auto_and_hints() {
+        let findings = Findings {
+            uid: 1000,
+            kernel: "6.1.0".into(),
+            auto: Some("proc"),
+            backends: vec![Backend { name: "cgroup2", usable: false, detail: "not delegated".into() }],
+            limits: limits(Some("proc")),
+            hints: vec![format!("cgroup v2 ...: {}", v2::DELEGATE_HINT)],
+            ok: true,
+        };
+        let text = render(&findings);
+        assert!(text.contains("--backend auto uses proc"), "{text}");
+        assert!(text.contains("systemd-run --user --scope -p Delegate=yes"), "{text}");
+        assert!(text.contains("cgroup2  no"), "{text}");
+    }
+}

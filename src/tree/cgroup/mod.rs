@@ -1,0 +1,596 @@
+//! The cgroup backends' common ground: finding the hierarchies and pynish's own groups, naming and removing the
+//! groups a run creates, and sweeping the groups an earlier pynish left behind when it was SIGKILLed.
+//!
+//! Nothing here assumes a path: the mounts come from `/proc/self/mountinfo` and pynish's group in each hierarchy
+//! from `/proc/self/cgroup`. Every file access and every signal goes through `Host`, so that the group protocol
+//! of `v2` (and `v1`) also runs, in unit tests, against a fake cgroup tree in a temporary directory.
+//!
+//! A run's groups are named `pynish-<pid>-<start>`, pynish's pid and its start time in clock ticks after boot
+//! (field 22 of `/proc/<pid>/stat`): a group whose owner is no longer that very process is stale, whatever
+//! process has reused the pid since. Every run sweeps the stale groups next to where it creates its own: it
+//! kills their members (the tree of a pynish that died by SIGKILL) and removes them.
+
+pub mod v1;
+pub mod v2;
+
+use anyhow::{Context, Result};
+use nix::sys::signal::Signal;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Start of the name of every group a run creates.
+pub const PREFIX: &str = "pynish-";
+/// Suffix of the leaf a run moves pynish itself into under cgroup v2 (see `v2`).
+pub const SUPERVISOR_SUFFIX: &str = "-supervisor";
+/// How long a group whose last members are still exiting is retried before pynish gives up on removing it.
+pub const REMOVE_PATIENCE: Duration = Duration::from_secs(2);
+/// How long pynish waits for a group to freeze before it kills its members anyway.
+const FREEZE_PATIENCE: Duration = Duration::from_millis(200);
+/// How long a stale group's members are killed and its removal retried before pynish gives up on it.
+const SWEEP_PATIENCE: Duration = Duration::from_secs(2);
+
+/// What the backends need from the machine: cgroup files, processes, and time to wait.
+pub trait Host {
+    fn read(&self, path: &Path) -> io::Result<String>;
+    /// Writes `text` to an existing file (control files are never created by writing).
+    fn write(&self, path: &Path, text: &str) -> io::Result<()>;
+    fn mkdir(&self, path: &Path) -> io::Result<()>;
+    fn rmdir(&self, path: &Path) -> io::Result<()>;
+    /// Names of the subdirectories (child groups) of `path`.
+    fn subdirs(&self, path: &Path) -> io::Result<Vec<String>>;
+    fn exists(&self, path: &Path) -> bool;
+    /// Whether this process may write `path` (access(2) W_OK).
+    fn writable(&self, path: &Path) -> bool;
+    /// `cgroup.procs` opened for writing, for the child to join before exec.
+    fn open_for_write(&self, path: &Path) -> io::Result<File>;
+    /// Sends `signal` to `pid`; true if it was delivered.
+    fn signal(&self, pid: i32, signal: Signal) -> bool;
+    fn own_pid(&self) -> i32;
+    fn uid(&self) -> u32;
+    /// Start time of a process, in clock ticks after boot; an error of kind `NotFound` when there is none.
+    fn start_time(&self, pid: i32) -> io::Result<u64>;
+    fn pause(&self, duration: Duration);
+}
+
+/// The real machine.
+pub struct Kernel;
+
+impl Host for Kernel {
+    fn read(&self, path: &Path) -> io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+
+    fn write(&self, path: &Path, text: &str) -> io::Result<()> {
+        use std::io::Write;
+        // One write(2) per call: the kernel parses each write of a control file as a whole.
+        let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
+        file.write_all(text.as_bytes())
+    }
+
+    fn mkdir(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir(path)
+    }
+
+    fn rmdir(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir(path)
+    }
+
+    fn subdirs(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(path)? {
+            let entry = entry?;
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+
+    fn writable(&self, path: &Path) -> bool {
+        nix::unistd::access(path, nix::unistd::AccessFlags::W_OK).is_ok()
+    }
+
+    fn open_for_write(&self, path: &Path) -> io::Result<File> {
+        // std opens with O_CLOEXEC: the descriptor is written in pre_exec and must not reach the command.
+        std::fs::OpenOptions::new().write(true).open(path)
+    }
+
+    fn signal(&self, pid: i32, signal: Signal) -> bool {
+        pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).is_ok()
+    }
+
+    fn own_pid(&self) -> i32 {
+        std::process::id() as i32
+    }
+
+    fn uid(&self) -> u32 {
+        nix::unistd::getuid().as_raw()
+    }
+
+    fn start_time(&self, pid: i32) -> io::Result<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ESRCH) => io::Error::from(io::ErrorKind::NotFound), // ended while being read
+            _ => e,
+        })?;
+        parse_start_time(&stat).ok_or_else(|| io::Error::other("unreadable /proc/PID/stat"))
+    }
+
+    fn pause(&self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+}
+
+/// Field 22 (starttime) of `/proc/PID/stat`, counted after the command name's last `)`.
+fn parse_start_time(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // rest starts with field 3 (state).
+    rest.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+/// The name of this run's groups.
+pub fn run_name(host: &dyn Host) -> String {
+    let pid = host.own_pid();
+    format!("{PREFIX}{pid}-{}", host.start_time(pid).unwrap_or(0))
+}
+
+/// The (pid, start time) a group name made by `run_name` (with or without a suffix) stands for.
+fn owner(name: &str) -> Option<(i32, u64)> {
+    let mut parts = name.strip_prefix(PREFIX)?.splitn(3, '-');
+    let pid = parts.next()?.parse().ok()?;
+    let start = parts.next()?.parse().ok()?;
+    Some((pid, start))
+}
+
+/// A pynish group whose owner is gone: no process has its pid, or one that started at another time. A process
+/// pynish may not look at (`hidepid`) counts as the owner: a live run is never swept.
+fn is_stale(host: &dyn Host, name: &str) -> bool {
+    owner(name).is_some_and(|(pid, start)| match host.start_time(pid) {
+        Ok(started) => started != start,
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    })
+}
+
+/// One line of `/proc/self/mountinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// The path inside the hierarchy that is mounted (`/` unless a subtree is bind-mounted).
+    pub root: String,
+    pub mount_point: PathBuf,
+    pub fstype: String,
+    pub super_options: Vec<String>,
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        if let (b'\\', Some(digits)) = (bytes[i], octal) {
+            out.push(digits.iter().fold(0u8, |n, d| n.wrapping_mul(8).wrapping_add(d - b'0')));
+            i += 4;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The cgroup mounts in a mountinfo text.
+pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    let mut mounts = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(dash) = fields.iter().position(|f| *f == "-") else { continue };
+        if fields.len() < dash + 4 || dash < 6 {
+            continue;
+        }
+        let fstype = fields[dash + 1];
+        if fstype != "cgroup" && fstype != "cgroup2" {
+            continue;
+        }
+        mounts.push(Mount {
+            root: unescape(fields[3]),
+            mount_point: PathBuf::from(unescape(fields[4])),
+            fstype: fstype.to_string(),
+            super_options: fields[dash + 3].split(',').map(str::to_string).collect(),
+        });
+    }
+    mounts
+}
+
+/// One line of `/proc/self/cgroup`: the controllers of a hierarchy (empty for cgroup v2) and the group's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub controllers: Vec<String>,
+    pub path: String,
+}
+
+pub fn parse_proc_cgroup(text: &str) -> Vec<Membership> {
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let _id = parts.next()?;
+            let controllers = parts.next()?;
+            let path = parts.next()?;
+            Some(Membership {
+                controllers: controllers.split(',').filter(|c| !c.is_empty()).map(str::to_string).collect(),
+                path: path.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Where a group of a hierarchy lives in the file system: the mount point plus the group's path below the
+/// mounted root; None when the group is outside what is mounted.
+pub fn group_dir(mount: &Mount, path: &str) -> Option<PathBuf> {
+    let root = mount.root.trim_end_matches('/');
+    let rest = path.strip_prefix(root)?;
+    if !rest.is_empty() && !rest.starts_with('/') {
+        return None;
+    }
+    Some(mount.mount_point.join(rest.trim_start_matches('/')))
+}
+
+/// The cgroup hierarchies of this process, as found in `/proc/self`.
+#[derive(Debug, Clone, Default)]
+pub struct Discovery {
+    /// The cgroup2 mount and pynish's group in it.
+    pub v2: Option<(Mount, PathBuf)>,
+    /// Each cgroup v1 hierarchy: its controllers and pynish's group in it.
+    pub v1: Vec<v1::Hierarchy>,
+}
+
+impl Discovery {
+    pub fn from_proc() -> Result<Discovery> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").context("cannot read /proc/self/mountinfo")?;
+        let cgroup = std::fs::read_to_string("/proc/self/cgroup").context("cannot read /proc/self/cgroup")?;
+        Ok(Discovery::parse(&mountinfo, &cgroup))
+    }
+
+    pub fn parse(mountinfo: &str, cgroup: &str) -> Discovery {
+        let mounts = parse_mountinfo(mountinfo);
+        let members = parse_proc_cgroup(cgroup);
+        let mut found = Discovery::default();
+        for mount in &mounts {
+            if mount.fstype == "cgroup2" {
+                if found.v2.is_some() {
+                    continue;
+                }
+                let dir = members.iter().find(|m| m.controllers.is_empty()).and_then(|m| group_dir(mount, &m.path));
+                if let Some(dir) = dir {
+                    found.v2 = Some((mount.clone(), dir));
+                }
+                continue;
+            }
+            // A v1 hierarchy: its controllers are among the super options; /proc/self/cgroup names it by the
+            // same list.
+            let Some(member) = members
+                .iter()
+                .find(|m| !m.controllers.is_empty() && m.controllers.iter().all(|c| mount.super_options.contains(c)))
+            else {
+                continue;
+            };
+            if found.v1.iter().any(|h| h.controllers == member.controllers) {
+                continue; // the same hierarchy mounted twice
+            }
+            if let Some(dir) = group_dir(mount, &member.path) {
+                found.v1.push(v1::Hierarchy { controllers: member.controllers.clone(), current: dir });
+            }
+        }
+        found
+    }
+
+    /// The v1 hierarchy holding `controller`.
+    pub fn v1_with(&self, controller: &str) -> Option<&v1::Hierarchy> {
+        self.v1.iter().find(|h| h.controllers.iter().any(|c| c == controller))
+    }
+}
+
+/// The numbers in a `cgroup.procs` file.
+pub fn procs(host: &dyn Host, dir: &Path) -> Vec<i32> {
+    host.read(&dir.join("cgroup.procs"))
+        .map(|text| text.split_ascii_whitespace().filter_map(|p| p.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Members of `dir` and of every group below it.
+pub fn procs_below(host: &dyn Host, dir: &Path) -> Vec<i32> {
+    let mut found = procs(host, dir);
+    for sub in host.subdirs(dir).unwrap_or_default() {
+        found.extend(procs_below(host, &dir.join(sub)));
+    }
+    found
+}
+
+/// The value of `key` in a flat keyed file (`oom_kill 3`).
+pub fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let mut parts = line.split_ascii_whitespace();
+        (parts.next() == Some(key)).then(|| parts.next()?.parse().ok())?
+    })
+}
+
+/// A single-number control file; `max` reads as `u64::MAX`.
+pub fn read_number(host: &dyn Host, path: &Path) -> Result<u64> {
+    let text = host.read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = text.trim();
+    if text == "max" {
+        return Ok(u64::MAX);
+    }
+    text.parse().with_context(|| format!("unexpected content {text:?} in {}", path.display()))
+}
+
+/// `keyed` on a file; None when the file or the key is missing.
+pub fn read_keyed(host: &dyn Host, path: &Path, key: &str) -> Option<u64> {
+    keyed(&host.read(path).ok()?, key)
+}
+
+pub fn write_file(host: &dyn Host, path: &Path, text: &str) -> Result<()> {
+    host.write(path, text).with_context(|| format!("cannot write {text:?} to {}", path.display()))
+}
+
+/// Sends `signal` to every member of `dir` and below; returns how many received it.
+pub fn signal_members(host: &dyn Host, dir: &Path, signal: Signal) -> usize {
+    procs_below(host, dir).into_iter().filter(|&pid| host.signal(pid, signal)).count()
+}
+
+/// How a group is frozen, when it can be.
+enum Freezer<'a> {
+    /// cgroup v2: `cgroup.freeze`, confirmed by `frozen 1` in `cgroup.events`.
+    V2(&'a Path),
+    /// cgroup v1: `freezer.state`, confirmed by reading `FROZEN` back.
+    V1(&'a Path),
+    None,
+}
+
+impl Freezer<'_> {
+    fn of<'a>(host: &dyn Host, dir: &'a Path) -> Freezer<'a> {
+        if host.exists(&dir.join("cgroup.freeze")) {
+            Freezer::V2(dir)
+        } else if host.exists(&dir.join("freezer.state")) {
+            Freezer::V1(dir)
+        } else {
+            Freezer::None
+        }
+    }
+
+    fn freeze(&self, host: &dyn Host) {
+        let deadline = Instant::now() + FREEZE_PATIENCE;
+        let frozen = || match self {
+            Freezer::V2(dir) => read_keyed(host, &dir.join("cgroup.events"), "frozen") == Some(1),
+            Freezer::V1(dir) => host.read(&dir.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN"),
+            Freezer::None => true,
+        };
+        let written = match self {
+            Freezer::V2(dir) => host.write(&dir.join("cgroup.freeze"), "1"),
+            Freezer::V1(dir) => host.write(&dir.join("freezer.state"), "FROZEN"),
+            Freezer::None => return,
+        };
+        if written.is_err() {
+            return;
+        }
+        // Freezing is asynchronous; a member in uninterruptible sleep can delay it, and is then killed unfrozen.
+        let mut wait = Duration::from_micros(100);
+        while !frozen() && Instant::now() < deadline {
+            if let Freezer::V1(dir) = self {
+                // v1 moves from FREEZING to FROZEN only when the state is asked for again.
+                let _ = host.write(&dir.join("freezer.state"), "FROZEN");
+            }
+            host.pause(wait);
+            wait = (wait * 2).min(Duration::from_millis(10));
+        }
+    }
+
+    fn thaw(&self, host: &dyn Host) {
+        let _ = match self {
+            Freezer::V2(dir) => host.write(&dir.join("cgroup.freeze"), "0"),
+            Freezer::V1(dir) => host.write(&dir.join("freezer.state"), "THAWED"),
+            Freezer::None => Ok(()),
+        };
+    }
+}
+
+/// Kills every member of `dir` and below with nothing escaping: `cgroup.kill` where the kernel has it (5.14+),
+/// else freeze, SIGKILL every member, thaw (a frozen member cannot fork, so none is missed). `freezer_dir` is
+/// the group to freeze (under v1 it is in the freezer hierarchy); without a freezer the members are signalled
+/// as they are, and a fork in flight can add one: callers repeat until the group is empty. Returns how many
+/// members there were.
+pub fn kill_group(host: &dyn Host, dir: &Path, freezer_dir: Option<&Path>) -> usize {
+    let members = procs_below(host, dir);
+    if members.is_empty() {
+        return 0;
+    }
+    if host.exists(&dir.join("cgroup.kill")) && host.write(&dir.join("cgroup.kill"), "1").is_ok() {
+        return members.len();
+    }
+    let freezer = Freezer::of(host, freezer_dir.unwrap_or(dir));
+    freezer.freeze(host);
+    // Listed again once frozen: members forked while the group froze are in.
+    let members = procs_below(host, dir);
+    for &pid in &members {
+        host.signal(pid, Signal::SIGKILL);
+    }
+    freezer.thaw(host);
+    members.len()
+}
+
+/// Removes an empty group, retrying while its last members are still exiting; a group already gone is fine.
+pub fn remove_group(host: &dyn Host, dir: &Path) -> io::Result<()> {
+    let deadline = Instant::now() + REMOVE_PATIENCE;
+    let mut wait = Duration::from_micros(200);
+    loop {
+        match host.rmdir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) => {}
+            Err(e) => return Err(e),
+        }
+        host.pause(wait);
+        wait = (wait * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Kills the members of `dir` and removes it, killing again while members remain (killed members take a moment
+/// to exit; a fork in flight adds one).
+pub fn kill_and_remove(host: &dyn Host, dir: &Path, freezer_dir: Option<&Path>, patience: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + patience;
+    let mut wait = Duration::from_micros(200);
+    loop {
+        kill_group(host, dir, freezer_dir);
+        match host.rmdir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() != Some(nix::libc::EBUSY) || Instant::now() >= deadline => return Err(e),
+            Err(_) => {}
+        }
+        host.pause(wait);
+        wait = (wait * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Kills everything in a group tree and removes it, deepest groups first.
+pub fn destroy_tree(host: &dyn Host, dir: &Path, freezer_dir: Option<&Path>) -> io::Result<()> {
+    kill_group(host, dir, freezer_dir);
+    for sub in host.subdirs(dir).unwrap_or_default() {
+        destroy_tree(host, &dir.join(&sub), freezer_dir.map(|f| f.join(&sub)).as_deref())?;
+    }
+    kill_and_remove(host, dir, freezer_dir, SWEEP_PATIENCE)
+}
+
+/// Removes the stale run groups directly under `parent` (see the module docs); returns the groups removed.
+pub fn sweep(host: &dyn Host, parent: &Path, freezer_parent: Option<&Path>) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(names) = host.subdirs(parent) else { return removed };
+    for name in names.iter().filter(|n| n.starts_with(PREFIX) && is_stale(host, n)) {
+        let dir = parent.join(name);
+        if destroy_tree(host, &dir, freezer_parent.map(|f| f.join(name)).as_deref()).is_ok() {
+            removed.push(dir);
+        }
+    }
+    removed
+}
+
+/// Sweeps every place a run may have created groups, in every hierarchy this process is in: the current group
+/// of each hierarchy, and under cgroup v2 the shared `pynish` group of each ancestor (see `v2`).
+pub fn sweep_everywhere() {
+    let Ok(found) = Discovery::from_proc() else { return };
+    let host = Kernel;
+    if let Some((mount, current)) = &found.v2 {
+        sweep(&host, current, None);
+        let mut dir = Some(current.as_path());
+        while let Some(d) = dir {
+            let shared = d.join(v2::SHARED);
+            if host.exists(&shared) {
+                sweep(&host, &shared, None);
+                // Empty now unless another run uses it.
+                let _ = host.rmdir(&shared);
+            }
+            if d == mount.mount_point {
+                break;
+            }
+            dir = d.parent();
+        }
+    }
+    let freezer = found.v1_with("freezer").map(|h| h.current.clone());
+    for hierarchy in &found.v1 {
+        let freezer_parent = (!hierarchy.controllers.iter().any(|c| c == "freezer")).then_some(freezer.as_deref());
+        sweep(&host, &hierarchy.current, freezer_parent.flatten());
+    }
+}
+
+#[cfg(test)]
+pub mod fake;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+33 31 0:30 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+50 23 0:39 /sub /mnt/with\\040space rw - cgroup2 cgroup2 rw
+";
+
+    const PROC_CGROUP: &str = "\
+9:name=systemd:/
+8:pids:/a
+4:memory:/process_api/2322e2
+2:cpu,cpuacct:/
+0::/
+";
+
+    #[test]
+    fn mountinfo_keeps_cgroup_mounts_only() {
+        let mounts = parse_mountinfo(MOUNTINFO);
+        assert_eq!(mounts.len(), 6);
+        assert_eq!(mounts[0].mount_point, PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
+        assert!(mounts[0].super_options.contains(&"cpuacct".to_string()));
+        assert_eq!(mounts[5].mount_point, PathBuf::from("/mnt/with space"));
+        assert_eq!(mounts[5].root, "/sub");
+    }
+
+    #[test]
+    fn discovery_finds_groups_per_hierarchy() {
+        let found = Discovery::parse(MOUNTINFO, PROC_CGROUP);
+        let (mount, dir) = found.v2.clone().unwrap();
+        assert_eq!(mount.mount_point, PathBuf::from("/sys/fs/cgroup/unified"));
+        assert_eq!(dir, PathBuf::from("/sys/fs/cgroup/unified"));
+        assert_eq!(found.v1_with("memory").unwrap().current, PathBuf::from("/sys/fs/cgroup/memory/process_api/2322e2"));
+        assert_eq!(found.v1_with("cpuacct").unwrap().current, PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
+        assert_eq!(found.v1_with("pids").unwrap().current, PathBuf::from("/sys/fs/cgroup/pids/a"));
+        assert!(found.v1_with("freezer").is_none());
+    }
+
+    #[test]
+    fn group_dir_respects_the_mounted_root() {
+        let mount =
+            Mount { root: "/sub".into(), mount_point: "/m".into(), fstype: "cgroup2".into(), super_options: vec![] };
+        assert_eq!(group_dir(&mount, "/sub/x/y"), Some(PathBuf::from("/m/x/y")));
+        assert_eq!(group_dir(&mount, "/sub"), Some(PathBuf::from("/m")));
+        assert_eq!(group_dir(&mount, "/subway"), None);
+        assert_eq!(group_dir(&mount, "/other"), None);
+    }
+
+    #[test]
+    fn start_time_is_field_22() {
+        let stat = "42 (a) b) S 1 42 42 0 -1 4194560 100 0 0 0 11 22 33 44 20 0 1 0 98765 1000 55";
+        assert_eq!(parse_start_time(stat), Some(98765));
+        assert!(Kernel.start_time(std::process::id() as i32).is_ok());
+        let gone = Kernel.start_time(i32::MAX).unwrap_err();
+        assert_eq!(gone.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn run_names_identify_their_owner() {
+        let name = run_name(&Kernel);
+        assert!(!is_stale(&Kernel, &name), "{name}");
+        assert!(!is_stale(&Kernel, &format!("{name}{SUPERVISOR_SUFFIX}")));
+        let (pid, start) = owner(&name).unwrap();
+        assert_eq!(pid, std::process::id() as i32);
+        assert!(is_stale(&Kernel, &format!("{PREFIX}{pid}-{}", start + 1)));
+        assert!(!is_stale(&Kernel, "pynish")); // not a run's group
+        assert!(!is_stale(&Kernel, "other-1-2"));
+    }
+
+    #[test]
+    fn keyed_files() {
+        let text = "low 0\nhigh 0\nmax 3\noom 1\noom_kill 2\n";
+        assert_eq!(keyed(text, "oom_kill"), Some(2));
+        assert_eq!(keyed(text, "oom"), Some(1));
+        assert_eq!(keyed(text, "missing"), None);
+    }
+}

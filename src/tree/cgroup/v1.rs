@@ -1,0 +1,412 @@
+//! The cgroup v1 backend: one group per hierarchy (memory, cpuacct, pids, and freezer when mounted), each a
+//! child of pynish's own group in that hierarchy; the child joins them all before exec, through one
+//! `cgroup.procs` descriptor per hierarchy.
+//!
+//! v1 has no rule against processes in inner groups, so the groups simply go below pynish's current ones. The
+//! kernel holds `memory.limit_in_bytes` (and `memory.memsw.limit_in_bytes`, so swap does not extend it) and
+//! `pids.max`. v1's OOM killer kills one process, not the group: it shows as `oom_kill` in `memory.oom_control`
+//! (kernels before 4.13 lack it; `memory.failcnt` stands in), and the monitor then ends the rest of the tree.
+//! CPU is `cpuacct.usage` (nanoseconds of run time); its user/system split comes from `cpuacct.usage_user`/
+//! `usage_sys` (else `cpuacct.stat`), scaled to add up to `cpuacct.usage`. Kill: freeze, SIGKILL every member,
+//! thaw, repeated until the group is empty.
+
+use super::{
+    Host, Kernel, REMOVE_PATIENCE, keyed, kill_and_remove, kill_group, read_keyed, read_number, run_name,
+    signal_members, write_file,
+};
+use crate::limits::{LimitKind, Limits, MemoryKind};
+use crate::tree::{KernelUsage, Sample, Tree};
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::Signal;
+use std::fs::File;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Controllers a run needs: memory and process limits and counts, and exact CPU time.
+pub const CONTROLLERS: [&str; 3] = ["memory", "cpuacct", "pids"];
+
+/// A mounted v1 hierarchy and pynish's group in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    pub controllers: Vec<String>,
+    pub current: PathBuf,
+}
+
+impl Hierarchy {
+    fn has(&self, controller: &str) -> bool {
+        self.controllers.iter().any(|c| c == controller)
+    }
+}
+
+/// What shows an OOM kill in the group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OomCounter {
+    /// `oom_kill` in `memory.oom_control` (4.13+).
+    OomKill,
+    /// `memory.failcnt`: the limit was reached (also when reclaim then succeeded).
+    Failcnt,
+}
+
+pub struct V1Tree {
+    host: Box<dyn Host>,
+    /// Every group made, and the descriptor of its `cgroup.procs` for the child.
+    groups: Vec<(PathBuf, Option<File>)>,
+    memory: PathBuf,
+    cpuacct: PathBuf,
+    pids: PathBuf,
+    freezer: Option<PathBuf>,
+    memory_limited: bool,
+    processes_limited: bool,
+    oom_counter: OomCounter,
+    ooms_before: u64,
+    refused_forks_before: u64,
+    cleaned: bool,
+}
+
+impl V1Tree {
+    /// The groups for a run on this machine, found from `/proc/self`.
+    pub fn open(limits: &Limits) -> Result<V1Tree> {
+        let found = super::Discovery::from_proc()?;
+        if found.v1.is_empty() {
+            bail!("no cgroup v1 hierarchy is mounted");
+        }
+        V1Tree::create(Box::new(Kernel), &found.v1, limits)
+    }
+
+    /// The groups for a run below pynish's groups `hierarchies`.
+    pub fn create(host: Box<dyn Host>, hierarchies: &[Hierarchy], limits: &Limits) -> Result<V1Tree> {
+        let uid = host.uid();
+        let mut chosen: Vec<&Hierarchy> = Vec::new();
+        for controller in CONTROLLERS {
+            let Some(hierarchy) = hierarchies.iter().find(|h| h.has(controller)) else {
+                bail!("no cgroup v1 hierarchy has the {controller} controller");
+            };
+            if !host.writable(&hierarchy.current) {
+                bail!("cgroup v1 {controller} group {} is not writable by uid {uid}", hierarchy.current.display());
+            }
+            if !chosen.contains(&hierarchy) {
+                chosen.push(hierarchy);
+            }
+        }
+        let freezer = hierarchies.iter().find(|h| h.has("freezer")).filter(|h| host.writable(&h.current));
+        if let Some(freezer) = freezer.filter(|f| !chosen.contains(f)) {
+            chosen.push(freezer);
+        }
+        let name = run_name(host.as_ref());
+        let dir_of = |controller: &str| chosen.iter().find(|h| h.has(controller)).map(|h| h.current.join(&name));
+        let mut tree = V1Tree {
+            memory: dir_of("memory").unwrap_or_default(),
+            cpuacct: dir_of("cpuacct").unwrap_or_default(),
+            pids: dir_of("pids").unwrap_or_default(),
+            freezer: dir_of("freezer"),
+            host,
+            groups: Vec::new(),
+            memory_limited: false,
+            processes_limited: false,
+            oom_counter: OomCounter::OomKill,
+            ooms_before: 0,
+            refused_forks_before: 0,
+            cleaned: false,
+        };
+        for hierarchy in chosen {
+            let dir = hierarchy.current.join(&name);
+            if let Err(e) = tree.host.mkdir(&dir) {
+                let _ = tree.cleanup();
+                return Err(e).with_context(|| format!("cannot create {}", dir.display()));
+            }
+            tree.groups.push((dir, None));
+        }
+        if let Err(error) = tree.configure(limits) {
+            let _ = tree.cleanup();
+            return Err(error);
+        }
+        Ok(tree)
+    }
+
+    fn configure(&mut self, limits: &Limits) -> Result<()> {
+        let host = self.host.as_ref();
+        if let (Some(bytes), MemoryKind::Resident) = (limits.memory, limits.memory_kind) {
+            write_file(host, &self.memory.join("memory.limit_in_bytes"), &bytes.to_string())?;
+            // Memory plus swap at the same bound: swapping out does not make room. Absent without swap accounting.
+            let memsw = self.memory.join("memory.memsw.limit_in_bytes");
+            if host.exists(&memsw) {
+                write_file(host, &memsw, &bytes.to_string())?;
+            }
+            self.memory_limited = true;
+        }
+        if let Some(n) = limits.processes {
+            write_file(host, &self.pids.join("pids.max"), &n.to_string())?;
+            self.processes_limited = true;
+        }
+        match read_keyed(host, &self.memory.join("memory.oom_control"), "oom_kill") {
+            Some(n) => self.ooms_before = n,
+            None => {
+                self.oom_counter = OomCounter::Failcnt;
+                self.ooms_before = read_number(host, &self.memory.join("memory.failcnt")).unwrap_or(0);
+            }
+        }
+        self.refused_forks_before = read_keyed(host, &self.pids.join("pids.events"), "max").unwrap_or(0);
+        for (dir, join) in &mut self.groups {
+            let procs = dir.join("cgroup.procs");
+            *join = Some(host.open_for_write(&procs).with_context(|| format!("cannot open {}", procs.display()))?);
+        }
+        Ok(())
+    }
+
+    /// Where the groups are, for `-v` and `pynish check`.
+    pub fn placement(&self) -> String {
+        let dirs: Vec<String> = self.groups.iter().map(|(d, _)| d.display().to_string()).collect();
+        format!("groups {}", dirs.join(", "))
+    }
+
+    /// The groups made for the run.
+    pub fn groups(&self) -> Vec<PathBuf> {
+        self.groups.iter().map(|(d, _)| d.clone()).collect()
+    }
+
+    fn ooms(&self) -> Option<u64> {
+        let host = self.host.as_ref();
+        match self.oom_counter {
+            OomCounter::OomKill => read_keyed(host, &self.memory.join("memory.oom_control"), "oom_kill"),
+            OomCounter::Failcnt => read_number(host, &self.memory.join("memory.failcnt")).ok(),
+        }
+    }
+}
+
+/// Splits `total` in the ratio `user : system`.
+fn split(total: Duration, user: u64, system: u64) -> (Duration, Duration) {
+    if user + system == 0 {
+        return (total, Duration::ZERO);
+    }
+    let user = Duration::from_nanos((total.as_nanos() * user as u128 / (user as u128 + system as u128)) as u64);
+    (user, total.saturating_sub(user))
+}
+
+impl Tree for V1Tree {
+    fn name(&self) -> &'static str {
+        "cgroup1"
+    }
+
+    fn enforcement(&self, _limit: LimitKind) -> &'static str {
+        "cgroup1"
+    }
+
+    fn join_fds(&self) -> Vec<RawFd> {
+        self.groups.iter().filter_map(|(_, f)| f.as_ref().map(|f| f.as_raw_fd())).collect()
+    }
+
+    fn sample(&mut self) -> Result<Sample> {
+        let host = self.host.as_ref();
+        Ok(Sample {
+            cpu: Duration::from_nanos(read_number(host, &self.cpuacct.join("cpuacct.usage"))?),
+            memory: read_number(host, &self.memory.join("memory.usage_in_bytes"))?,
+            processes: read_number(host, &self.pids.join("pids.current"))?,
+        })
+    }
+
+    fn kernel_hit(&mut self) -> Option<LimitKind> {
+        if self.memory_limited && self.ooms().is_some_and(|n| n > self.ooms_before) {
+            return Some(LimitKind::Memory);
+        }
+        let refused = read_keyed(self.host.as_ref(), &self.pids.join("pids.events"), "max");
+        if self.processes_limited && refused.is_some_and(|n| n > self.refused_forks_before) {
+            return Some(LimitKind::Processes);
+        }
+        None
+    }
+
+    fn signal_all(&mut self, signal: Signal) -> usize {
+        signal_members(self.host.as_ref(), &self.cpuacct, signal)
+    }
+
+    fn kill_all(&mut self) -> usize {
+        kill_group(self.host.as_ref(), &self.cpuacct, self.freezer.as_deref())
+    }
+
+    fn final_usage(&mut self) -> KernelUsage {
+        let host = self.host.as_ref();
+        let file = |name: &str| self.cpuacct.join(name);
+        let total = read_number(host, &file("cpuacct.usage")).ok().map(Duration::from_nanos);
+        let parts =
+            match (read_number(host, &file("cpuacct.usage_user")), read_number(host, &file("cpuacct.usage_sys"))) {
+                (Ok(user), Ok(system)) => Some((user, system)),
+                _ => {
+                    host.read(&file("cpuacct.stat")).ok().and_then(|s| Some((keyed(&s, "user")?, keyed(&s, "system")?)))
+                }
+            };
+        let (cpu_user, cpu_system) = match (total, parts) {
+            (Some(total), Some((user, system))) => {
+                let (user, system) = split(total, user, system);
+                (Some(user), Some(system))
+            }
+            _ => (None, None),
+        };
+        KernelUsage {
+            cpu_user,
+            cpu_system,
+            peak_memory: read_number(host, &self.memory.join("memory.max_usage_in_bytes")).ok(),
+            peak_processes: read_number(host, &self.pids.join("pids.peak")).ok(),
+        }
+    }
+
+    fn cleanup(&mut self) -> Result<()> {
+        if self.cleaned {
+            return Ok(());
+        }
+        self.cleaned = true;
+        let host = self.host.as_ref();
+        let mut failed = Vec::new();
+        for (dir, join) in &mut self.groups {
+            *join = None;
+            // Empty once the tree is gone; a member that left pynish's tree (only a process ptraced from outside
+            // can) must not keep the group alive. Every member is in every group: killing through any one is
+            // enough.
+            if let Err(e) = kill_and_remove(host, dir, self.freezer.as_deref(), REMOVE_PATIENCE) {
+                failed.push(format!("{}: {e}", dir.display()));
+            }
+        }
+        if !failed.is_empty() {
+            bail!("cannot remove {}", failed.join("; "));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for V1Tree {
+    fn drop(&mut self) {
+        let _ = self.cleanup();
+    }
+}
+
+/// A hierarchy of the fake, named after its first controller.
+#[cfg(test)]
+fn hierarchy(root: &std::path::Path, controllers: &[&str]) -> Hierarchy {
+    Hierarchy { controllers: controllers.iter().map(|c| c.to_string()).collect(), current: root.join(controllers[0]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fake::Fake;
+    use super::super::procs;
+    use super::*;
+
+    fn setup(with_freezer: bool) -> (Fake, Vec<Hierarchy>) {
+        let mut names = vec!["memory", "cpuacct", "pids"];
+        if with_freezer {
+            names.push("freezer");
+        }
+        let fake = Fake::v1(&names);
+        let root = fake.root();
+        let hierarchies = names.iter().map(|n| hierarchy(&root, &[n])).collect();
+        (fake, hierarchies)
+    }
+
+    #[test]
+    fn one_group_per_hierarchy_with_limits() {
+        let (fake, hierarchies) = setup(true);
+        let limits = Limits { memory: Some(100_000_000), processes: Some(50), ..Limits::default() };
+        let mut tree = V1Tree::create(fake.boxed(), &hierarchies, &limits).unwrap();
+        let groups = tree.groups();
+        assert_eq!(groups.len(), 4);
+        assert_eq!(tree.join_fds().len(), 4);
+        let memory = &groups[0];
+        assert_eq!(fake.get(&memory.join("memory.limit_in_bytes")), "100000000");
+        assert_eq!(fake.get(&memory.join("memory.memsw.limit_in_bytes")), "100000000");
+        assert_eq!(fake.get(&groups[2].join("pids.max")), "50");
+
+        fake.set(&groups[1].join("cpuacct.usage"), "1500000000");
+        fake.set(&groups[1].join("cpuacct.usage_user"), "1000000000");
+        fake.set(&groups[1].join("cpuacct.usage_sys"), "480000000");
+        fake.set(&memory.join("memory.usage_in_bytes"), "8192");
+        fake.set(&groups[2].join("pids.current"), "2");
+        let sample = tree.sample().unwrap();
+        assert_eq!(sample, Sample { cpu: Duration::from_millis(1500), memory: 8192, processes: 2 });
+
+        assert_eq!(tree.kernel_hit(), None);
+        fake.set(&memory.join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n");
+        assert_eq!(tree.kernel_hit(), Some(LimitKind::Memory));
+
+        fake.set(&memory.join("memory.max_usage_in_bytes"), "99999744");
+        fake.set(&groups[2].join("pids.peak"), "50");
+        let usage = tree.final_usage();
+        let (user, system) = (usage.cpu_user.unwrap(), usage.cpu_system.unwrap());
+        assert_eq!(user + system, Duration::from_millis(1500), "the split adds up to cpuacct.usage");
+        assert!(user > system);
+        assert_eq!(usage.peak_memory, Some(99_999_744));
+        assert_eq!(usage.peak_processes, Some(50));
+
+        tree.cleanup().unwrap();
+        for group in &groups {
+            assert!(!fake.exists(group), "{}", group.display());
+        }
+    }
+
+    #[test]
+    fn refused_fork_is_a_kernel_hit() {
+        let (fake, hierarchies) = setup(false);
+        let limits = Limits { processes: Some(5), ..Limits::default() };
+        let mut tree = V1Tree::create(fake.boxed(), &hierarchies, &limits).unwrap();
+        fake.set(&tree.groups()[2].join("pids.events"), "max 4\n");
+        assert_eq!(tree.kernel_hit(), Some(LimitKind::Processes));
+    }
+
+    #[test]
+    fn kill_freezes_kills_every_member_and_thaws() {
+        let (fake, hierarchies) = setup(true);
+        let mut tree = V1Tree::create(fake.boxed(), &hierarchies, &Limits::default()).unwrap();
+        let groups = tree.groups();
+        let freezer = groups[3].clone();
+        let cpuacct = groups[1].clone();
+        for pid in [4_000_100, 4_000_101, 4_000_102] {
+            fake.enter(&cpuacct, pid); // the fake keeps a pid in one group only; the backend reads cpuacct's
+        }
+        assert_eq!(tree.signal_all(Signal::SIGTERM), 3);
+        assert_eq!(tree.kill_all(), 3);
+        assert!(fake.was_frozen(&freezer));
+        assert_eq!(fake.get(&freezer.join("freezer.state")), "THAWED");
+        assert_eq!(fake.signals(Signal::SIGKILL), vec![4_000_100, 4_000_101, 4_000_102]);
+        assert!(procs(&fake, &cpuacct).is_empty());
+        tree.cleanup().unwrap();
+    }
+
+    #[test]
+    fn missing_or_unwritable_hierarchy_is_refused() {
+        let (fake, mut hierarchies) = setup(false);
+        hierarchies.retain(|h| !h.has("pids"));
+        let error = V1Tree::create(fake.boxed(), &hierarchies, &Limits::default()).err().unwrap();
+        assert!(format!("{error:#}").contains("no cgroup v1 hierarchy has the pids controller"), "{error:#}");
+
+        let (fake, hierarchies) = setup(false);
+        fake.set_uid(1000);
+        fake.deny_writes_below(&fake.root().join("memory"));
+        let error = V1Tree::create(fake.boxed(), &hierarchies, &Limits::default()).err().unwrap();
+        assert!(format!("{error:#}").contains("not writable by uid 1000"), "{error:#}");
+        assert!(fake.subdirs(&fake.root().join("cpuacct")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn comounted_controllers_share_one_group() {
+        let fake = Fake::v1(&["memory", "cpuacct", "pids"]);
+        let root = fake.root();
+        // cpu,cpuacct style: one hierarchy directory serving two controllers.
+        let hierarchies = vec![
+            Hierarchy { controllers: vec!["memory".into(), "pids".into()], current: root.join("memory") },
+            hierarchy(&root, &["cpuacct"]),
+        ];
+        let tree = V1Tree::create(fake.boxed(), &hierarchies, &Limits::default()).unwrap();
+        assert_eq!(tree.groups().len(), 2);
+        assert_eq!(tree.join_fds().len(), 2);
+    }
+
+    #[test]
+    fn failcnt_stands_in_for_oom_kill_on_old_kernels() {
+        let (fake, hierarchies) = setup(false);
+        fake.without_oom_kill_counter();
+        let limits = Limits { memory: Some(1 << 20), ..Limits::default() };
+        let mut tree = V1Tree::create(fake.boxed(), &hierarchies, &limits).unwrap();
+        assert_eq!(tree.kernel_hit(), None);
+        fake.set(&tree.groups()[0].join("memory.failcnt"), "3");
+        assert_eq!(tree.kernel_hit(), Some(LimitKind::Memory));
+    }
+}
