@@ -43,10 +43,7 @@ fn cgroup2_backend_in_vm() {
 
     match out.status.code() {
         Some(77) => {
-            let reason = stdout
-                .lines()
-                .find(|l| l.starts_with("SKIP:"))
-                .unwrap_or("SKIP: tests/vm/run.sh exited 77");
+            let reason = stdout.lines().find(|l| l.starts_with("SKIP:")).unwrap_or("SKIP: tests/vm/run.sh exited 77");
             eprintln!("cgroup2_backend_in_vm: {reason}");
             return;
         }
@@ -63,13 +60,8 @@ fn cgroup2_backend_in_vm() {
         .copied()
         .filter(|case| {
             let prefix = format!("PYNISH-VM-CASE {case} PASS");
-            !lines
-                .iter()
-                .any(|l| *l == prefix || l.starts_with(&format!("{prefix} ")))
+            !lines.iter().any(|l| *l == prefix || l.starts_with(&format!("{prefix} ")))
         })
         .collect();
-    assert!(
-        missing.is_empty(),
-        "cases without a PASS line: {missing:?}\n{stdout}\n{stderr}"
-    );
+    assert!(missing.is_empty(), "cases without a PASS line: {missing:?}\n{stdout}\n{stderr}");
 }
