@@ -40,6 +40,12 @@ const KILL_RETRY: Duration = Duration::from_millis(5);
 const MEMORY_RATE_FLOOR: f64 = 512e6;
 /// Process-count growth assumed possible before any is seen, per second.
 const FORK_RATE_FLOOR: f64 = 200.0;
+/// How often pynish looks at a tree in its grace period for memory or processes it must not be given.
+const GRACE_SAMPLE: Duration = Duration::from_millis(10);
+/// In the grace period a tree may pass its memory limit by this fraction before it is killed at once.
+const GRACE_MEMORY_SLACK: f64 = 0.10;
+/// In the grace period a tree may reach this multiple of its process limit before it is killed at once.
+const GRACE_PROCESS_SLACK: u64 = 2;
 /// A failing command whose address space came this close to an RLIMIT_AS limit failed for lack of memory.
 const ADDRESS_SPACE_NEAR: f64 = 0.9;
 
@@ -206,6 +212,7 @@ impl Monitor<'_> {
                     }
                 }
                 Phase::Grace { until } if now >= until => self.kill(),
+                Phase::Grace { .. } if self.watch_in_grace() && now >= self.next_sample => self.check_grace(now),
                 Phase::Grace { .. } => {}
                 Phase::Killing => {
                     self.tree.kill_all();
@@ -275,6 +282,7 @@ impl Monitor<'_> {
                 let wall = self.settings.limits.wall_time.map(|wall| self.start + wall);
                 wall.map_or(self.next_sample, |wall| wall.min(self.next_sample))
             }
+            Phase::Grace { until } if self.watch_in_grace() => until.min(self.next_sample),
             Phase::Grace { until } => until,
             Phase::Killing => now + KILL_RETRY,
         };
@@ -319,6 +327,34 @@ impl Monitor<'_> {
         self.next_sample = now + self.interval(sample, memory_rate, fork_rate);
         self.last = sample;
         self.last_at = now;
+    }
+
+    /// Whether pynish, not the kernel, holds a memory or process limit that a tree could keep overrunning while
+    /// it ignores the first signal.
+    fn watch_in_grace(&self) -> bool {
+        let limits = &self.settings.limits;
+        let memory = limits.memory.is_some()
+            && limits.memory_kind == MemoryKind::Resident
+            && self.tree.enforcement(LimitKind::Memory) == "proc";
+        let processes = limits.processes.is_some() && self.tree.enforcement(LimitKind::Processes) == "proc";
+        memory || processes
+    }
+
+    /// The grace period is for cleaning up, not for growing: a tree still growing well past its memory or process
+    /// limit gets SIGKILL at once, so that ignoring SIGTERM does not buy a runaway allocator or forker its grace.
+    fn check_grace(&mut self, now: Instant) {
+        self.next_sample = now + GRACE_SAMPLE;
+        let Ok(sample) = self.tree.sample() else { return };
+        self.usage.peak_memory = self.usage.peak_memory.max(sample.memory);
+        self.usage.max_processes = self.usage.max_processes.max(sample.processes);
+        let limits = &self.settings.limits;
+        let memory = limits.memory_kind == MemoryKind::Resident
+            && limits.memory.is_some_and(|m| sample.memory as f64 > m as f64 * (1.0 + GRACE_MEMORY_SLACK));
+        let processes = limits.processes.is_some_and(|p| sample.processes > p.saturating_mul(GRACE_PROCESS_SLACK));
+        if memory || processes {
+            self.log.event(format_args!("the tree kept growing in its grace period"));
+            self.kill();
+        }
     }
 
     /// Time until the tree could, growing as fast as it can, have used up its headroom to the nearest limit.
@@ -371,7 +407,9 @@ impl Monitor<'_> {
             };
         }
         self.log.event(format_args!("sent {signal} to {n} processes; SIGKILL in {:?}", self.settings.grace));
-        self.phase = Phase::Grace { until: Instant::now() + self.settings.grace };
+        let now = Instant::now();
+        self.phase = Phase::Grace { until: now + self.settings.grace };
+        self.next_sample = now + GRACE_SAMPLE;
     }
 
     /// SIGKILL to the whole tree; repeated by the loop until nothing is left.

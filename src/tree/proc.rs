@@ -24,6 +24,7 @@ struct Stat {
     /// Own plus waited-for children's user+system time, in clock ticks.
     cpu_ticks: u64,
     rss_pages: u64,
+    threads: u64,
     zombie: bool,
 }
 
@@ -38,12 +39,21 @@ fn parse_stat(text: &str) -> Option<Stat> {
         ppid: fields.get(1)?.parse().ok()?,
         cpu_ticks: field(14)? + field(15)? + field(16)? + field(17)?,
         rss_pages: field(24)?,
+        threads: field(20)?,
         zombie: fields.first() == Some(&"Z"),
     })
 }
 
-fn read_stat(pid: i32) -> Option<Stat> {
-    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+/// Reads a small `/proc` file into `buf` (open, read, close: no size probe, no allocation once `buf` has grown).
+fn read_into<'a>(path: &str, buf: &'a mut Vec<u8>) -> Option<&'a str> {
+    use std::io::Read;
+    buf.clear();
+    fs::File::open(path).ok()?.read_to_end(buf).ok()?;
+    std::str::from_utf8(buf).ok()
+}
+
+fn read_stat(pid: i32, buf: &mut Vec<u8>) -> Option<Stat> {
+    parse_stat(read_into(&format!("/proc/{pid}/stat"), buf)?)
 }
 
 /// The peak address space of one process, in bytes.
@@ -60,30 +70,64 @@ pub fn address_space_peak(root: i32) -> u64 {
     descendants(root).into_iter().filter_map(read_vm_peak).max().unwrap_or(0)
 }
 
-/// Children of `pid`, from every thread's `children` file; `None` when the kernel does not offer the file.
-fn children_of(pid: i32, into: &mut Vec<i32>) -> Option<()> {
+fn push_pids(text: &str, into: &mut Vec<i32>) {
+    into.extend(text.split_ascii_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+}
+
+/// Children of `pid`, from every thread's `children` file (a child is listed under the thread that forked it);
+/// `None` when the kernel does not offer the file.
+fn children_of(pid: i32, into: &mut Vec<i32>, buf: &mut Vec<u8>) -> Option<()> {
     let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     for task in tasks.flatten() {
-        let mut path = task.path();
-        path.push("children");
-        match fs::read_to_string(&path) {
-            Ok(text) => into.extend(text.split_ascii_whitespace().filter_map(|p| p.parse::<i32>().ok())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path.parent().is_some_and(|p| p.exists()) => {
-                return None;
-            }
-            Err(_) => {} // the task ended while we looked
+        let path = format!("{}/children", task.path().display());
+        match read_into(&path, buf) {
+            Some(text) => push_pids(text, into),
+            None if !std::path::Path::new(&path).exists() && task.path().exists() => return None,
+            None => {} // the task ended while we looked
         }
     }
     Some(())
 }
 
+/// Calls `visit` with every live descendant of `root` and its `stat`, walking down through the `children`
+/// files: a few reads per member of the tree, whatever else runs on the machine. False when the kernel offers
+/// no `children` files (CONFIG_PROC_CHILDREN off).
+fn walk(root: i32, mut visit: impl FnMut(i32, &Stat)) -> bool {
+    let mut buf = Vec::with_capacity(4096);
+    let mut queue = Vec::new();
+    if children_of(root, &mut queue, &mut buf).is_none() {
+        return false;
+    }
+    let mut i = 0;
+    while i < queue.len() {
+        let pid = queue[i];
+        i += 1;
+        // A member that ended between the reads simply is not there any more.
+        let Some(stat) = read_stat(pid, &mut buf) else { continue };
+        visit(pid, &stat);
+        if stat.zombie {
+            continue;
+        }
+        if stat.threads <= 1 {
+            // Single-threaded (the common case): one file, no directory listing.
+            if let Some(text) = read_into(&format!("/proc/{pid}/task/{pid}/children"), &mut buf) {
+                push_pids(text, &mut queue);
+            }
+        } else {
+            let _ = children_of(pid, &mut queue, &mut buf);
+        }
+    }
+    true
+}
+
 /// Every descendant of `root` found by scanning all of `/proc` (the slow path).
 fn descendants_by_scan(root: i32) -> Vec<i32> {
+    let mut buf = Vec::with_capacity(4096);
     let mut parent_of = HashMap::new();
     if let Ok(entries) = fs::read_dir("/proc") {
         for entry in entries.flatten() {
             if let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok())
-                && let Some(stat) = read_stat(pid)
+                && let Some(stat) = read_stat(pid, &mut buf)
             {
                 parent_of.insert(pid, stat.ppid);
             }
@@ -103,17 +147,7 @@ fn descendants_by_scan(root: i32) -> Vec<i32> {
 /// Every live descendant of `root`.
 pub fn descendants(root: i32) -> Vec<i32> {
     let mut found = Vec::new();
-    if children_of(root, &mut found).is_none() {
-        return descendants_by_scan(root);
-    }
-    let mut i = 0;
-    while i < found.len() {
-        let pid = found[i];
-        // A member that ended between the reads simply has no children file any more.
-        let _ = children_of(pid, &mut found);
-        i += 1;
-    }
-    found
+    if walk(root, |pid, _| found.push(pid)) { found } else { descendants_by_scan(root) }
 }
 
 /// CPU time of everything pynish has reaped so far.
@@ -175,14 +209,16 @@ impl Tree for ProcTree {
         let mut ticks = 0u64;
         let mut rss_pages = 0u64;
         let mut processes = 0u64;
-        for pid in descendants(self.root) {
-            let Some(stat) = read_stat(pid) else { continue };
+        let mut add = |stat: &Stat| {
             ticks += stat.cpu_ticks;
-            if stat.zombie {
-                continue;
+            if !stat.zombie {
+                rss_pages += stat.rss_pages;
+                processes += 1;
             }
-            rss_pages += stat.rss_pages;
-            processes += 1;
+        };
+        if !walk(self.root, |_, stat| add(stat)) {
+            let mut buf = Vec::new();
+            descendants_by_scan(self.root).into_iter().filter_map(|pid| read_stat(pid, &mut buf)).for_each(|s| add(&s));
         }
         let cpu = (user + system + self.tick * ticks as u32).max(self.last_cpu);
         self.last_cpu = cpu;
