@@ -12,8 +12,9 @@
 //!   daemon PIDFILE                      double-fork a setsid grandchild that sleeps 300 s and writes its pid, then sleep 300 s
 //!   write BYTES                         write BYTES of a fixed pattern to stdout
 //!   children N                          fork N short-lived children one after another, reaping none, then exit 0
-//!   escape setsid|setpgid PIDFILE [exit] a grandchild leaves the group (double fork + setsid, or setpgid), ignores
-//!                                       TERM, HUP and INT, writes its pid, sleeps; the command then sleeps (or exits 0)
+//!   escape setsid|setpgid PIDFILE [exit] a grandchild leaves the group (double fork + setsid, or setpgid),
+//!                                       ignores TERM, HUP and INT, writes its pid and sleeps; the command then sleeps
+//!                                       (or exits 0 with `exit`)
 //!   record DIR N                        N processes (the command and N-1 children) write their pids to DIR/pids,
 //!                                       then append "PID SIGNAME" to DIR/log for every INT, TERM, HUP, QUIT, USR1,
 //!                                       USR2 they receive; they end only by SIGKILL

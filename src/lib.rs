@@ -46,6 +46,13 @@ mod wakeup;
 use clap::Parser;
 use cli::Cli;
 
+/// Writes one line to stderr, ignoring failure: a closed or broken stderr must cost neither the verdict, the
+/// exit code, nor the clean-up of the tree (`eprintln!` would panic on EPIPE).
+pub fn say(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Parses the command line and runs; every error, bad input included, ends with 125 and one line on stderr.
 pub fn main() -> std::process::ExitCode {
     let cli = match Cli::try_parse() {
@@ -59,7 +66,7 @@ pub fn main() -> std::process::ExitCode {
     #[cfg(not(target_os = "linux"))]
     {
         let _ = cli;
-        eprintln!("pynish: only Linux is supported so far");
+        say(format_args!("pynish: only Linux is supported so far"));
         std::process::ExitCode::from(exit_code::ERROR)
     }
 }
@@ -74,6 +81,6 @@ fn usage_error(error: clap::Error) -> std::process::ExitCode {
     let rendered = error.render().to_string();
     let first = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
     let first = first.trim().strip_prefix("error: ").unwrap_or(first.trim());
-    eprintln!("pynish: {first} (see pynish --help)");
+    say(format_args!("pynish: {first} (see pynish --help)"));
     std::process::ExitCode::from(exit_code::ERROR)
 }

@@ -224,7 +224,9 @@ pub fn write_file(path: &std::path::Path, json: &str) -> Result<()> {
     writeln!(file, "{json}")
         .and_then(|_| file.as_file().sync_all())
         .with_context(|| format!("cannot write the report to {}", path.display()))?;
-    file.persist(path).with_context(|| format!("cannot write the report to {}", path.display()))?;
+    file.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write the report to {}", path.display()))?;
     Ok(())
 }
 

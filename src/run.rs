@@ -23,7 +23,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
         Ok(Exit::Code(code)) => std::process::ExitCode::from(code),
         Ok(Exit::Signal(signal)) => die_of(signal),
         Err(error) => {
-            eprintln!("pynish: {error:#}");
+            crate::say(format_args!("pynish: {error:#}"));
             std::process::ExitCode::from(exit_code::ERROR)
         }
     }
@@ -39,7 +39,7 @@ fn supervise(cli: Cli) -> Result<Exit> {
     log.event(format_args!("backend {} ({why})", tree.name()));
     let result = monitor::supervise(&settings, tree.as_mut(), &log);
     if let Err(error) = tree.cleanup() {
-        eprintln!("pynish: {error:#}");
+        crate::say(format_args!("pynish: {error:#}"));
     }
     let backend = tree.name();
     let (report, exit) = match result {
@@ -56,7 +56,7 @@ fn supervise(cli: Cli) -> Result<Exit> {
                 && settings.report_fd.is_none()
                 && let Some(line) = report::message(&settings, &outcome, verdict)
             {
-                eprintln!("{line}");
+                crate::say(format_args!("{line}"));
             }
             let exit = match (verdict, code) {
                 (Verdict::Signaled, ExitCode::Signal(signal)) => Exit::Signal(signal),
@@ -70,11 +70,15 @@ fn supervise(cli: Cli) -> Result<Exit> {
                 SpawnError::NotExecutable(cmd) => (ExitCode::NotExecutable, format!("{cmd}: cannot execute")),
                 SpawnError::Setup(error) => (ExitCode::Error, format!("{error:#}")),
             };
-            eprintln!("pynish: {text}");
+            crate::say(format_args!("pynish: {text}"));
             (Report::spawn_error(&settings, code, backend, text), Exit::Code(code.into()))
         }
     };
-    emit(&settings, &report)?;
+    // The tree is gone and the verdict stands: a report that cannot be written is said, not allowed to replace
+    // the verdict's exit status.
+    if let Err(error) = emit(&settings, &report) {
+        crate::say(format_args!("pynish: {error:#}"));
+    }
     Ok(exit)
 }
 

@@ -60,9 +60,13 @@ impl Settings {
         }
         if let Some(fd) = cli.report_fd {
             // Refuse a descriptor that is not open now rather than lose the report at the end.
-            // SAFETY: F_GETFD only reads the descriptor's flags; an unopened number yields EBADF.
-            if unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } < 0 {
+            // SAFETY: F_GETFL only reads the descriptor's status flags; an unopened number yields EBADF.
+            let flags = unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFL) };
+            if flags < 0 {
                 bail!("--report-fd {fd} is not an open file descriptor");
+            }
+            if flags & nix::libc::O_ACCMODE == nix::libc::O_RDONLY {
+                bail!("--report-fd {fd} is open for reading only");
             }
         }
         Ok(Settings {

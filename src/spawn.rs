@@ -36,6 +36,8 @@ pub struct Plan {
     pub rlimits: Vec<(Resource, u64, u64)>,
     /// Terminal descriptor whose foreground process group the command takes (pynish held it).
     pub terminal: Option<RawFd>,
+    /// The scheduling niceness the command runs at: pynish's own before it raised its priority.
+    pub nice: Option<i32>,
 }
 
 fn is_executable(meta: &std::fs::Metadata) -> bool {
@@ -77,9 +79,9 @@ pub fn spawn(argv: &[OsString], plan: Plan) -> Result<Child, SpawnError> {
     let mut command = Command::new(&path);
     command.arg0(&argv[0]).args(&argv[1..]);
     let parent = nix::unistd::getpid().as_raw();
-    let Plan { join_fds, rlimits, terminal } = plan;
+    let Plan { join_fds, rlimits, terminal, nice } = plan;
     // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe functions
-    // (write, setpgid, sigprocmask, tcsetpgrp, prctl, getppid, raise, setrlimit); it allocates
+    // (write, setpgid, sigprocmask, tcsetpgrp, setpriority, prctl, getppid, raise, setrlimit); it allocates
     // nothing: the vectors it reads were built before the fork.
     unsafe {
         command.pre_exec(move || {
@@ -100,6 +102,10 @@ pub fn spawn(argv: &[OsString], plan: Plan) -> Result<Child, SpawnError> {
                 libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
                 libc::tcsetpgrp(tty, libc::getpid());
                 libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            }
+            if let Some(nice) = nice {
+                // Lowering one's priority is always allowed.
+                libc::setpriority(libc::PRIO_PROCESS, 0, nice);
             }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
                 return Err(std::io::Error::last_os_error());

@@ -48,10 +48,23 @@ impl Terminal {
         self.give_to(getpgrp());
     }
 
+    /// While the command holds the terminal pynish is in the background: its own `-v` lines must not stop it
+    /// with SIGTTOU when the terminal has `tostop` set. A blocked SIGTTOU lets the write through. (The command
+    /// does not inherit the mask: the child's signal mask is reset before exec.)
+    pub fn block_ttou(self) {
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGTTOU);
+        let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
+    }
+
     /// The command stopped (Ctrl-Z): stop pynish too, and resume the command when pynish is continued.
+    ///
+    /// SIGTSTP, not SIGSTOP: when no job-control shell is there to continue pynish (pynish leads the terminal's
+    /// session, as under `ssh -t` or `docker run -it`), its process group is orphaned and the kernel discards
+    /// SIGTSTP, so pynish goes on and resumes the command instead of freezing both for ever.
     pub fn relay_stop(self, group: Pid) {
         self.reclaim();
-        let _ = raise(Signal::SIGSTOP);
+        let _ = raise(Signal::SIGTSTP);
         // Continued by the shell's `fg` (or `bg`: then the command's reads stop it again, as usual).
         self.give_to(group);
         let _ = killpg(group, Signal::SIGCONT);

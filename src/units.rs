@@ -20,19 +20,13 @@ fn split_number(text: &str) -> Result<(&str, &str), String> {
 /// `number × unit` with exact integer arithmetic; the fraction is rounded down.
 fn scale(number: &str, unit: u128) -> Option<u128> {
     let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+    let int = int.trim_start_matches('0');
     let int: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let mut total = int.checked_mul(unit)?;
-    // Digits past 38 cannot change a u128 result rounded down; ignore them rather than overflow 10^len.
-    let frac = &frac[..frac.len().min(38)];
-    if !frac.is_empty() {
-        let denominator = 10u128.checked_pow(frac.len() as u32)?;
-        let numerator: u128 = frac.parse().ok()?;
-        // numerator < denominator, so (numerator × unit) / denominator < unit: split to avoid overflow.
-        let whole = unit / denominator * numerator;
-        let rest = (unit % denominator).checked_mul(numerator)? / denominator;
-        total = total.checked_add(whole)?.checked_add(rest)?;
-    }
-    Some(total)
+    // Horner's rule from the last digit: t = ⌊(digit × unit + t) / 10⌋ is exactly ⌊0.d₁d₂…dₙ × unit⌋ for any
+    // number of digits, and never exceeds 10 × unit on the way.
+    let fraction =
+        frac.bytes().rev().try_fold(0u128, |t, digit| Some((u128::from(digit.checked_sub(b'0')?) * unit + t) / 10))?;
+    int.checked_mul(unit)?.checked_add(fraction)
 }
 
 /// Parses a duration: `250ms`, `7s`, `1.5h`, `1h 30m`, or a bare number of seconds (`2`, `0.5`).

@@ -17,6 +17,11 @@ use nix::sys::signal::Signal;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
+/// Whether `pid` is in process group `group` (which then has had its signal already).
+pub fn in_group(pid: i32, group: Option<i32>) -> bool {
+    group.is_some_and(|g| nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid))).is_ok_and(|p| p.as_raw() == g))
+}
+
 /// One reading of the live tree.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Sample {
@@ -59,12 +64,14 @@ pub trait Tree {
         None
     }
 
-    /// Sends `signal` to every live member of the tree; returns how many were signalled.
-    fn signal_all(&mut self, signal: Signal) -> usize;
+    /// Sends `signal` to every live member of the tree outside process group `signalled_group` (which the caller
+    /// has already signalled with one `killpg`, so that no member gets the signal twice); returns how many
+    /// members got the signal, by this call or by that `killpg`.
+    fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> usize;
 
     /// Kills every live member with nothing escaping (a cgroup does it atomically); returns how many.
     fn kill_all(&mut self) -> usize {
-        self.signal_all(Signal::SIGKILL)
+        self.signal_all(Signal::SIGKILL, None)
     }
 
     /// The kernel's own counters for the run, once the tree is gone.
@@ -93,7 +100,9 @@ pub fn select(
         cgroup::sweep_everywhere();
     }
     match choice {
-        BackendChoice::Proc => Ok((Box::new(proc::ProcTree::new()), "asked for with --backend proc".into())),
+        BackendChoice::Proc => {
+            Ok((Box::new(proc::ProcTree::new(limits.processes)), "asked for with --backend proc".into()))
+        }
         BackendChoice::Cgroup2 => {
             let tree = V2Tree::open(limits).map_err(|e| e.context("cannot use --backend cgroup2"))?;
             let why = format!("asked for with --backend cgroup2; {}", tree.placement());
@@ -120,7 +129,7 @@ pub fn select(
                 }
                 Err(v1) => {
                     let _ = write!(why, "; cgroup v1 not usable: {v1:#}");
-                    Ok((Box::new(proc::ProcTree::new()), why))
+                    Ok((Box::new(proc::ProcTree::new(limits.processes)), why))
                 }
             }
         }

@@ -21,6 +21,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy)]
 struct Stat {
     ppid: i32,
+    pgrp: i32,
     /// Own plus waited-for children's user+system time, in clock ticks.
     cpu_ticks: u64,
     rss_pages: u64,
@@ -37,6 +38,7 @@ fn parse_stat(text: &str) -> Option<Stat> {
     let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
     Some(Stat {
         ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
         cpu_ticks: field(14)? + field(15)? + field(16)? + field(17)?,
         rss_pages: field(24)?,
         threads: field(20)?,
@@ -90,16 +92,18 @@ fn children_of(pid: i32, into: &mut Vec<i32>, buf: &mut Vec<u8>) -> Option<()> {
 }
 
 /// Calls `visit` with every live descendant of `root` and its `stat`, walking down through the `children`
-/// files: a few reads per member of the tree, whatever else runs on the machine. False when the kernel offers
-/// no `children` files (CONFIG_PROC_CHILDREN off).
-fn walk(root: i32, mut visit: impl FnMut(i32, &Stat)) -> bool {
+/// files: a few reads per member of the tree, whatever else runs on the machine. `visit` sees a member before
+/// its children are read (so a member signalled there to stop or die cannot add children unseen). The walk ends
+/// after `cap` members: a fork bomb grows faster than any walk, which must not chase it. False when the kernel
+/// offers no `children` files (CONFIG_PROC_CHILDREN off).
+fn walk(root: i32, cap: usize, mut visit: impl FnMut(i32, &Stat)) -> bool {
     let mut buf = Vec::with_capacity(4096);
     let mut queue = Vec::new();
     if children_of(root, &mut queue, &mut buf).is_none() {
         return false;
     }
     let mut i = 0;
-    while i < queue.len() {
+    while i < queue.len() && i < cap {
         let pid = queue[i];
         i += 1;
         // A member that ended between the reads simply is not there any more.
@@ -147,7 +151,7 @@ fn descendants_by_scan(root: i32) -> Vec<i32> {
 /// Every live descendant of `root`.
 pub fn descendants(root: i32) -> Vec<i32> {
     let mut found = Vec::new();
-    if walk(root, |pid, _| found.push(pid)) { found } else { descendants_by_scan(root) }
+    if walk(root, usize::MAX, |pid, _| found.push(pid)) { found } else { descendants_by_scan(root) }
 }
 
 /// CPU time of everything pynish has reaped so far.
@@ -170,24 +174,25 @@ pub fn reaped_max_rss() -> u64 {
 
 pub struct ProcTree {
     root: i32,
+    /// Members a sample looks at, at most (see `walk`).
+    cap: usize,
     tick: Duration,
     page: u64,
     /// CPU never goes backwards between samples, even if a member is reaped between two reads.
     last_cpu: Duration,
 }
 
-impl Default for ProcTree {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl ProcTree {
-    pub fn new() -> ProcTree {
+    /// `process_limit`: a sample needs to see no more than enough members to tell that the tree is past it.
+    pub fn new(process_limit: Option<u64>) -> ProcTree {
         let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100);
         let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096);
         ProcTree {
             root: std::process::id() as i32,
+            cap: process_limit
+                .map(|p| p.saturating_mul(crate::monitor::GRACE_PROCESS_SLACK).saturating_add(1))
+                .and_then(|cap| usize::try_from(cap).ok())
+                .unwrap_or(usize::MAX),
             tick: Duration::from_nanos(1_000_000_000 / ticks.max(1) as u64),
             page: page as u64,
             last_cpu: Duration::ZERO,
@@ -216,7 +221,7 @@ impl Tree for ProcTree {
                 processes += 1;
             }
         };
-        if !walk(self.root, |_, stat| add(stat)) {
+        if !walk(self.root, self.cap, |_, stat| add(stat)) {
             let mut buf = Vec::new();
             descendants_by_scan(self.root).into_iter().filter_map(|pid| read_stat(pid, &mut buf)).for_each(|s| add(&s));
         }
@@ -225,8 +230,22 @@ impl Tree for ProcTree {
         Ok(Sample { cpu, memory: rss_pages * self.page, processes })
     }
 
-    fn signal_all(&mut self, signal: Signal) -> usize {
-        descendants(self.root).into_iter().filter(|&pid| kill(Pid::from_raw(pid), signal).is_ok()).count()
+    fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> usize {
+        let mut signalled = 0;
+        let mut send = |pid: i32, pgrp: i32| {
+            if Some(pgrp) == signalled_group || kill(Pid::from_raw(pid), signal).is_ok() {
+                signalled += 1;
+            }
+        };
+        if !walk(self.root, usize::MAX, |pid, stat| send(pid, stat.pgrp)) {
+            let mut buf = Vec::new();
+            for pid in descendants_by_scan(self.root) {
+                if let Some(stat) = read_stat(pid, &mut buf) {
+                    send(pid, stat.pgrp);
+                }
+            }
+        }
+        signalled
     }
 }
 

@@ -339,8 +339,11 @@ pub fn write_file(host: &dyn Host, path: &Path, text: &str) -> Result<()> {
 }
 
 /// Sends `signal` to every member of `dir` and below; returns how many received it.
-pub fn signal_members(host: &dyn Host, dir: &Path, signal: Signal) -> usize {
-    procs_below(host, dir).into_iter().filter(|&pid| host.signal(pid, signal)).count()
+pub fn signal_members(host: &dyn Host, dir: &Path, signal: Signal, signalled_group: Option<i32>) -> usize {
+    procs_below(host, dir)
+        .into_iter()
+        .filter(|&pid| super::in_group(pid, signalled_group) || host.signal(pid, signal))
+        .count()
 }
 
 /// How a group is frozen, when it can be.

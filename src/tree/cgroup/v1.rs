@@ -216,8 +216,8 @@ impl Tree for V1Tree {
         None
     }
 
-    fn signal_all(&mut self, signal: Signal) -> usize {
-        signal_members(self.host.as_ref(), &self.cpuacct, signal)
+    fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> usize {
+        signal_members(self.host.as_ref(), &self.cpuacct, signal, signalled_group)
     }
 
     fn kill_all(&mut self) -> usize {
@@ -361,7 +361,7 @@ mod tests {
         for pid in [4_000_100, 4_000_101, 4_000_102] {
             fake.enter(&cpuacct, pid); // the fake keeps a pid in one group only; the backend reads cpuacct's
         }
-        assert_eq!(tree.signal_all(Signal::SIGTERM), 3);
+        assert_eq!(tree.signal_all(Signal::SIGTERM, None), 3);
         assert_eq!(tree.kill_all(), 3);
         assert!(fake.was_frozen(&freezer));
         assert_eq!(fake.get(&freezer.join("freezer.state")), "THAWED");

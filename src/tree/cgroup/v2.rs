@@ -379,8 +379,8 @@ impl Tree for V2Tree {
         None
     }
 
-    fn signal_all(&mut self, signal: Signal) -> usize {
-        signal_members(self.host.as_ref(), &self.job, signal)
+    fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> usize {
+        signal_members(self.host.as_ref(), &self.job, signal, signalled_group)
     }
 
     fn kill_all(&mut self) -> usize {
@@ -519,7 +519,7 @@ mod tests {
         // The command joins and forks; the kill takes them all.
         fake.enter(&job, 4_000_001);
         fake.enter(&job, 4_000_002);
-        assert_eq!(tree.signal_all(Signal::SIGTERM), 2);
+        assert_eq!(tree.signal_all(Signal::SIGTERM, None), 2);
         assert_eq!(tree.kill_all(), 2);
         assert_eq!(fake.kills(), 1);
         assert!(procs(&fake, &job).is_empty());
