@@ -42,13 +42,20 @@ struct Findings {
 
 /// Runs the check and prints the findings; the exit code is 0 when every limit can be enforced.
 pub fn run(json: bool) -> Result<u8> {
+    use std::io::Write;
     let findings = gather();
-    if json {
-        println!("{}", serde_json::to_string(&findings)?);
-    } else {
-        print!("{}", render(&findings));
-    }
+    let text = if json { format!("{}\n", serde_json::to_string(&findings)?) } else { render(&findings) };
+    // A reader that goes away early (`pynish check | head -1`) is not an error worth a panic.
+    let _ = std::io::stdout().write_all(text.as_bytes());
     Ok(if findings.ok { 0 } else { 1 })
+}
+
+/// One line for `--version`: which backends work here, and which `auto` takes.
+pub fn summary() -> String {
+    let findings = gather();
+    let each: Vec<String> =
+        findings.backends.iter().map(|b| format!("{} {}", b.name, if b.usable { "yes" } else { "no" })).collect();
+    format!("backends: {}; auto uses {}", each.join(", "), findings.auto.unwrap_or("none"))
 }
 
 fn try_v2() -> Backend {

@@ -53,6 +53,12 @@ pub fn say(line: std::fmt::Arguments) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// Writes one line to stdout, ignoring a reader that went away.
+fn say_out(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
 /// Parses the command line and runs; every error, bad input included, ends with 125 and one line on stderr.
 pub fn main() -> std::process::ExitCode {
     let cli = match Cli::try_parse() {
@@ -74,6 +80,11 @@ pub fn main() -> std::process::ExitCode {
 /// clap's errors span several lines and exit 2; pynish promises one line and 125 (help and version still exit 0).
 fn usage_error(error: clap::Error) -> std::process::ExitCode {
     use clap::error::ErrorKind;
+    #[cfg(target_os = "linux")]
+    if error.kind() == ErrorKind::DisplayVersion {
+        say_out(format_args!("pynish {} ({})", env!("CARGO_PKG_VERSION"), check::summary()));
+        return std::process::ExitCode::SUCCESS;
+    }
     if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
         let _ = error.print();
         return std::process::ExitCode::SUCCESS;

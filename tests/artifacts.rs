@@ -192,5 +192,8 @@ fn version_names_pynish_and_its_version() {
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     let first = stdout.lines().next().unwrap_or_default();
-    assert_eq!(first, format!("pynish {}", env!("CARGO_PKG_VERSION")));
+    // One line: the version, then which backends work on this machine.
+    assert!(first.starts_with(&format!("pynish {} (backends: ", env!("CARGO_PKG_VERSION"))), "{first}");
+    assert!(first.contains("proc yes") && first.contains("; auto uses "), "{first}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
 }
