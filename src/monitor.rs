@@ -41,9 +41,10 @@ const MEMORY_RATE_FLOOR: f64 = 512e6;
 /// Process-count growth assumed possible before any is seen, per second.
 const FORK_RATE_FLOOR: f64 = 1000.0;
 /// How often pynish looks at a tree in its grace period for memory or processes it must not be given.
-const GRACE_SAMPLE: Duration = Duration::from_millis(10);
-/// In the grace period a tree may pass its memory limit by this fraction before it is killed at once.
-const GRACE_MEMORY_SLACK: f64 = 0.10;
+const GRACE_SAMPLE: Duration = Duration::from_millis(2);
+/// In the grace period a tree may grow past its memory limit (or what it held when signalled, if more) by this
+/// fraction of the limit, for a clean-up's buffers, before it is killed at once.
+const GRACE_MEMORY_SLACK: f64 = 0.02;
 /// In the grace period a tree may reach this multiple of its process limit before it is killed at once.
 pub const GRACE_PROCESS_SLACK: u64 = 2;
 /// A failing command whose address space came this close to an RLIMIT_AS limit failed for lack of memory.
@@ -121,6 +122,8 @@ struct Monitor<'a> {
     next_sample: Instant,
     address_space_peak: u64,
     cores: f64,
+    /// The tree's memory when the first signal went out: the grace period allows no growth much past it.
+    memory_at_signal: u64,
     /// Set once the tree is gone; until then dropping the monitor (pynish unwinding from a bug) kills the tree.
     finished: bool,
 }
@@ -189,6 +192,7 @@ pub fn supervise(settings: &Settings, tree: &mut dyn Tree, log: &Log) -> Result<
         next_sample: start,
         address_space_peak: 0,
         cores: online_cores(),
+        memory_at_signal: 0,
         finished: false,
     };
     monitor.next_sample = start + monitor.interval(Sample::default(), MEMORY_RATE_FLOOR, FORK_RATE_FLOOR);
@@ -406,7 +410,10 @@ impl Monitor<'_> {
         self.usage.max_processes = self.usage.max_processes.max(sample.processes);
         let limits = &self.settings.limits;
         let memory = limits.memory_kind == MemoryKind::Resident
-            && limits.memory.is_some_and(|m| sample.memory as f64 > m as f64 * (1.0 + GRACE_MEMORY_SLACK));
+            && limits.memory.is_some_and(|m| {
+                let base = m.max(self.memory_at_signal);
+                sample.memory as f64 > base as f64 + m as f64 * GRACE_MEMORY_SLACK
+            });
         let processes = limits.processes.is_some_and(|p| sample.processes > p.saturating_mul(GRACE_PROCESS_SLACK));
         if memory || processes {
             self.log.event(format_args!("the tree kept growing in its grace period"));
@@ -451,6 +458,7 @@ impl Monitor<'_> {
             return;
         }
         let at = self.now();
+        self.memory_at_signal = self.usage.peak_memory;
         // The command's group first, atomically (a forker there cannot outrun it), then whoever left the group;
         // SIGCONT after, so that stopped members run and can act on the signal.
         let group = self.child.as_raw();
