@@ -52,9 +52,15 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # ---- builds ------------------------------------------------------------------------------------------------
-say "building pynish (cargo build --release)"
+# The build pynish ships on x86_64 Linux is the static one (`cargo build-static`, see .cargo/config.toml);
+# elsewhere the ordinary release build.
+build=(build --release --bin pynish)
+if [ "$(uname -m)" = x86_64 ] && ldd --version 2>&1 | grep -qi 'gnu libc\|glibc'; then
+    build=(build-static)
+fi
+say "building pynish (cargo ${build[*]})"
 # Cargo names the binary it built (CARGO_TARGET_DIR, a configured build target, ... all taken into account).
-pynish=$(cd "$root" && cargo build --release --bin pynish --message-format=json-render-diagnostics | python3 -c '
+pynish=$(cd "$root" && cargo "${build[@]}" --message-format=json-render-diagnostics | python3 -c '
 import json, sys
 for line in sys.stdin:
     try:
