@@ -41,6 +41,7 @@ set edit:completion:arg-completer[pynish] = {|@words|
             cand --quiet 'Print nothing of pynish''s own, not even a limit hit'
             cand -v 'Print one line on stderr per supervision event'
             cand --verbose 'Print one line on stderr per supervision event'
+            cand --delegate 'No writable cgroup v2 group? Re-run in a delegated systemd scope'
             cand -h 'Print help (pynish help adds units, exit status and details)'
             cand --help 'Print help (pynish help adds units, exit status and details)'
             cand -V 'Print version'

@@ -140,6 +140,15 @@ pub struct Cli {
     #[arg(long, value_name = "BACKEND", value_enum, default_value_t = BackendChoice::Auto, env = "PYNISH_BACKEND", help_heading = "Backend")]
     pub backend: BackendChoice,
 
+    /// No writable cgroup v2 group? Re-run in a delegated systemd scope
+    ///
+    /// Where cgroup v2 offers the memory and pids controllers but no group this user may write, pynish runs
+    /// itself again under `systemd-run --user --scope -p Delegate=yes`, where the cgroup2 backend works
+    /// unprivileged. Where that cannot help (no cgroup v2 controllers, no systemd user manager), pynish goes on
+    /// with the best backend it has.
+    #[arg(long, help_heading = "Backend")]
+    pub delegate: bool,
+
     // Global, since disabling clap's own help flag disables it in `check` too.
     /// Print help (pynish help adds units, exit status and details)
     #[arg(short = 'h', long, action = clap::ArgAction::HelpShort, global = true)]

@@ -31,6 +31,8 @@ pub mod verdict;
 #[cfg(target_os = "linux")]
 mod check;
 #[cfg(target_os = "linux")]
+mod delegate;
+#[cfg(target_os = "linux")]
 pub mod monitor;
 #[cfg(target_os = "linux")]
 mod run;

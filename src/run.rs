@@ -35,6 +35,7 @@ fn supervise(cli: Cli) -> Result<Exit> {
     }
     let settings = Settings::from_cli(cli)?;
     let log = Log { verbose: settings.verbose };
+    crate::delegate::maybe_rerun(&settings, &settings.limits)?;
     let (mut tree, why) = tree::select(settings.backend, &settings.limits)?;
     log.event(format_args!("backend {} ({why})", tree.name()));
     let result = monitor::supervise(&settings, tree.as_mut(), &log);

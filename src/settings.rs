@@ -36,6 +36,7 @@ pub struct Settings {
     pub quiet: bool,
     pub verbose: bool,
     pub backend: BackendChoice,
+    pub delegate: bool,
     pub command: Vec<OsString>,
 }
 
@@ -87,6 +88,7 @@ impl Settings {
             quiet: cli.quiet,
             verbose: cli.verbose,
             backend: cli.backend,
+            delegate: cli.delegate,
             command: cli.command,
         })
     }

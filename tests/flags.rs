@@ -132,3 +132,14 @@ fn a_bad_environment_value_is_bad_input() {
     assert!(stderr.contains("soon"), "{stderr}");
     assert!(!marker.exists(), "the command ran");
 }
+
+#[test]
+fn delegate_changes_nothing_where_a_scope_cannot_help() {
+    // This machine's cgroup v2 mount offers no controllers (they are bound to v1): no re-run, the best backend
+    // here runs the command.
+    let out = pynish().args(["--delegate", "--json", "--", "sh", "-c", "exit 5"]).output().unwrap();
+    assert_eq!(crate::util::code(&out), 5);
+    let report = crate::util::report(&out);
+    assert_eq!(report["verdict"], "completed");
+    assert!(report["backend"].is_string());
+}

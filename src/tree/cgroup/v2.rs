@@ -42,8 +42,8 @@ pub const CONTROLLERS: [&str; 2] = ["memory", "pids"];
 const SHARED_ATTEMPTS: usize = 3;
 
 /// The advice for a user who has no group of their own.
-pub const DELEGATE_HINT: &str = "run under `systemd-run --user --scope -p Delegate=yes pynish ...` to get a \
-                                 delegated group";
+pub const DELEGATE_HINT: &str = "run under `systemd-run --user --scope -p Delegate=yes pynish ...` (or add \
+                                 --delegate) to get a delegated group";
 
 /// Where pynish moved itself (case 2 of the module docs), to be undone at cleanup.
 #[derive(Debug)]
