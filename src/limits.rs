@@ -53,7 +53,7 @@ impl Limits {
         match kind {
             LimitKind::WallTime => self.wall_time.map(format_duration).unwrap_or_default(),
             LimitKind::CpuTime => self.cpu_time.map(format_duration).unwrap_or_default(),
-            LimitKind::Memory => self.memory.map(|b| bytesize::ByteSize(b).to_string()).unwrap_or_default(),
+            LimitKind::Memory => self.memory.map(crate::units::format_size).unwrap_or_default(),
             LimitKind::Processes => self.processes.map(|n| n.to_string()).unwrap_or_default(),
         }
     }

@@ -82,6 +82,25 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size '{text}' is too large"))
 }
 
+/// Formats a size the way a user would have written it: the largest unit that divides it exactly (`100MB`,
+/// `1GiB`), else bytes.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 8] = [
+        (1 << 40, "TiB"),
+        (1_000_000_000_000, "TB"),
+        (1 << 30, "GiB"),
+        (1_000_000_000, "GB"),
+        (1 << 20, "MiB"),
+        (1_000_000, "MB"),
+        (1 << 10, "KiB"),
+        (1_000, "kB"),
+    ];
+    match UNITS.iter().find(|(unit, _)| bytes >= *unit && bytes % unit == 0) {
+        Some((unit, name)) => format!("{}{name}", bytes / unit),
+        None => format!("{bytes} bytes"),
+    }
+}
+
 /// Formats a duration the way a user would write it (`7s`, `1.5s`, `250ms`).
 pub fn format_duration(d: Duration) -> String {
     if d >= Duration::from_secs(1) && d.subsec_nanos() != 0 {
@@ -109,6 +128,15 @@ mod tests {
         for bad in ["", "-1s", "1x", "s", "1..5s", "1s 2", "99999999999999999999999h", "1.5.h", "٣s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
+    }
+
+    #[test]
+    fn sizes_are_shown_as_written() {
+        assert_eq!(format_size(100_000_000), "100MB");
+        assert_eq!(format_size(1 << 30), "1GiB");
+        assert_eq!(format_size(1536 << 20), "1536MiB");
+        assert_eq!(format_size(4096), "4KiB");
+        assert_eq!(format_size(1234), "1234 bytes");
     }
 
     #[test]
