@@ -95,7 +95,7 @@ pub fn format_size(bytes: u64) -> String {
         (1 << 10, "KiB"),
         (1_000, "kB"),
     ];
-    match UNITS.iter().find(|(unit, _)| bytes >= *unit && bytes % unit == 0) {
+    match UNITS.iter().find(|(unit, _)| bytes >= *unit && bytes.is_multiple_of(*unit)) {
         Some((unit, name)) => format!("{}{name}", bytes / unit),
         None => format!("{bytes} bytes"),
     }
