@@ -320,7 +320,8 @@ fn check_outcome(args: &[OsString], out: &Output, ran: bool) -> Result<(), TestC
     let stderr = String::from_utf8_lossy(&out.stderr);
     let code = shell_code(out.status);
     prop_assert!(!stderr.contains("panicked"), "{:?}: pynish panicked: {}", args, stderr);
-    prop_assert!([0, 125, 126, 127].contains(&code), "{:?}: exit {} ({})", args, code, stderr);
+    // A random command line may also set a limit the command then hits (e.g. `-w 250ms` on a loaded machine).
+    prop_assert!([0, 121, 122, 123, 124, 125, 126, 127].contains(&code), "{:?}: exit {} ({})", args, code, stderr);
     if code == 125 {
         prop_assert!(!ran, "{:?}: exit 125 but the command ran", args);
         let lines: Vec<&str> = stderr.lines().collect();
