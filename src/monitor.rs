@@ -390,14 +390,19 @@ impl Monitor<'_> {
         self.last_at = now;
     }
 
+    /// Whether pynish's own samples hold `limit` (the proc backend) rather than the kernel (a cgroup).
+    fn pynish_holds(&self, limit: LimitKind) -> bool {
+        self.tree.enforcement(limit) == "proc"
+    }
+
     /// Whether pynish, not the kernel, holds a memory or process limit that a tree could keep overrunning while
     /// it ignores the first signal.
     fn watch_in_grace(&self) -> bool {
         let limits = &self.settings.limits;
         let memory = limits.memory.is_some()
             && limits.memory_kind == MemoryKind::Resident
-            && self.tree.enforcement(LimitKind::Memory) == "proc";
-        let processes = limits.processes.is_some() && self.tree.enforcement(LimitKind::Processes) == "proc";
+            && self.pynish_holds(LimitKind::Memory);
+        let processes = limits.processes.is_some() && self.pynish_holds(LimitKind::Processes);
         memory || processes
     }
 
@@ -429,12 +434,12 @@ impl Monitor<'_> {
             secs = secs.min(cpu.saturating_sub(sample.cpu).as_secs_f64() / self.cores);
         }
         if let (Some(memory), MemoryKind::Resident) = (limits.memory, limits.memory_kind)
-            && self.tree.enforcement(LimitKind::Memory) == "proc"
+            && self.pynish_holds(LimitKind::Memory)
         {
             secs = secs.min(memory.saturating_sub(sample.memory) as f64 / memory_rate);
         }
         if let Some(processes) = limits.processes
-            && self.tree.enforcement(LimitKind::Processes) == "proc"
+            && self.pynish_holds(LimitKind::Processes)
         {
             secs = secs.min(processes.saturating_sub(sample.processes) as f64 / fork_rate);
         }
@@ -460,12 +465,10 @@ impl Monitor<'_> {
         let at = self.now();
         self.memory_at_signal = self.usage.peak_memory;
         // The command's group first, atomically (a forker there cannot outrun it), then whoever left the group;
-        // SIGCONT after, so that stopped members run and can act on the signal.
-        let group = self.child.as_raw();
+        // SIGCONT after each, so that stopped members run and can act on the signal.
         let _ = killpg(self.child, signal);
-        let n = self.tree.signal_all(signal, Some(group));
         let _ = killpg(self.child, Signal::SIGCONT);
-        self.tree.signal_all(Signal::SIGCONT, Some(group));
+        let n = self.tree.signal_all(signal, Some(self.child.as_raw()));
         if self.escalation.first_signal.is_none() {
             self.escalation = Escalation {
                 first_signal: Some(signal),

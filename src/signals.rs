@@ -14,11 +14,6 @@ pub fn parse_signal(text: &str) -> Result<Signal, String> {
     Signal::from_str(&name).map_err(|_| format!("unknown signal '{text}' (try TERM, INT, HUP, KILL or a number)"))
 }
 
-/// The conventional name, `SIGTERM`.
-pub fn name(signal: Signal) -> &'static str {
-    signal.as_str()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,6 +26,5 @@ mod tests {
         assert!(parse_signal("NOPE").is_err());
         assert!(parse_signal("0").is_err());
         assert!(parse_signal("99").is_err());
-        assert_eq!(name(Signal::SIGUSR1), "SIGUSR1");
     }
 }

@@ -17,6 +17,16 @@ use nix::sys::signal::Signal;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
+/// Sends `signal` to one member, then SIGCONT unless the signal ends it anyway, so that a stopped member runs
+/// and can act on it: one pass over the tree instead of a second walk for SIGCONT.
+pub fn deliver(pid: i32, signal: Signal, send: impl Fn(i32, Signal) -> bool) -> bool {
+    let sent = send(pid, signal);
+    if sent && signal != Signal::SIGKILL {
+        send(pid, Signal::SIGCONT);
+    }
+    sent
+}
+
 /// Whether `pid` is in process group `group` (which then has had its signal already).
 pub fn in_group(pid: i32, group: Option<i32>) -> bool {
     group.is_some_and(|g| nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid))).is_ok_and(|p| p.as_raw() == g))
@@ -65,8 +75,8 @@ pub trait Tree {
     }
 
     /// Sends `signal` to every live member of the tree outside process group `signalled_group` (which the caller
-    /// has already signalled with one `killpg`, so that no member gets the signal twice); returns how many
-    /// members got the signal, by this call or by that `killpg`.
+    /// has already signalled with one `killpg`, so that no member gets the signal twice), each followed by
+    /// SIGCONT (see `deliver`); returns how many members got the signal, by this call or by that `killpg`.
     fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> usize;
 
     /// Kills every live member with nothing escaping (a cgroup does it atomically); returns how many.

@@ -257,7 +257,8 @@ impl Tree for ProcTree {
     fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> usize {
         let mut signalled = 0;
         let mut send = |pid: i32, pgrp: i32| {
-            if Some(pgrp) == signalled_group || kill(Pid::from_raw(pid), signal).is_ok() {
+            let send = |p: i32, s: Signal| kill(Pid::from_raw(p), s).is_ok();
+            if Some(pgrp) == signalled_group || super::deliver(pid, signal, send) {
                 signalled += 1;
             }
         };

@@ -342,7 +342,7 @@ pub fn write_file(host: &dyn Host, path: &Path, text: &str) -> Result<()> {
 pub fn signal_members(host: &dyn Host, dir: &Path, signal: Signal, signalled_group: Option<i32>) -> usize {
     procs_below(host, dir)
         .into_iter()
-        .filter(|&pid| super::in_group(pid, signalled_group) || host.signal(pid, signal))
+        .filter(|&pid| super::in_group(pid, signalled_group) || super::deliver(pid, signal, |p, s| host.signal(p, s)))
         .count()
 }
 
