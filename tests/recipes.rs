@@ -1,8 +1,8 @@
-//! The README's recipes, run as written: every code block under "## Recipes" that follows a
-//! `<!-- recipe: NAME -->` line is extracted and run by a shell in a sandbox (a temporary directory as working
-//! directory and HOME, the built pynish on PATH, stubs for the commands a recipe stands for), and what it prints
-//! is checked. Every process a recipe starts carries a marker in its environment; a test fails if any of them
-//! is still alive once the recipe is done.
+//! The README's recipes, run as written: every code block that follows a `<!-- recipe: NAME -->` line is
+//! extracted and run by a shell in a sandbox (a temporary directory as working directory and HOME, the built
+//! pynish on PATH, stubs for the commands a recipe stands for), and what it prints is checked. Every process a
+//! recipe starts carries a marker in its environment; a test fails if any of them is still alive once the recipe
+//! is done. The "Many jobs" recipes (GNU parallel, ssh, Slurm) are in the submodules.
 
 use crate::util::{pid_alive, testkit};
 use std::io::Read;
@@ -11,6 +11,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod many_jobs;
+mod slurm;
+mod sshd;
 
 /// Generous: each recipe is meant to take well under 2 s, but tests run side by side on a small machine.
 const RECIPE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -28,15 +32,8 @@ struct Recipe {
 /// The recipes of the README, by name.
 fn recipes() -> Vec<(String, Recipe)> {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).expect("README.md");
-    let section: Vec<&str> = readme
-        .lines()
-        .skip_while(|line| *line != "## Recipes")
-        .skip(1)
-        .take_while(|line| !line.starts_with("## "))
-        .collect();
-    assert!(!section.is_empty(), "README.md has no '## Recipes' section");
     let mut found = Vec::new();
-    let mut lines = section.into_iter();
+    let mut lines = readme.lines();
     while let Some(line) = lines.next() {
         let Some(name) = line.strip_prefix("<!-- recipe: ").and_then(|rest| rest.strip_suffix(" -->")) else {
             continue;
@@ -115,6 +112,11 @@ impl Sandbox {
 
     /// Runs `shell -c code NAME ARGS...` in the sandbox, with a clean environment.
     fn run(&self, shell: &str, code: &str, args: &[&str]) -> Run {
+        self.spawn(shell, code, args).finish()
+    }
+
+    /// Starts `shell -c code NAME ARGS...` in the sandbox, with a clean environment; `finish` waits for it.
+    fn spawn(&self, shell: &str, code: &str, args: &[&str]) -> Running {
         let pynish_dir = Path::new(env!("CARGO_BIN_EXE_pynish")).parent().expect("pynish's directory");
         let path = self.path.clone().unwrap_or_else(|| {
             format!("{}:{}:/usr/local/bin:/usr/bin:/bin", self.path().join("stubs").display(), pynish_dir.display())
@@ -147,23 +149,41 @@ impl Sandbox {
             let _ = stderr.read_to_string(&mut text);
             text
         });
+        Running { child, start, marker, out_reader, err_reader }
+    }
+}
+
+/// A recipe started by `Sandbox::spawn`.
+struct Running {
+    child: std::process::Child,
+    start: Instant,
+    /// The value of `MARKER` in the recipe's environment.
+    marker: String,
+    out_reader: std::thread::JoinHandle<String>,
+    err_reader: std::thread::JoinHandle<String>,
+}
+
+impl Running {
+    /// Waits for the recipe (at most `RECIPE_TIMEOUT`) and checks that it left no process behind.
+    fn finish(mut self) -> Run {
         let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
+            if let Some(status) = self.child.try_wait().expect("wait") {
                 break status;
             }
-            if start.elapsed() > RECIPE_TIMEOUT {
-                let _ = child.kill();
-                let _ = child.wait();
-                kill_survivors(&marker);
+            if self.start.elapsed() > RECIPE_TIMEOUT {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                kill_survivors(&self.marker);
                 panic!("the recipe ran longer than {RECIPE_TIMEOUT:?}");
             }
             std::thread::sleep(Duration::from_millis(10));
         };
-        let took = start.elapsed();
-        let survivors = kill_survivors(&marker);
+        let took = self.start.elapsed();
+        let survivors = kill_survivors(&self.marker);
         assert!(survivors.is_empty(), "the recipe left processes behind: {survivors:?}");
         let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-        Run { code, stdout: out_reader.join().expect("stdout"), stderr: err_reader.join().expect("stderr"), took }
+        let stdout = self.out_reader.join().expect("stdout");
+        Run { code, stdout, stderr: self.err_reader.join().expect("stderr"), took }
     }
 }
 
@@ -201,6 +221,19 @@ fn kill_survivors(marker: &str) -> Vec<(i32, String)> {
     }
 }
 
+/// Fails the test, naming the Debian package to install, when `program` (a name on PATH, or a path) is missing.
+fn require(program: &str, package: &str) {
+    assert!(installed(program), "{program} is not installed (apt-get install {package}); the README's recipes use it");
+}
+
+fn installed(program: &str) -> bool {
+    if program.contains('/') {
+        return Path::new(program).is_file();
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
+}
+
 fn require_jq() {
     let ok = Command::new("jq").arg("--version").output().is_ok_and(|o| o.status.success());
     assert!(ok, "the README's recipes use jq, which is not installed (apt-get install jq)");
@@ -211,7 +244,20 @@ fn every_recipe_in_the_readme_is_tested() {
     let mut names: Vec<String> = recipes().into_iter().map(|(name, _)| name).collect();
     names.sort();
     // A new recipe needs a test here too.
-    assert_eq!(names, ["case-on-exit-status", "ci-memory", "crontab-jsonl", "jq-summary"]);
+    assert_eq!(
+        names,
+        [
+            "case-on-exit-status",
+            "ci-memory",
+            "crontab-jsonl",
+            "jq-summary",
+            "many-jobs",
+            "many-jobs-pinned",
+            "many-jobs-ssh",
+            "many-jobs-summary",
+            "slurm-sbatch"
+        ]
+    );
 }
 
 #[test]
