@@ -7,6 +7,7 @@ mod util;
 mod adversarial;
 mod artifacts;
 mod cgroup;
+mod concurrency;
 mod escalation;
 mod exit_codes;
 mod flags;
