@@ -256,6 +256,10 @@ fn submit(slurm: &Slurm, solve: &str, sbatch_args: &[&str], env: &[(&str, &str)]
     }
     sandbox.script("solve", solve);
     std::fs::write(sandbox.path().join("solve.sbatch"), &recipe.code).expect("solve.sbatch");
+    if sbatch_args.iter().any(|arg| arg.starts_with("--uid")) {
+        // The job's user writes its report and output here.
+        std::fs::set_permissions(sandbox.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    }
     let run = sandbox.run("sh", SUBMIT_AND_WAIT, sbatch_args);
     let output = std::fs::read_to_string(sandbox.path().join("slurm.out")).unwrap_or_default();
     let job = run.stdout.trim().to_string();
@@ -278,6 +282,7 @@ fn slurm_recipe_runs_pynish_in_job_steps() {
             scope.spawn(|| within_limits_and_over_pynish_memory_limit(&slurm)),
             scope.spawn(|| slurm_memory_limit_below_pynish_limit_ends_the_job_first(&slurm)),
             scope.spawn(|| cancel_reaches_pynish_which_reports(&slurm)),
+            scope.spawn(|| as_a_user_pynish_samples_in_the_step(&slurm)),
         ];
         let failed = cases.into_iter().map(|case| case.join()).filter(Result::is_err).count();
         assert_eq!(failed, 0, "see the panic message(s) above");
@@ -305,6 +310,27 @@ fn within_limits_and_over_pynish_memory_limit(slurm: &Slurm) {
     // Over pynish's memory limit (below Slurm's --mem=1G): pynish's verdict.
     let over = submit(slurm, &format!("exec {} alloc 1500 50", testkit()), &[], &[]);
     assert_eq!((over.report["exit_code"].as_i64(), over.report["verdict"].as_str()), (Some(122), Some("memory")));
+}
+
+fn as_a_user_pynish_samples_in_the_step(slurm: &Slurm) {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("SKIP a Slurm job of another user: only root may submit one (sbatch --uid)");
+        return;
+    }
+    // Slurm gives the user the step's memory (and freezer) group, but pynish's cgroup1 backend also needs the
+    // cpuacct and pids hierarchies, which Slurm leaves alone here: pynish samples, and still holds the limit.
+    let solve = format!(
+        "stat -c '%U' /sys/fs/cgroup/memory$(grep :memory: /proc/self/cgroup | cut -d: -f3) > owner.txt; \
+         exec {} alloc 1500 50",
+        testkit()
+    );
+    let run = submit(slurm, &solve, &["--uid=65534", "--gid=65534"], &[]);
+    let owner = std::fs::read_to_string(run.sandbox.path().join("owner.txt")).expect("owner.txt");
+    assert_eq!(owner.trim(), "nobody", "the step's memory group belongs to the job's user");
+    let report = &run.report;
+    assert_eq!(report["backend"], "proc", "{report}");
+    assert_eq!((report["exit_code"].as_i64(), report["verdict"].as_str()), (Some(122), Some("memory")), "{report}");
 }
 
 fn slurm_memory_limit_below_pynish_limit_ends_the_job_first(slurm: &Slurm) {
