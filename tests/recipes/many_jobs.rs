@@ -267,6 +267,8 @@ fn ssh_recipe_runs_jobs_on_other_machines_and_brings_the_reports_back() {
         nodes.push(node.to_string());
     }
     eprintln!("jobs 1-4 ran on {nodes:?}");
+    // parallel fills the free slots of both machines at the start.
+    assert!(nodes.contains(&"node1".into()) && nodes.contains(&"node2".into()), "jobs 1-4 ran on {nodes:?}");
     assert_eq!(read(&sandbox, "out/5/stderr"), "failing\n");
     let reports = by_label(&reports(&sandbox.path().join("results.jsonl")));
     assert_eq!(reports.len(), jobs.len(), "{reports:?}");
