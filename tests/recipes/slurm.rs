@@ -192,9 +192,10 @@ impl Drop for Slurm {
         let gone = wait_until(Duration::from_secs(10), || daemon_processes(&marker).is_empty());
         if !gone {
             for pid in daemon_processes(&marker) {
-                // SAFETY: as above; the pid carries this guard's marker.
+                // SAFETY: as above; the pid is a process of this cluster.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
+            wait_until(Duration::from_secs(5), || daemon_processes(&marker).is_empty());
         }
         for daemon in &mut self.daemons {
             let _ = daemon.kill();
@@ -207,14 +208,24 @@ impl Drop for Slurm {
     }
 }
 
-/// Live processes whose environment carries `DAEMON_MARKER=marker`.
+/// Live processes of this cluster: the daemons (marked by `DAEMON_MARKER=marker` in their environment) and the
+/// slurmstepds slurmd starts (which get a clean environment and init as parent, but keep slurmd's log, in the
+/// cluster's directory `marker`, open).
 fn daemon_processes(marker: &str) -> Vec<i32> {
     let needle = format!("{DAEMON_MARKER}={marker}");
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else { continue };
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
-        if environ.split(|&b| b == 0).any(|var| var == needle.as_bytes()) && crate::util::pid_alive(pid) {
+        let marked = std::fs::read(entry.path().join("environ"))
+            .is_ok_and(|environ| environ.split(|&b| b == 0).any(|var| var == needle.as_bytes()));
+        let holds_a_file_here = || {
+            std::fs::read_dir(entry.path().join("fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target.starts_with(marker)))
+        };
+        if pid as u32 != std::process::id() && (marked || holds_a_file_here()) && crate::util::pid_alive(pid) {
             found.push(pid);
         }
     }
