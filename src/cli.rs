@@ -17,7 +17,8 @@ signal, or stopped at a limit, and which one.";
 
 /// Both `-h` and `--help` print the short help, which must stay within 40 lines at 100 columns; the usage is
 /// spelled out because clap's own (`<COMMAND>...`) hides the `--` and the `check` subcommand's flag.
-const USAGE: &str = "pynish [OPTIONS] -- COMMAND [ARGS]...\n       pynish check [--json]";
+const USAGE: &str =
+    "pynish [OPTIONS] -- COMMAND [ARGS]...\n       pynish check [--json]\n       pynish plot FILE [-o OUT.svg]";
 
 const AFTER_HELP: &str = "\
 Exit status: the command's own, or a limit's (above); 128+N: killed by signal N; 125: bad input;
@@ -124,6 +125,14 @@ pub struct Cli {
     #[arg(long, value_name = "FD", value_hint = ValueHint::Other, value_parser = clap::value_parser!(i32).range(0..), help_heading = "Reporting")]
     pub report_fd: Option<i32>,
 
+    /// Write what the tree used over time to FILE, as JSON lines
+    ///
+    /// One line per sample (CPU, memory, processes of the whole tree) and per event (signals, kernel kills, the
+    /// command's exit), while the command runs; `pynish plot FILE` draws it. Thinned as the run ages, so any run
+    /// writes a bounded file.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, help_heading = "Reporting")]
+    pub timeline: Option<PathBuf>,
+
     /// A name for this run, carried into the report
     #[arg(long, value_name = "TEXT", value_hint = ValueHint::Other, help_heading = "Reporting")]
     pub label: Option<String>,
@@ -170,6 +179,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Sub {
+    /// Draw a --timeline file as an SVG: memory, CPU and processes over time, limits and events marked
+    Plot {
+        /// The timeline (JSON lines) that --timeline wrote
+        #[arg(value_name = "FILE", value_hint = ValueHint::FilePath)]
+        file: PathBuf,
+        /// Where to write the SVG [default: FILE with the extension .svg]
+        #[arg(short, long, value_name = "OUT", value_hint = ValueHint::FilePath)]
+        output: Option<PathBuf>,
+    },
     /// Tell which limits this machine can enforce, with which backend, and why not the others
     Check {
         /// Print the findings as one JSON object

@@ -22,6 +22,7 @@
 pub mod cli;
 pub mod exit_code;
 pub mod limits;
+pub mod plot;
 pub mod report;
 pub mod settings;
 pub mod signals;
@@ -40,6 +41,8 @@ mod run;
 pub mod spawn;
 #[cfg(target_os = "linux")]
 pub mod terminal;
+#[cfg(target_os = "linux")]
+pub mod timeline;
 #[cfg(target_os = "linux")]
 pub mod tree;
 #[cfg(target_os = "linux")]

@@ -61,6 +61,8 @@ pub struct V1Tree {
     oom_counter: OomCounter,
     ooms_before: u64,
     refused_forks_before: u64,
+    /// The previous sample (CPU never goes backwards).
+    last: Sample,
     cleaned: bool,
 }
 
@@ -107,6 +109,7 @@ impl V1Tree {
             oom_counter: OomCounter::OomKill,
             ooms_before: 0,
             refused_forks_before: 0,
+            last: Sample::default(),
             cleaned: false,
         };
         for hierarchy in chosen {
@@ -175,6 +178,18 @@ impl V1Tree {
 }
 
 /// Splits `total` in the ratio `user : system`.
+/// The user and system nanoseconds in `cpuacct.usage_all` (`cpu user system`, then one line per CPU), summed.
+fn usage_all(text: &str) -> Option<(u64, u64)> {
+    let mut lines = text.lines();
+    if lines.next()?.split_ascii_whitespace().collect::<Vec<_>>() != ["cpu", "user", "system"] {
+        return None;
+    }
+    lines.try_fold((0u64, 0u64), |(user, system), line| {
+        let mut fields = line.split_ascii_whitespace().skip(1).map(|f| f.parse::<u64>().ok());
+        Some((user.saturating_add(fields.next()??), system.saturating_add(fields.next()??)))
+    })
+}
+
 fn split(total: Duration, user: u64, system: u64) -> (Duration, Duration) {
     if user + system == 0 {
         return (total, Duration::ZERO);
@@ -198,11 +213,21 @@ impl Tree for V1Tree {
 
     fn sample(&mut self) -> Result<Sample> {
         let host = self.host.as_ref();
-        Ok(Sample {
-            cpu: Duration::from_nanos(read_number(host, &self.cpuacct.join("cpuacct.usage"))?),
+        // `cpuacct.usage_all` holds the user/system split per CPU, adding up to `cpuacct.usage`, for the same one
+        // read (4.7+); before that, the split is not known and all of it shows as user time.
+        let (user, system) = match host.read(&self.cpuacct.join("cpuacct.usage_all")).ok().and_then(|t| usage_all(&t)) {
+            Some(split) => split,
+            None => (read_number(host, &self.cpuacct.join("cpuacct.usage"))?, 0),
+        };
+        let (user, system) = (Duration::from_nanos(user), Duration::from_nanos(system));
+        let (cpu_user, cpu_system) = Sample::split_cpu(user + system, user, system, &self.last);
+        self.last = Sample {
+            cpu_user,
+            cpu_system,
             memory: read_number(host, &self.memory.join("memory.usage_in_bytes"))?,
             processes: read_number(host, &self.pids.join("pids.current"))?,
-        })
+        };
+        Ok(self.last)
     }
 
     fn kernel_hit(&mut self) -> Option<LimitKind> {
@@ -316,12 +341,17 @@ mod tests {
         assert_eq!(fake.get(&groups[2].join("pids.max")), "50");
 
         fake.set(&groups[1].join("cpuacct.usage"), "1500000000");
+        fake.set(
+            &groups[1].join("cpuacct.usage_all"),
+            "cpu user system\n0 600000000 20000000\n1 400000000 480000000\n",
+        );
         fake.set(&groups[1].join("cpuacct.usage_user"), "1000000000");
         fake.set(&groups[1].join("cpuacct.usage_sys"), "480000000");
         fake.set(&memory.join("memory.usage_in_bytes"), "8192");
         fake.set(&groups[2].join("pids.current"), "2");
         let sample = tree.sample().unwrap();
-        assert_eq!(sample, Sample { cpu: Duration::from_millis(1500), memory: 8192, processes: 2 });
+        let (user, system) = (Duration::from_millis(1000), Duration::from_millis(500));
+        assert_eq!(sample, Sample { cpu_user: user, cpu_system: system, memory: 8192, processes: 2 });
 
         assert_eq!(tree.kernel_hit(), None);
         fake.set(&memory.join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n");
