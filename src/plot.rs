@@ -235,8 +235,14 @@ fn draw_panel(
     time_axis: bool,
 ) -> Result<()> {
     let highest = panel.lines.iter().flat_map(|(_, _, points)| points.iter().map(|p| p.1)).fold(0.0, f64::max);
-    let floor = if panel.integer { 1.0 } else { 0.01 };
-    let y_max = (highest.max(panel.limit.as_ref().map_or(0.0, |l| l.0)) * 1.12).max(floor);
+    let top = highest.max(panel.limit.as_ref().map_or(0.0, |l| l.0));
+    // Counts get whole numbers on their axis, one label per step at most.
+    let (y_max, y_labels) = if panel.integer {
+        let y_max = (top * 1.12).ceil().max(top + 1.0);
+        (y_max, (y_max as usize + 1).min(5))
+    } else {
+        ((top * 1.12).max(0.01), 5)
+    };
     let mut chart = ChartBuilder::on(area)
         .margin_left(10)
         .margin_right(20)
@@ -260,10 +266,13 @@ fn draw_panel(
         _ => 2,
     };
     let y_format = move |v: &f64| format!("{v:.decimals$}");
+    let x_decimals = if x_max >= 10.0 { 0 } else { 1 };
+    let x_format = move |v: &f64| format!("{v:.x_decimals$}");
     mesh.y_desc(panel.name.as_str())
-        .y_labels(5)
+        .y_labels(y_labels)
         .y_label_formatter(&y_format)
         .x_labels(10)
+        .x_label_formatter(&x_format)
         .light_line_style(WHITE.mix(0.0));
     if time_axis {
         mesh.x_desc("seconds since start");
@@ -291,11 +300,18 @@ fn draw_panel(
     }
     let right = pixel(&(x_max, 0.0)).0;
     let mut named: Vec<i32> = Vec::new(); // where the names drawn so far start, to stagger close ones
-    for mark in timeline.marks.iter().filter(|m| m.kind != "end") {
+    // The events, and the wall-time limit's line named like one.
+    let wall_mark = wall.filter(|&w| w <= x_max).map(|w| Mark {
+        t: w,
+        kind: "wall_time".into(),
+        label: format!("--wall-time {}", short(w, "s")),
+    });
+    for mark in timeline.marks.iter().filter(|m| m.kind != "end").chain(&wall_mark) {
         let color = event_color(&mark.kind);
-        chart
-            .draw_series(std::iter::once(PathElement::new(vec![(mark.t, 0.0), (mark.t, y_max)], color.mix(0.7))))
-            .map_err(failed)?;
+        if mark.kind != "wall_time" {
+            let line = PathElement::new(vec![(mark.t, 0.0), (mark.t, y_max)], color.mix(0.7));
+            chart.draw_series(std::iter::once(line)).map_err(failed)?;
+        }
         if names_events {
             // Events close in time are named on staggered rows so that their names do not overlap; a name that
             // would run off the right edge ends at its line instead of starting there.
@@ -325,7 +341,7 @@ fn draw_panel(
 fn event_color(kind: &str) -> RGBColor {
     match kind {
         "signal" => RGBColor(230, 130, 0),
-        "sigkill" | "oom_kill" | "fork_refused" => LIMIT,
+        "sigkill" | "oom_kill" | "fork_refused" | "wall_time" => LIMIT,
         _ => RGBColor(90, 90, 90),
     }
 }

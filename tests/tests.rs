@@ -19,4 +19,5 @@ mod recipes;
 mod resources;
 mod signals;
 mod terminal;
+mod timeline;
 mod tree;
