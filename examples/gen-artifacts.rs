@@ -80,6 +80,7 @@ fn main_page(cmd: clap::Command, readme: &str) -> String {
     page.roff(exit_status(readme));
     page.roff(environment());
     page.roff(json_report(readme));
+    page.roff(timeline());
     page.roff(guarantees());
     page.roff(examples());
     page.roff(see_also(&[
@@ -316,6 +317,22 @@ fn json_report(readme: &str) -> Roff {
     for row in readme_table(readme, "The JSON report") {
         item(&mut roff, &row[0].replace('`', ""), &row[1]);
     }
+    roff
+}
+
+fn timeline() -> Roff {
+    let mut roff = section("TIMELINE");
+    para(
+        &mut roff,
+        "With --timeline FILE, pynish writes JSON lines while the command runs: a header with the backend and the \
+         limits (as in the report), then one line per sample of the whole tree (`t` in seconds since the start, \
+         `cpu_user_s`, `cpu_system_s`, `memory_bytes`, `processes`) and one per event (`t`, `event`: `signal`, \
+         `sigkill`, `oom_kill`, `fork_refused`, `exit`, and last `end` with the verdict). `t` never decreases. \
+         Samples are thinned as the run ages (20 ms apart for the first 10 s, the spacing doubling each time the \
+         run's age doubles, each line keeping the most memory and processes seen since the previous one), so a \
+         run of length T writes at most 500 + 250 log2(T / 10 s) sample lines: about 250 KB for an hour. A writer \
+         thread does the writing, so a slow disk never delays enforcement. pynish-plot(1) draws the file.",
+    );
     roff
 }
 

@@ -18,6 +18,9 @@
 //! SIGKILL goes to every member, again and again until none is left. The verdict (`verdict`) is decided from the
 //! facts only once everything is reaped; the report (`report`) is written after that, so it never mixes with the
 //! command's output.
+//!
+//! **Timeline.** With `--timeline`, the monitor hands each sample it takes, and each event, to `timeline`, which
+//! thins them and passes lines to a writer thread; `plot` draws the file afterwards.
 
 pub mod cli;
 pub mod exit_code;
