@@ -416,9 +416,8 @@ impl Monitor<'_> {
 
     /// Writes `event` to the timeline, if there is one.
     fn record(&mut self, event: Event) {
-        let t = self.now();
         if let Some(timeline) = self.timeline.as_deref_mut() {
-            timeline.event(t, event);
+            timeline.event(self.start.elapsed(), event);
         }
     }
 

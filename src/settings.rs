@@ -51,6 +51,9 @@ impl Settings {
         }
         if let Some(path) = &cli.timeline {
             check_destination(path, "timeline")?;
+            if cli.report.as_ref() == Some(path) {
+                bail!("--report and --timeline name the same file {}", path.display());
+            }
         }
         if let Some(fd) = cli.report_fd {
             // Refuse a descriptor that is not open now rather than lose the report at the end.

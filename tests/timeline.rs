@@ -145,3 +145,30 @@ fn plot_writes_next_to_the_timeline_and_refuses_what_is_not_one() {
     assert_eq!(code(&output), 125);
     assert_eq!(String::from_utf8_lossy(&output.stderr).lines().count(), 1);
 }
+
+#[test]
+fn a_stalled_timeline_reader_never_delays_a_limit() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("timeline.fifo");
+    let name = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: mkfifo and open read the path only; the descriptor is closed below.
+    let reader = unsafe {
+        assert_eq!(libc::mkfifo(name.as_ptr(), 0o600), 0, "mkfifo");
+        libc::open(name.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK)
+    };
+    assert!(reader >= 0, "open the FIFO");
+    // A reader that never reads, with the smallest pipe: the writer blocks after about a second of lines.
+    // SAFETY: F_SETPIPE_SZ takes an integer.
+    unsafe { libc::fcntl(reader, libc::F_SETPIPE_SZ, 4096) };
+    let (output, took) =
+        timed(pynish_on("proc").args(["--wall-time", "2s", "--timeline"]).arg(&fifo).args(["--", "sleep", "30"]));
+    // SAFETY: closes the descriptor opened above.
+    unsafe { libc::close(reader) };
+    assert_eq!(code(&output), 124);
+    let first_signal = f(&report(&output)["escalation"]["first_signal_at_s"]);
+    assert!((2.0..2.5).contains(&first_signal), "the limit acted at {first_signal} s, not 2 s");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("timeline"), "the stalled timeline is not mentioned:\n{stderr}");
+    assert!(took.as_secs() < 15, "pynish waited {took:?} for its timeline");
+}
