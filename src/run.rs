@@ -43,7 +43,10 @@ fn supervise(cli: Cli) -> Result<Exit> {
     let (mut tree, why) = tree::select(settings.backend, &settings.limits)?;
     log.event(format_args!("backend {} ({why})", tree.name()));
     let mut timeline = match opened {
-        Some(opened) => Some(Timeline::start(opened, &timeline_header(&settings, tree.as_ref()))?),
+        Some(opened) => {
+            tree.split_cpu();
+            Some(Timeline::start(opened, &timeline_header(&settings, tree.as_ref()))?)
+        }
         None => None,
     };
     let result = monitor::supervise(&settings, tree.as_mut(), &log, timeline.as_mut());

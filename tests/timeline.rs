@@ -172,3 +172,30 @@ fn a_stalled_timeline_reader_never_delays_a_limit() {
     assert!(stderr.contains("timeline"), "the stalled timeline is not mentioned:\n{stderr}");
     assert!(took.as_secs() < 15, "pynish waited {took:?} for its timeline");
 }
+
+#[test]
+fn cpu_is_split_into_user_and_system_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    for backend in backends() {
+        let path = dir.path().join(format!("{backend}.jsonl"));
+        let output = pynish_on(backend)
+            .args(["--cpu-time", "500ms", "--timeline"])
+            .arg(&path)
+            .args(["--", &testkit(), "spin"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&output), 123, "{backend}: {}", String::from_utf8_lossy(&output.stderr));
+        let lines = read_timeline(&path);
+        let samples = samples(&lines);
+        let (mut user, mut system) = (0.0, 0.0);
+        for sample in &samples {
+            let (u, s) = (f(&sample["cpu_user_s"]), f(&sample["cpu_system_s"]));
+            assert!(u >= user && s >= system, "{backend}: CPU went back to {u} + {s} from {user} + {system}");
+            (user, system) = (u, s);
+        }
+        // A busy loop runs in user mode; the limit ends it at 500 ms of CPU.
+        assert!(user > system, "{backend}: {user} s user, {system} s system");
+        let total = f(&report(&output)["usage"]["cpu_time_s"]);
+        assert!(user + system <= total + 0.002 && user + system >= 0.3, "{backend}: {user} + {system} of {total}");
+    }
+}

@@ -37,7 +37,8 @@ pub fn in_group(pid: i32, group: Option<i32>) -> bool {
 pub struct Sample {
     /// CPU time in user mode of the whole tree so far, including members that have ended.
     pub cpu_user: Duration,
-    /// CPU time in the kernel on the tree's behalf so far; each backend gets the split from what it reads anyway.
+    /// CPU time in the kernel on the tree's behalf so far (zero with cgroup v1 unless `Tree::split_cpu` asked
+    /// for it). The sum of both is exact; the split is the kernel's own estimate.
     pub cpu_system: Duration,
     /// Memory the tree holds now, as the backend counts it (resident set, or the group's charge).
     pub memory: u64,
@@ -90,6 +91,10 @@ pub trait Tree {
 
     /// Measures the live tree.
     fn sample(&mut self) -> Result<Sample>;
+
+    /// Asks for the user/system split of CPU time in every sample where it costs an extra read (cgroup v1);
+    /// elsewhere it comes with what a sample reads anyway.
+    fn split_cpu(&mut self) {}
 
     /// A limit the kernel enforced by itself (an OOM kill in the group, a fork refused by `pids.max`).
     fn kernel_hit(&mut self) -> Option<LimitKind> {

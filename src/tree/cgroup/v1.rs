@@ -7,8 +7,8 @@
 //! `pids.max`. v1's OOM killer kills one process, not the group: it shows as `oom_kill` in `memory.oom_control`
 //! (kernels before 4.13 lack it; `memory.failcnt` stands in), and the monitor then ends the rest of the tree.
 //! CPU is `cpuacct.usage` (nanoseconds of run time); its user/system split comes from `cpuacct.usage_user`/
-//! `usage_sys` (else `cpuacct.stat`), scaled to add up to `cpuacct.usage`. Kill: freeze, SIGKILL every member,
-//! thaw, repeated until the group is empty.
+//! `usage_sys` (else `cpuacct.stat`), scaled to add up to `cpuacct.usage` (in samples, from `cpuacct.usage_all`,
+//! read only for `--timeline`). Kill: freeze, SIGKILL every member, thaw, repeated until the group is empty.
 
 use super::{
     Host, Kernel, REMOVE_PATIENCE, keyed, kill_and_remove, kill_group, read_keyed, read_number, run_name,
@@ -63,6 +63,8 @@ pub struct V1Tree {
     refused_forks_before: u64,
     /// The previous sample (CPU never goes backwards).
     last: Sample,
+    /// Whether samples split CPU time into user and system (a second read).
+    split_cpu: bool,
     cleaned: bool,
 }
 
@@ -110,6 +112,7 @@ impl V1Tree {
             ooms_before: 0,
             refused_forks_before: 0,
             last: Sample::default(),
+            split_cpu: false,
             cleaned: false,
         };
         for hierarchy in chosen {
@@ -213,14 +216,18 @@ impl Tree for V1Tree {
 
     fn sample(&mut self) -> Result<Sample> {
         let host = self.host.as_ref();
-        // `cpuacct.usage_all` holds the user/system split per CPU, adding up to `cpuacct.usage`, for the same one
-        // read (4.7+); before that, the split is not known and all of it shows as user time.
-        let (user, system) = match host.read(&self.cpuacct.join("cpuacct.usage_all")).ok().and_then(|t| usage_all(&t)) {
-            Some(split) => split,
-            None => (read_number(host, &self.cpuacct.join("cpuacct.usage"))?, 0),
+        // `cpuacct.usage` is the exact run time the limit counts. The user/system split (`cpuacct.usage_all`,
+        // 4.7+) is counted in ticks on recent kernels and does not add up to it, so it only apportions the
+        // total; and it costs a second read, so it is read only when asked for (`--timeline`).
+        let total = Duration::from_nanos(read_number(host, &self.cpuacct.join("cpuacct.usage"))?);
+        let split = if self.split_cpu {
+            host.read(&self.cpuacct.join("cpuacct.usage_all")).ok().and_then(|t| usage_all(&t))
+        } else {
+            None
         };
-        let (user, system) = (Duration::from_nanos(user), Duration::from_nanos(system));
-        let (cpu_user, cpu_system) = Sample::split_cpu(user + system, user, system, &self.last);
+        let (user, system) =
+            split.map_or((total, Duration::ZERO), |(u, s)| (Duration::from_nanos(u), Duration::from_nanos(s)));
+        let (cpu_user, cpu_system) = Sample::split_cpu(total, user, system, &self.last);
         self.last = Sample {
             cpu_user,
             cpu_system,
@@ -228,6 +235,10 @@ impl Tree for V1Tree {
             processes: read_number(host, &self.pids.join("pids.current"))?,
         };
         Ok(self.last)
+    }
+
+    fn split_cpu(&mut self) {
+        self.split_cpu = true;
     }
 
     fn kernel_hit(&mut self) -> Option<LimitKind> {
@@ -341,14 +352,16 @@ mod tests {
         assert_eq!(fake.get(&groups[2].join("pids.max")), "50");
 
         fake.set(&groups[1].join("cpuacct.usage"), "1500000000");
+        // Tick-counted on recent kernels: the split does not add up to cpuacct.usage, it only apportions it.
         fake.set(
             &groups[1].join("cpuacct.usage_all"),
-            "cpu user system\n0 600000000 20000000\n1 400000000 480000000\n",
+            "cpu user system\n0 700000000 20000000\n1 500000000 580000000\n",
         );
         fake.set(&groups[1].join("cpuacct.usage_user"), "1000000000");
         fake.set(&groups[1].join("cpuacct.usage_sys"), "480000000");
         fake.set(&memory.join("memory.usage_in_bytes"), "8192");
         fake.set(&groups[2].join("pids.current"), "2");
+        tree.split_cpu(); // else all of it shows as user time, for one read less
         let sample = tree.sample().unwrap();
         let (user, system) = (Duration::from_millis(1000), Duration::from_millis(500));
         assert_eq!(sample, Sample { cpu_user: user, cpu_system: system, memory: 8192, processes: 2 });
