@@ -32,8 +32,8 @@
 //!
 //! Off, the monitor holds `None` and pays a branch per sample. On, the monitor samples at least once per period
 //! while periods are shorter than its own far-from-limits spacing (the first 40 s), so a short run draws a useful
-//! picture; and lines go over a bounded channel to a writer thread (`writer`), so no write, however slow, delays
-//! enforcement.
+//! picture (with cgroup v1, a sample then also reads the user/system split: `Tree::split_cpu`); and lines go over
+//! a bounded channel to a writer thread (`writer`), so no write, however slow, delays enforcement.
 
 mod writer;
 
