@@ -267,7 +267,8 @@ pub fn format(record: &Record) -> String {
             };
             let fields = serde_json::to_string(&fields).expect("plain values");
             // `fields` is an object: `{"event":...}`; `t` goes in front.
-            format!("{{\"t\":{},{}", secs(t), &fields[1..])
+            let t = serde_json::to_string(&secs(t)).expect("a finite number");
+            format!("{{\"t\":{t},{}", &fields[1..])
         }
     }
 }
@@ -298,6 +299,8 @@ mod tests {
         let text = format(&Record::Event(ms(1), received));
         assert!(text.ends_with(r#""cause":"signal","received":"SIGINT"}"#), "{text}");
         assert_eq!(format(&Record::Event(ms(2), Event::OomKill)), r#"{"t":0.002,"event":"oom_kill"}"#);
+        let refused = format(&Record::Event(ms(3000), Event::ForkRefused));
+        assert_eq!(refused, r#"{"t":3.0,"event":"fork_refused"}"#, "t written as samples write it");
         let exit = Event::Exit(Status::Signaled(Signal::SIGKILL));
         assert_eq!(format(&Record::Event(ms(3), exit)), r#"{"t":0.003,"event":"exit","signal":"SIGKILL"}"#);
         let end = Event::End { verdict: Verdict::Memory, exit_code: 122, usage: Default::default(), dropped: 0 };
