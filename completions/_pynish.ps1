@@ -36,6 +36,7 @@ Register-ArgumentCompleter -Native -CommandName 'pynish' -ScriptBlock {
             [CompletionResult]::new('--signal', '--signal', [CompletionResultType]::ParameterName, 'The first signal, a name or number')
             [CompletionResult]::new('--report', '--report', [CompletionResultType]::ParameterName, 'Write the JSON report to FILE, atomically')
             [CompletionResult]::new('--report-fd', '--report-fd', [CompletionResultType]::ParameterName, 'Write the JSON report to open descriptor FD (3>run.json)')
+            [CompletionResult]::new('--timeline', '--timeline', [CompletionResultType]::ParameterName, 'Write usage over time to FILE, as JSON lines (pynish plot draws it)')
             [CompletionResult]::new('--label', '--label', [CompletionResultType]::ParameterName, 'A name for this run, carried into the report')
             [CompletionResult]::new('--backend', '--backend', [CompletionResultType]::ParameterName, 'How the tree is contained and measured')
             [CompletionResult]::new('--preserve-status', '--preserve-status', [CompletionResultType]::ParameterName, 'Exit with the command''s own status even when a limit was hit')
@@ -49,8 +50,16 @@ Register-ArgumentCompleter -Native -CommandName 'pynish' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (pynish help adds units, exit status and details)')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('plot', 'plot', [CompletionResultType]::ParameterValue, 'Draw a --timeline file as an SVG')
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Tell which limits this machine can enforce, with which backend, and why not the others')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pynish;plot' {
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Where to write the SVG [default: FILE with the extension .svg]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Where to write the SVG [default: FILE with the extension .svg]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (pynish help adds units, exit status and details)')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (pynish help adds units, exit status and details)')
             break
         }
         'pynish;check' {
@@ -60,8 +69,12 @@ Register-ArgumentCompleter -Native -CommandName 'pynish' -ScriptBlock {
             break
         }
         'pynish;help' {
+            [CompletionResult]::new('plot', 'plot', [CompletionResultType]::ParameterValue, 'Draw a --timeline file as an SVG')
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Tell which limits this machine can enforce, with which backend, and why not the others')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pynish;help;plot' {
             break
         }
         'pynish;help;check' {

@@ -22,11 +22,17 @@ _pynish() {
             pynish,help)
                 cmd="pynish__subcmd__help"
                 ;;
+            pynish,plot)
+                cmd="pynish__subcmd__plot"
+                ;;
             pynish__subcmd__help,check)
                 cmd="pynish__subcmd__help__subcmd__check"
                 ;;
             pynish__subcmd__help,help)
                 cmd="pynish__subcmd__help__subcmd__help"
+                ;;
+            pynish__subcmd__help,plot)
+                cmd="pynish__subcmd__help__subcmd__plot"
                 ;;
             *)
                 ;;
@@ -35,7 +41,7 @@ _pynish() {
 
     case "${cmd}" in
         pynish)
-            opts="-w -c -m -p -g -s -q -v -h -V --wall-time --cpu-time --memory --memory-kind --processes --grace --signal --preserve-status --json --report --report-fd --label --quiet --verbose --backend --delegate --help --version check help"
+            opts="-w -c -m -p -g -s -q -v -h -V --wall-time --cpu-time --memory --memory-kind --processes --grace --signal --preserve-status --json --report --report-fd --timeline --label --quiet --verbose --backend --delegate --help --version plot check help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -151,6 +157,21 @@ _pynish() {
                     fi
                     return 0
                     ;;
+                --timeline)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
                 --label)
                     COMPREPLY=("${cur}")
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
@@ -184,7 +205,7 @@ _pynish() {
             return 0
             ;;
         pynish__subcmd__help)
-            opts="check help"
+            opts="plot check help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -218,6 +239,64 @@ _pynish() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pynish__subcmd__help__subcmd__plot)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pynish__subcmd__plot)
+            opts="-o -h --output --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                -o)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

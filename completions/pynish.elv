@@ -33,6 +33,7 @@ set edit:completion:arg-completer[pynish] = {|@words|
             cand --signal 'The first signal, a name or number'
             cand --report 'Write the JSON report to FILE, atomically'
             cand --report-fd 'Write the JSON report to open descriptor FD (3>run.json)'
+            cand --timeline 'Write usage over time to FILE, as JSON lines (pynish plot draws it)'
             cand --label 'A name for this run, carried into the report'
             cand --backend 'How the tree is contained and measured'
             cand --preserve-status 'Exit with the command''s own status even when a limit was hit'
@@ -46,8 +47,15 @@ set edit:completion:arg-completer[pynish] = {|@words|
             cand --help 'Print help (pynish help adds units, exit status and details)'
             cand -V 'Print version'
             cand --version 'Print version'
+            cand plot 'Draw a --timeline file as an SVG'
             cand check 'Tell which limits this machine can enforce, with which backend, and why not the others'
             cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'pynish;plot'= {
+            cand -o 'Where to write the SVG [default: FILE with the extension .svg]'
+            cand --output 'Where to write the SVG [default: FILE with the extension .svg]'
+            cand -h 'Print help (pynish help adds units, exit status and details)'
+            cand --help 'Print help (pynish help adds units, exit status and details)'
         }
         &'pynish;check'= {
             cand --json 'Print the findings as one JSON object'
@@ -55,8 +63,11 @@ set edit:completion:arg-completer[pynish] = {|@words|
             cand --help 'Print help (pynish help adds units, exit status and details)'
         }
         &'pynish;help'= {
+            cand plot 'Draw a --timeline file as an SVG'
             cand check 'Tell which limits this machine can enforce, with which backend, and why not the others'
             cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'pynish;help;plot'= {
         }
         &'pynish;help;check'= {
         }

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_pynish_global_optspecs
-    string join \n w/wall-time= c/cpu-time= m/memory= memory-kind= p/processes= g/grace= s/signal= preserve-status json report= report-fd= label= q/quiet v/verbose backend= delegate h/help V/version
+    string join \n w/wall-time= c/cpu-time= m/memory= memory-kind= p/processes= g/grace= s/signal= preserve-status json report= report-fd= timeline= label= q/quiet v/verbose backend= delegate h/help V/version
 end
 
 function __fish_pynish_needs_command
@@ -34,6 +34,7 @@ complete -c pynish -n "__fish_pynish_needs_command" -s g -l grace -d 'Time from 
 complete -c pynish -n "__fish_pynish_needs_command" -s s -l signal -d 'The first signal, a name or number' -r -f
 complete -c pynish -n "__fish_pynish_needs_command" -l report -d 'Write the JSON report to FILE, atomically' -r -F
 complete -c pynish -n "__fish_pynish_needs_command" -l report-fd -d 'Write the JSON report to open descriptor FD (3>run.json)' -r -f
+complete -c pynish -n "__fish_pynish_needs_command" -l timeline -d 'Write usage over time to FILE, as JSON lines (pynish plot draws it)' -r -F
 complete -c pynish -n "__fish_pynish_needs_command" -l label -d 'A name for this run, carried into the report' -r -f
 complete -c pynish -n "__fish_pynish_needs_command" -l backend -d 'How the tree is contained and measured' -r -f -a "auto\t'cgroup v2, else cgroup v1, else proc'
 cgroup2\t'A cgroup v2 group of its own (needs write access to a delegated group)'
@@ -46,9 +47,13 @@ complete -c pynish -n "__fish_pynish_needs_command" -s v -l verbose -d 'Print on
 complete -c pynish -n "__fish_pynish_needs_command" -l delegate -d 'No writable cgroup v2 group? Re-run in a delegated systemd scope'
 complete -c pynish -n "__fish_pynish_needs_command" -s h -l help -d 'Print help (pynish help adds units, exit status and details)'
 complete -c pynish -n "__fish_pynish_needs_command" -s V -l version -d 'Print version'
+complete -c pynish -n "__fish_pynish_needs_command" -a "plot" -d 'Draw a --timeline file as an SVG'
 complete -c pynish -n "__fish_pynish_needs_command" -a "check" -d 'Tell which limits this machine can enforce, with which backend, and why not the others'
 complete -c pynish -n "__fish_pynish_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pynish -n "__fish_pynish_using_subcommand plot" -s o -l output -d 'Where to write the SVG [default: FILE with the extension .svg]' -r -F
+complete -c pynish -n "__fish_pynish_using_subcommand plot" -s h -l help -d 'Print help (pynish help adds units, exit status and details)'
 complete -c pynish -n "__fish_pynish_using_subcommand check" -l json -d 'Print the findings as one JSON object'
 complete -c pynish -n "__fish_pynish_using_subcommand check" -s h -l help -d 'Print help (pynish help adds units, exit status and details)'
-complete -c pynish -n "__fish_pynish_using_subcommand help; and not __fish_seen_subcommand_from check help" -f -a "check" -d 'Tell which limits this machine can enforce, with which backend, and why not the others'
-complete -c pynish -n "__fish_pynish_using_subcommand help; and not __fish_seen_subcommand_from check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pynish -n "__fish_pynish_using_subcommand help; and not __fish_seen_subcommand_from plot check help" -f -a "plot" -d 'Draw a --timeline file as an SVG'
+complete -c pynish -n "__fish_pynish_using_subcommand help; and not __fish_seen_subcommand_from plot check help" -f -a "check" -d 'Tell which limits this machine can enforce, with which backend, and why not the others'
+complete -c pynish -n "__fish_pynish_using_subcommand help; and not __fish_seen_subcommand_from plot check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -42,8 +42,10 @@ pub fn render(readme: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let mut cmd = pynish::cli::command().disable_help_subcommand(true);
     cmd.build();
     let check = cmd.find_subcommand("check").expect("the check subcommand").clone();
+    let plot = cmd.find_subcommand("plot").expect("the plot subcommand").clone();
     files.push((PathBuf::from("man/pynish.1"), main_page(cmd, readme).into_bytes()));
-    files.push((PathBuf::from("man/pynish-check.1"), check_page(check).into_bytes()));
+    files.push((PathBuf::from("man/pynish-check.1"), subcommand_page(check, "PYNISH-CHECK").into_bytes()));
+    files.push((PathBuf::from("man/pynish-plot.1"), subcommand_page(plot, "PYNISH-PLOT").into_bytes()));
     files
 }
 
@@ -78,16 +80,24 @@ fn main_page(cmd: clap::Command, readme: &str) -> String {
     page.roff(exit_status(readme));
     page.roff(environment());
     page.roff(json_report(readme));
+    page.roff(timeline());
     page.roff(guarantees());
     page.roff(examples());
-    page.roff(see_also(&["pynish-check(1)", "timeout(1)", "prlimit(1)", "systemd-run(1)", "cgroups(7)"]));
+    page.roff(see_also(&[
+        "pynish-check(1)",
+        "pynish-plot(1)",
+        "timeout(1)",
+        "prlimit(1)",
+        "systemd-run(1)",
+        "cgroups(7)",
+    ]));
     page.finish()
 }
 
-/// pynish-check(1): what clap knows, and the way back to pynish(1).
-fn check_page(cmd: clap::Command) -> String {
+/// pynish-check(1), pynish-plot(1): what clap knows, and the way back to pynish(1).
+fn subcommand_page(cmd: clap::Command, title: &str) -> String {
     let source = format!("pynish {}", env!("CARGO_PKG_VERSION"));
-    let man = clap_mangen::Man::new(cmd).title("PYNISH-CHECK").date(MAN_DATE).source(source).manual(MANUAL);
+    let man = clap_mangen::Man::new(cmd).title(title).date(MAN_DATE).source(source).manual(MANUAL);
     let mut page = Page::default();
     page.clap(|w| man.render(w));
     page.roff(see_also(&["pynish(1)"]));
@@ -244,7 +254,7 @@ fn description() -> Roff {
     para(
         &mut roff,
         "Write `--` before the command, so that its own options are not taken for pynish's; to run a program \
-         called `check` or `help`, write `pynish -- check`.",
+         called `check`, `plot` or `help`, write `pynish -- check`.",
     );
     roff
 }
@@ -307,6 +317,22 @@ fn json_report(readme: &str) -> Roff {
     for row in readme_table(readme, "The JSON report") {
         item(&mut roff, &row[0].replace('`', ""), &row[1]);
     }
+    roff
+}
+
+fn timeline() -> Roff {
+    let mut roff = section("TIMELINE");
+    para(
+        &mut roff,
+        "With --timeline FILE, pynish writes JSON lines while the command runs: a header with the backend and the \
+         limits (as in the report), then one line per sample of the whole tree (`t` in seconds since the start, \
+         `cpu_user_s`, `cpu_system_s`, `memory_bytes`, `processes`) and one per event (`t`, `event`: `signal`, \
+         `sigkill`, `oom_kill`, `fork_refused`, `exit`, and last `end` with the verdict). `t` never decreases. \
+         Samples are thinned as the run ages (20 ms apart for the first 10 s, the spacing doubling each time the \
+         run's age doubles, each line keeping the most memory and processes seen since the previous one), so a \
+         run of length T writes at most 500 + 250 log2(T / 10 s) sample lines: about 250 KB for an hour. A writer \
+         thread does the writing, so a slow disk never delays enforcement. pynish-plot(1) draws the file.",
+    );
     roff
 }
 

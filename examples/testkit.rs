@@ -8,6 +8,8 @@
 //!   spin-children N                     fork N children that each spin forever; the parent waits
 //!   alloc TOTAL_MB [STEP_MB] [DELAY_MS] allocate and touch TOTAL_MB in steps, then hold it forever
 //!   hog-children N MB                   fork N children that each hold MB of touched memory forever
+//!   grow N STEP_MB DELAY_MS             N processes (the command and N-1 children) each touch STEP_MB more
+//!                                       every DELAY_MS, up to 2 GiB each, then hold it forever
 //!   forkbomb ATTEMPTS                   try ATTEMPTS forks; each child sleeps 60 s; report "forks ok/failed" on stdout
 //!   daemon PIDFILE                      double-fork a setsid grandchild that sleeps 300 s and writes its pid, then sleep 300 s
 //!   write BYTES                         write BYTES of a fixed pattern to stdout
@@ -29,6 +31,9 @@
 
 use std::io::Write;
 use std::time::Duration;
+
+/// What each process of `grow` allocates at most.
+const GROW_CAP_MB: u64 = 2048;
 
 fn arg(args: &[String], i: usize, default: u64) -> u64 {
     args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default)
@@ -124,6 +129,21 @@ fn main() {
             while done < total {
                 blocks.push(touch(step.min(total - done)));
                 done += step;
+                std::thread::sleep(Duration::from_millis(delay));
+            }
+            hold();
+        }
+        Some("grow") => {
+            // Every process grows the same way; each stops at GROW_CAP_MB, so nothing runs away unsupervised.
+            let (n, step, delay) = (arg(&args, 1, 2).max(1), arg(&args, 2, 4).max(1), arg(&args, 3, 50));
+            for _ in 1..n {
+                if fork() == 0 {
+                    break;
+                }
+            }
+            let mut blocks = Vec::new();
+            for _ in 0..GROW_CAP_MB / step {
+                blocks.push(touch(step));
                 std::thread::sleep(Duration::from_millis(delay));
             }
             hold();

@@ -15,9 +15,11 @@ Run one command under wall-time, CPU-time, memory and process limits that hold f
 escalate from a polite signal to SIGKILL, and report what happened: completed (with its exit code), killed by a \
 signal, or stopped at a limit, and which one.";
 
-/// Both `-h` and `--help` print the short help, which must stay within 40 lines at 100 columns; the usage is
-/// spelled out because clap's own (`<COMMAND>...`) hides the `--` and the `check` subcommand's flag.
-const USAGE: &str = "pynish [OPTIONS] -- COMMAND [ARGS]...\n       pynish check [--json]";
+/// Both `-h` and `--help` print the short help, which must stay within 40 lines at 100 columns (so --report-fd
+/// and --label show in `pynish help` only); the usage is spelled out because clap's own (`<COMMAND>...`) hides
+/// the `--` and the subcommands' arguments.
+const USAGE: &str =
+    "pynish [OPTIONS] -- COMMAND [ARGS]...\n       pynish check [--json] | pynish plot FILE [-o OUT.svg]";
 
 const AFTER_HELP: &str = "\
 Exit status: the command's own, or a limit's (above); 128+N: killed by signal N; 125: bad input;
@@ -121,11 +123,20 @@ pub struct Cli {
     /// Write the JSON report to open descriptor FD (3>run.json)
     ///
     /// One line, e.g. --report-fd 3 ... 3>run.json, or 3>>runs.jsonl to append one line per run.
-    #[arg(long, value_name = "FD", value_hint = ValueHint::Other, value_parser = clap::value_parser!(i32).range(0..), help_heading = "Reporting")]
+    // Left out of the short help, like --label, so that it stays within 40 lines (see USAGE).
+    #[arg(long, value_name = "FD", value_hint = ValueHint::Other, value_parser = clap::value_parser!(i32).range(0..), hide_short_help = true, help_heading = "Reporting")]
     pub report_fd: Option<i32>,
 
+    /// Write usage over time to FILE, as JSON lines (pynish plot draws it)
+    ///
+    /// One line per sample (CPU, memory, processes of the whole tree) and per event (signals, kernel kills, the
+    /// command's exit), while the command runs; `pynish plot FILE` draws it. Thinned as the run ages, so any run
+    /// writes a bounded file.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, help_heading = "Reporting")]
+    pub timeline: Option<PathBuf>,
+
     /// A name for this run, carried into the report
-    #[arg(long, value_name = "TEXT", value_hint = ValueHint::Other, help_heading = "Reporting")]
+    #[arg(long, value_name = "TEXT", value_hint = ValueHint::Other, hide_short_help = true, help_heading = "Reporting")]
     pub label: Option<String>,
 
     /// Print nothing of pynish's own, not even a limit hit
@@ -170,6 +181,18 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Sub {
+    /// Draw a --timeline file as an SVG
+    ///
+    /// Memory, CPU time and processes over time, each limit as a dashed line, each event (signals, kernel
+    /// kills, the command's exit) as a vertical line; 960x720 pixels, for a CI artifact page.
+    Plot {
+        /// The timeline (JSON lines) that --timeline wrote
+        #[arg(value_name = "FILE", value_hint = ValueHint::FilePath)]
+        file: PathBuf,
+        /// Where to write the SVG [default: FILE with the extension .svg]
+        #[arg(short, long, value_name = "OUT", value_hint = ValueHint::FilePath)]
+        output: Option<PathBuf>,
+    },
     /// Tell which limits this machine can enforce, with which backend, and why not the others
     Check {
         /// Print the findings as one JSON object

@@ -18,10 +18,14 @@
 //! SIGKILL goes to every member, again and again until none is left. The verdict (`verdict`) is decided from the
 //! facts only once everything is reaped; the report (`report`) is written after that, so it never mixes with the
 //! command's output.
+//!
+//! **Timeline.** With `--timeline`, the monitor hands each sample it takes, and each event, to `timeline`, which
+//! thins them and passes lines to a writer thread; `plot` draws the file afterwards.
 
 pub mod cli;
 pub mod exit_code;
 pub mod limits;
+pub mod plot;
 pub mod report;
 pub mod settings;
 pub mod signals;
@@ -40,6 +44,8 @@ mod run;
 pub mod spawn;
 #[cfg(target_os = "linux")]
 pub mod terminal;
+#[cfg(target_os = "linux")]
+pub mod timeline;
 #[cfg(target_os = "linux")]
 pub mod tree;
 #[cfg(target_os = "linux")]

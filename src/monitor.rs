@@ -18,6 +18,7 @@ use crate::limits::{LimitKind, MemoryKind};
 use crate::settings::Settings;
 use crate::spawn::{self, Plan, SpawnError};
 use crate::terminal::Terminal;
+use crate::timeline::{Cause, Event, Timeline};
 use crate::tree::{Sample, Tree, proc};
 use crate::verdict::{Facts, Status};
 use crate::wakeup::Wakeup;
@@ -126,6 +127,8 @@ struct Monitor<'a> {
     memory_at_signal: u64,
     /// Set once the tree is gone; until then dropping the monitor (pynish unwinding from a bug) kills the tree.
     finished: bool,
+    /// `--timeline`: fed with the samples and events below, never read from.
+    timeline: Option<&'a mut Timeline>,
 }
 
 impl Drop for Monitor<'_> {
@@ -147,7 +150,12 @@ impl Drop for Monitor<'_> {
 }
 
 /// Runs the command under `settings` and watches it with `tree` until nothing of it is left.
-pub fn supervise(settings: &Settings, tree: &mut dyn Tree, log: &Log) -> Result<Outcome, SpawnError> {
+pub fn supervise<'a>(
+    settings: &'a Settings,
+    tree: &'a mut dyn Tree,
+    log: &'a Log,
+    timeline: Option<&'a mut Timeline>,
+) -> Result<Outcome, SpawnError> {
     let watched: Vec<Signal> = [Signal::SIGCHLD].iter().chain(&TERMINATING).chain(&PASSED_ON).copied().collect();
     let mut wakeup = Wakeup::install(&watched)
         .map_err(|e| SpawnError::Setup(anyhow::Error::new(e).context("cannot watch signals")))?;
@@ -194,8 +202,10 @@ pub fn supervise(settings: &Settings, tree: &mut dyn Tree, log: &Log) -> Result<
         cores: online_cores(),
         memory_at_signal: 0,
         finished: false,
+        timeline,
     };
-    monitor.next_sample = start + monitor.interval(Sample::default(), MEMORY_RATE_FLOOR, FORK_RATE_FLOOR);
+    let first = start + monitor.interval(Sample::default(), MEMORY_RATE_FLOOR, FORK_RATE_FLOOR);
+    monitor.next_sample = monitor.sample_by(start, first);
     monitor.run(&mut wakeup);
     Ok(monitor.finish())
 }
@@ -297,9 +307,11 @@ impl Monitor<'_> {
                 Ok(WaitStatus::StillAlive) => return true,
                 Ok(WaitStatus::Exited(pid, code)) if pid == self.child => {
                     self.facts.status = Some(Status::Exited(code));
+                    self.record(Event::Exit(Status::Exited(code)));
                 }
                 Ok(WaitStatus::Signaled(pid, signal, _)) if pid == self.child => {
                     self.facts.status = Some(Status::Signaled(signal));
+                    self.record(Event::Exit(Status::Signaled(signal)));
                 }
                 Ok(WaitStatus::Stopped(pid, _)) if pid == self.child && self.phase == Phase::Running => {
                     if let Some(terminal) = self.terminal {
@@ -357,6 +369,9 @@ impl Monitor<'_> {
             self.next_sample = now + MAX_SAMPLE;
             return;
         };
+        if let Some(timeline) = self.timeline.as_deref_mut() {
+            timeline.sample(now.saturating_duration_since(self.start), &sample);
+        }
         self.usage.peak_memory = self.usage.peak_memory.max(sample.memory);
         self.usage.max_processes = self.usage.max_processes.max(sample.processes);
         let limits = &self.settings.limits;
@@ -365,11 +380,12 @@ impl Monitor<'_> {
         }
         if let Some(kind) = self.tree.kernel_hit() {
             self.facts.kernel_limit = Some(kind);
+            self.record(Event::kernel(kind));
             self.log.event(format_args!("the kernel enforced the {} limit", kind.describe()));
             self.escalate(self.settings.signal);
             return;
         }
-        let crossed = if limits.cpu_time.is_some_and(|cpu| sample.cpu >= cpu) {
+        let crossed = if limits.cpu_time.is_some_and(|cpu| sample.cpu() >= cpu) {
             Some(LimitKind::CpuTime)
         } else if limits.memory_kind == MemoryKind::Resident && limits.memory.is_some_and(|m| sample.memory > m) {
             Some(LimitKind::Memory)
@@ -385,9 +401,24 @@ impl Monitor<'_> {
         let dt = now.saturating_duration_since(self.last_at).as_secs_f64().max(1e-6);
         let memory_rate = (sample.memory.saturating_sub(self.last.memory) as f64 / dt).max(MEMORY_RATE_FLOOR);
         let fork_rate = (sample.processes.saturating_sub(self.last.processes) as f64 / dt).max(FORK_RATE_FLOOR);
-        self.next_sample = now + self.interval(sample, memory_rate, fork_rate);
+        self.next_sample = self.sample_by(now, now + self.interval(sample, memory_rate, fork_rate));
         self.last = sample;
         self.last_at = now;
+    }
+
+    /// When to sample next: at `due`, or sooner when the timeline's next line is due first.
+    fn sample_by(&self, now: Instant, due: Instant) -> Instant {
+        match &self.timeline {
+            Some(timeline) => due.min(self.start + timeline.due(now.saturating_duration_since(self.start))),
+            None => due,
+        }
+    }
+
+    /// Writes `event` to the timeline, if there is one.
+    fn record(&mut self, event: Event) {
+        if let Some(timeline) = self.timeline.as_deref_mut() {
+            timeline.event(self.start.elapsed(), event);
+        }
     }
 
     /// Whether pynish's own samples hold `limit` (the proc backend) rather than the kernel (a cgroup).
@@ -411,6 +442,9 @@ impl Monitor<'_> {
     fn check_grace(&mut self, now: Instant) {
         self.next_sample = now + GRACE_SAMPLE;
         let Ok(sample) = self.tree.sample() else { return };
+        if let Some(timeline) = self.timeline.as_deref_mut() {
+            timeline.sample(now.saturating_duration_since(self.start), &sample);
+        }
         self.usage.peak_memory = self.usage.peak_memory.max(sample.memory);
         self.usage.max_processes = self.usage.max_processes.max(sample.processes);
         let limits = &self.settings.limits;
@@ -431,7 +465,7 @@ impl Monitor<'_> {
         let limits = &self.settings.limits;
         let mut secs = MAX_SAMPLE.as_secs_f64();
         if let Some(cpu) = limits.cpu_time {
-            secs = secs.min(cpu.saturating_sub(sample.cpu).as_secs_f64() / self.cores);
+            secs = secs.min(cpu.saturating_sub(sample.cpu()).as_secs_f64() / self.cores);
         }
         if let (Some(memory), MemoryKind::Resident) = (limits.memory, limits.memory_kind)
             && self.pynish_holds(LimitKind::Memory)
@@ -476,6 +510,7 @@ impl Monitor<'_> {
                 signalled: n,
                 ..Escalation::default()
             };
+            self.record(Event::Signal { signal, processes: n, cause: Cause::of(&self.facts) });
         }
         self.log.event(format_args!("sent {signal} to {n} processes"));
         let now = Instant::now();
@@ -493,6 +528,8 @@ impl Monitor<'_> {
         let n = self.tree.kill_all();
         self.escalation.killed = n;
         self.log.event(format_args!("sent SIGKILL to {n} processes"));
+        let cause = self.escalation.first_signal.is_none().then(|| Cause::of(&self.facts));
+        self.record(Event::Sigkill { processes: n, cause });
         self.phase = Phase::Killing;
     }
 
@@ -506,7 +543,11 @@ impl Monitor<'_> {
         self.usage.peak_memory = kernel.peak_memory.unwrap_or(self.usage.peak_memory.max(proc::reaped_max_rss()));
         self.usage.max_processes = kernel.peak_processes.unwrap_or(self.usage.max_processes).max(1);
         if self.facts.kernel_limit.is_none() {
-            self.facts.kernel_limit = self.tree.kernel_hit().or_else(|| self.rlimit_hit());
+            let kernel = self.tree.kernel_hit();
+            if let Some(kind) = kernel {
+                self.record(Event::kernel(kind));
+            }
+            self.facts.kernel_limit = kernel.or_else(|| self.rlimit_hit());
         }
         self.log.event(format_args!("tree reaped after {wall:?}"));
         self.finished = true;

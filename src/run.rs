@@ -6,7 +6,8 @@ use crate::monitor::{self, Log};
 use crate::report::{self, Report};
 use crate::settings::Settings;
 use crate::spawn::SpawnError;
-use crate::tree;
+use crate::timeline::{self, Event, Timeline};
+use crate::tree::{self, Tree};
 use crate::verdict::{self, Verdict};
 use anyhow::Result;
 use nix::sys::signal::Signal;
@@ -30,19 +31,30 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
 }
 
 fn supervise(cli: Cli) -> Result<Exit> {
-    if let Some(Sub::Check { json }) = cli.subcommand {
-        return crate::check::run(json).map(Exit::Code);
+    match cli.subcommand {
+        Some(Sub::Check { json }) => return crate::check::run(json).map(Exit::Code),
+        Some(Sub::Plot { file, output }) => return crate::plot::run(&file, output.as_deref()).map(|()| Exit::Code(0)),
+        None => {}
     }
     let settings = Settings::from_cli(cli)?;
     let log = Log { verbose: settings.verbose };
     crate::delegate::maybe_rerun(&settings, &settings.limits)?;
+    let opened = settings.timeline.as_deref().map(timeline::open).transpose()?;
     let (mut tree, why) = tree::select(settings.backend, &settings.limits)?;
     log.event(format_args!("backend {} ({why})", tree.name()));
-    let result = monitor::supervise(&settings, tree.as_mut(), &log);
+    let mut timeline = match opened {
+        Some(opened) => {
+            tree.split_cpu();
+            Some(Timeline::start(opened, &timeline_header(&settings, tree.as_ref()))?)
+        }
+        None => None,
+    };
+    let result = monitor::supervise(&settings, tree.as_mut(), &log, timeline.as_mut());
     if let Err(error) = tree.cleanup() {
         crate::say(format_args!("pynish: {error:#}"));
     }
     let backend = tree.name();
+    let result_usage = result.as_ref().ok().map(|outcome| (outcome.wall, outcome.usage));
     let (report, exit) = match result {
         Ok(outcome) => {
             let (verdict, code) = verdict::decide(&outcome.facts);
@@ -75,12 +87,33 @@ fn supervise(cli: Cli) -> Result<Exit> {
             (Report::spawn_error(&settings, code, backend, text), Exit::Code(code.into()))
         }
     };
+    if let Some(mut timeline) = timeline {
+        let (wall, usage) = result_usage.unwrap_or_default();
+        let (verdict, exit_code) = (report.verdict, report.exit_code);
+        timeline.event(wall, Event::End { verdict, exit_code, usage, dropped: timeline.dropped() });
+        if let Err(error) = timeline.finish() {
+            crate::say(format_args!("pynish: {error:#}"));
+        }
+    }
     // The tree is gone and the verdict stands: a report that cannot be written is said, not allowed to replace
     // the verdict's exit status.
     if let Err(error) = emit(&settings, &report) {
         crate::say(format_args!("pynish: {error:#}"));
     }
     Ok(exit)
+}
+
+/// The timeline's first line: what its samples are measured against.
+fn timeline_header(settings: &Settings, tree: &dyn Tree) -> timeline::Header {
+    timeline::Header {
+        timeline: timeline::FORMAT,
+        pynish: env!("CARGO_PKG_VERSION"),
+        backend: tree.name(),
+        limits: report::LimitsReport::new(settings),
+        enforcement: report::enforcement(settings, &|kind| tree.enforcement(kind)),
+        command: report::command_strings(settings),
+        label: settings.label.clone(),
+    }
 }
 
 /// Writes the report wherever it was asked for.

@@ -32,6 +32,7 @@ pub struct Settings {
     pub json: bool,
     pub report: Option<PathBuf>,
     pub report_fd: Option<i32>,
+    pub timeline: Option<PathBuf>,
     pub label: Option<String>,
     pub quiet: bool,
     pub verbose: bool,
@@ -46,17 +47,12 @@ impl Settings {
             bail!("no command given (usage: pynish [OPTIONS] -- COMMAND [ARGS...])");
         }
         if let Some(path) = &cli.report {
-            let dir = match path.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            let meta =
-                std::fs::metadata(&dir).with_context(|| format!("report directory {} is not usable", dir.display()))?;
-            if !meta.is_dir() {
-                bail!("report directory {} is not a directory", dir.display());
-            }
-            if path.is_dir() {
-                bail!("report file {} is a directory", path.display());
+            check_destination(path, "report")?;
+        }
+        if let Some(path) = &cli.timeline {
+            check_destination(path, "timeline")?;
+            if cli.report.as_ref() == Some(path) {
+                bail!("--report and --timeline name the same file {}", path.display());
             }
         }
         if let Some(fd) = cli.report_fd {
@@ -84,6 +80,7 @@ impl Settings {
             json: cli.json,
             report: cli.report,
             report_fd: cli.report_fd,
+            timeline: cli.timeline,
             label: cli.label,
             quiet: cli.quiet,
             verbose: cli.verbose,
@@ -92,4 +89,21 @@ impl Settings {
             command: cli.command,
         })
     }
+}
+
+/// A file pynish will write (`--report`, `--timeline`) must go to a directory that exists and must not be a
+/// directory itself: found out before anything runs, not after.
+fn check_destination(path: &std::path::Path, what: &str) -> Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let meta = std::fs::metadata(&dir).with_context(|| format!("{what} directory {} is not usable", dir.display()))?;
+    if !meta.is_dir() {
+        bail!("{what} directory {} is not a directory", dir.display());
+    }
+    if path.is_dir() {
+        bail!("{what} file {} is a directory", path.display());
+    }
+    Ok(())
 }

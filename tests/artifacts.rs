@@ -90,7 +90,7 @@ fn man_pages_render_without_warnings() {
         );
         return;
     };
-    for page in ["man/pynish.1", "man/pynish-check.1"] {
+    for page in ["man/pynish.1", "man/pynish-check.1", "man/pynish-plot.1"] {
         let output = Command::new(linter).args(&args).arg(root().join(page)).output().expect("the linter runs");
         let complaints =
             String::from_utf8_lossy(&output.stderr).into_owned() + &String::from_utf8_lossy(&output.stdout);

@@ -20,4 +20,5 @@ mod recipes;
 mod resources;
 mod signals;
 mod terminal;
+mod timeline;
 mod tree;

@@ -21,6 +21,7 @@ const CASES: &[&str] = &[
     "nonleaf",
     "unpriv_delegated",
     "unpriv_fallback",
+    "timeline",
     "no_leftover_groups",
 ];
 

@@ -35,12 +35,35 @@ pub fn in_group(pid: i32, group: Option<i32>) -> bool {
 /// One reading of the live tree.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Sample {
-    /// CPU time (user + system) of the whole tree so far, including members that have ended.
-    pub cpu: Duration,
+    /// CPU time in user mode of the whole tree so far, including members that have ended.
+    pub cpu_user: Duration,
+    /// CPU time in the kernel on the tree's behalf so far (zero with cgroup v1 unless `Tree::split_cpu` asked
+    /// for it). The sum of both is exact; the split is the kernel's own estimate.
+    pub cpu_system: Duration,
     /// Memory the tree holds now, as the backend counts it (resident set, or the group's charge).
     pub memory: u64,
     /// Live processes in the tree.
     pub processes: u64,
+}
+
+impl Sample {
+    /// CPU time (user + system), what the CPU-time limit counts.
+    pub fn cpu(&self) -> Duration {
+        self.cpu_user + self.cpu_system
+    }
+
+    /// A sample whose CPU time is `total` exactly, split like `user`:`system` but with neither part below its
+    /// value in `last`: the limit sees the exact total, and each part of the split only grows.
+    pub fn split_cpu(total: Duration, user: Duration, system: Duration, last: &Sample) -> (Duration, Duration) {
+        let total = total.max(last.cpu());
+        let estimate = if user + system > Duration::ZERO {
+            Duration::from_nanos((total.as_nanos() * system.as_nanos() / (user + system).as_nanos()) as u64)
+        } else {
+            Duration::ZERO
+        };
+        let system = estimate.max(last.cpu_system).min(total.saturating_sub(last.cpu_user));
+        (total - system, system)
+    }
 }
 
 /// What the kernel counted for the whole run, read once the tree is gone.
@@ -68,6 +91,10 @@ pub trait Tree {
 
     /// Measures the live tree.
     fn sample(&mut self) -> Result<Sample>;
+
+    /// Asks for the user/system split of CPU time in every sample where it costs an extra read (cgroup v1);
+    /// elsewhere it comes with what a sample reads anyway.
+    fn split_cpu(&mut self) {}
 
     /// A limit the kernel enforced by itself (an OOM kill in the group, a fork refused by `pids.max`).
     fn kernel_hit(&mut self) -> Option<LimitKind> {

@@ -22,10 +22,10 @@ use std::time::Duration;
 struct Stat {
     ppid: i32,
     pgrp: i32,
-    /// Own user+system time, in clock ticks.
-    own_ticks: u64,
-    /// User+system time of the children it has waited for, in clock ticks.
-    reaped_ticks: u64,
+    /// Own user and system time, in clock ticks.
+    own_ticks: (u64, u64),
+    /// User and system time of the children it has waited for, in clock ticks.
+    reaped_ticks: (u64, u64),
     rss_pages: u64,
     threads: u64,
     zombie: bool,
@@ -41,8 +41,8 @@ fn parse_stat(text: &str) -> Option<Stat> {
     Some(Stat {
         ppid: fields.get(1)?.parse().ok()?,
         pgrp: fields.get(2)?.parse().ok()?,
-        own_ticks: field(14)? + field(15)?,
-        reaped_ticks: field(16)? + field(17)?,
+        own_ticks: (field(14)?, field(15)?),
+        reaped_ticks: (field(16)?, field(17)?),
         rss_pages: field(24)?,
         threads: field(20)?,
         zombie: fields.first() == Some(&"Z"),
@@ -193,8 +193,8 @@ pub struct ProcTree {
     cap: usize,
     tick: Duration,
     page: u64,
-    /// CPU never goes backwards between samples, even if a member is reaped between two reads.
-    last_cpu: Duration,
+    /// The previous sample: CPU never goes backwards, even if a member is reaped between two reads.
+    last: Sample,
 }
 
 impl ProcTree {
@@ -210,7 +210,7 @@ impl ProcTree {
                 .unwrap_or(usize::MAX),
             tick: Duration::from_nanos(1_000_000_000 / ticks.max(1) as u64),
             page: page as u64,
-            last_cpu: Duration::ZERO,
+            last: Sample::default(),
         }
     }
 }
@@ -226,15 +226,27 @@ impl Tree for ProcTree {
 
     fn sample(&mut self) -> Result<Sample> {
         let (user, system) = reaped_cpu();
-        let mut ticks = 0u64;
+        let mut ticks = (0u64, 0u64);
         let mut exact = Duration::ZERO;
+        // The CPU clock has no user/system split: each member's exact time is split as its ticks are.
+        let mut exact_system = 0f64;
         let mut rss_pages = 0u64;
         let mut processes = 0u64;
         let mut add = |pid: i32, stat: &Stat| {
-            ticks += stat.reaped_ticks;
+            ticks.0 += stat.reaped_ticks.0;
+            ticks.1 += stat.reaped_ticks.1;
             match process_cpu(pid) {
-                Some(cpu) => exact += cpu,
-                None => ticks += stat.own_ticks,
+                Some(cpu) => {
+                    exact += cpu;
+                    let (u, s) = stat.own_ticks;
+                    if u + s > 0 {
+                        exact_system += cpu.as_secs_f64() * s as f64 / (u + s) as f64;
+                    }
+                }
+                None => {
+                    ticks.0 += stat.own_ticks.0;
+                    ticks.1 += stat.own_ticks.1;
+                }
             }
             if !stat.zombie {
                 rss_pages += stat.rss_pages;
@@ -249,9 +261,13 @@ impl Tree for ProcTree {
                 }
             }
         }
-        let cpu = (user + system + exact + self.tick * ticks as u32).max(self.last_cpu);
-        self.last_cpu = cpu;
-        Ok(Sample { cpu, memory: rss_pages * self.page, processes })
+        let total = user + system + exact + self.tick * (ticks.0 + ticks.1) as u32;
+        let exact_system = Duration::from_secs_f64(exact_system).min(exact);
+        let user = user + (exact - exact_system) + self.tick * ticks.0 as u32;
+        let system = system + exact_system + self.tick * ticks.1 as u32;
+        let (cpu_user, cpu_system) = Sample::split_cpu(total, user, system, &self.last);
+        self.last = Sample { cpu_user, cpu_system, memory: rss_pages * self.page, processes };
+        Ok(self.last)
     }
 
     fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> usize {
@@ -284,8 +300,8 @@ mod tests {
             "42 (a) b (c) S 7 42 42 0 -1 4194560 100 0 0 0 11 22 33 44 20 0 1 0 100 1000 55 18446744073709551615";
         let stat = parse_stat(line).unwrap();
         assert_eq!(stat.ppid, 7);
-        assert_eq!(stat.own_ticks, 11 + 22);
-        assert_eq!(stat.reaped_ticks, 33 + 44);
+        assert_eq!(stat.own_ticks, (11, 22));
+        assert_eq!(stat.reaped_ticks, (33, 44));
         assert_eq!(stat.rss_pages, 55);
         assert!(!stat.zombie);
     }

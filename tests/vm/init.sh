@@ -46,7 +46,7 @@ if ! echo "+memory +pids +cpu" >$CG/cgroup.subtree_control; then
 fi
 
 CASE_TIMEOUT=20 # seconds, for each pynish run
-ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback no_leftover_groups"
+ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline no_leftover_groups"
 CASES=$(sed -n 's/.*pynish\.cases=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
 [ -n "$CASES" ] || CASES=$ALL_CASES
 
@@ -254,6 +254,29 @@ case_unpriv_fallback() {
         FAILS="$FAILS check_mentions_delegation=no(want \"pynish check\" to say why: delegat...)"
         DETAIL="$DETAIL check_mentions_delegation=no"
     fi
+}
+
+# --timeline on cgroup2: two processes growing to the memory limit are recorded from the group's counters.
+case_timeline() {
+    T=/tmp/timeline.jsonl
+    run_pynish timeline - - --backend cgroup2 --memory 100MB --timeline $T --json -- \
+        /bin/sh -c '/bin/alloc 1000 25000 & /bin/alloc 1000 25000; wait'
+    expect_eq exit "$RC" 122
+    expect_eq header.backend "$(head -n 1 $T | grep -c '"backend":"cgroup2"')" 1
+    samples=$(grep -c '^{"t":[0-9.]*,"cpu_user_s"' $T)
+    expect_cmp samples "$samples" '>=' 10
+    peak=$(sed -nE 's/.*"memory_bytes":([0-9]+),"processes".*/\1/p' $T | awk 'BEGIN { m = 0 } $1 > m { m = $1 } END { print m }')
+    expect_cmp timeline.memory "$peak" '>=' 60000000
+    expect_cmp timeline.memory "$peak" '<=' $((100000000 + 4194304))
+    procs=$(sed -nE 's/^\{"t":[0-9.]+,"cpu_user_s".*"processes":([0-9]+)\}$/\1/p' $T | awk 'BEGIN { m = 0 } $1 > m { m = $1 } END { print m }')
+    expect_cmp timeline.processes "$procs" '>=' 2
+    expect_cmp kill_events "$(grep -cE '"event":"(oom_kill|signal)"' $T)" '>=' 1
+    backwards=$(sed -nE 's/^\{"t":([0-9.]+),.*/\1/p' $T | awk 'NR > 1 && $1 + 0 < last + 0 { n++ } { last = $1 } END { print n + 0 }')
+    expect_eq t_backwards "$backwards" 0
+    expect_eq last_event "$(tail -n 1 $T | grep -c '"event":"end"')" 1
+    LOG="$LOG
+timeline: $(grep -c . $T) lines, events: $(grep -o '"event":"[a-z_]*"' $T | tr '\n' ' ')"
+    DETAIL="exit=$RC samples=$samples memory=$peak processes=$procs events=$(grep -o '"event":"[a-z_]*"' $T | cut -d'"' -f4 | tr '\n' ,)"
 }
 
 case_no_leftover_groups() {

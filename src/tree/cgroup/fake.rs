@@ -264,6 +264,7 @@ impl Fake {
                 ],
                 "cpuacct" => &[
                     ("cpuacct.usage", "0"),
+                    ("cpuacct.usage_all", "cpu user system\n0 0 0\n"),
                     ("cpuacct.usage_user", "0"),
                     ("cpuacct.usage_sys", "0"),
                     ("cpuacct.stat", "user 0\nsystem 0\n"),

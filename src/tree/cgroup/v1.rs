@@ -7,8 +7,8 @@
 //! `pids.max`. v1's OOM killer kills one process, not the group: it shows as `oom_kill` in `memory.oom_control`
 //! (kernels before 4.13 lack it; `memory.failcnt` stands in), and the monitor then ends the rest of the tree.
 //! CPU is `cpuacct.usage` (nanoseconds of run time); its user/system split comes from `cpuacct.usage_user`/
-//! `usage_sys` (else `cpuacct.stat`), scaled to add up to `cpuacct.usage`. Kill: freeze, SIGKILL every member,
-//! thaw, repeated until the group is empty.
+//! `usage_sys` (else `cpuacct.stat`), scaled to add up to `cpuacct.usage` (in samples, from `cpuacct.usage_all`,
+//! read only for `--timeline`). Kill: freeze, SIGKILL every member, thaw, repeated until the group is empty.
 
 use super::{
     Host, Kernel, REMOVE_PATIENCE, keyed, kill_and_remove, kill_group, read_keyed, read_number, run_name,
@@ -61,6 +61,10 @@ pub struct V1Tree {
     oom_counter: OomCounter,
     ooms_before: u64,
     refused_forks_before: u64,
+    /// The previous sample (CPU never goes backwards).
+    last: Sample,
+    /// Whether samples split CPU time into user and system (a second read).
+    split_cpu: bool,
     cleaned: bool,
 }
 
@@ -107,6 +111,8 @@ impl V1Tree {
             oom_counter: OomCounter::OomKill,
             ooms_before: 0,
             refused_forks_before: 0,
+            last: Sample::default(),
+            split_cpu: false,
             cleaned: false,
         };
         for hierarchy in chosen {
@@ -175,6 +181,18 @@ impl V1Tree {
 }
 
 /// Splits `total` in the ratio `user : system`.
+/// The user and system nanoseconds in `cpuacct.usage_all` (`cpu user system`, then one line per CPU), summed.
+fn usage_all(text: &str) -> Option<(u64, u64)> {
+    let mut lines = text.lines();
+    if lines.next()?.split_ascii_whitespace().collect::<Vec<_>>() != ["cpu", "user", "system"] {
+        return None;
+    }
+    lines.try_fold((0u64, 0u64), |(user, system), line| {
+        let mut fields = line.split_ascii_whitespace().skip(1).map(|f| f.parse::<u64>().ok());
+        Some((user.saturating_add(fields.next()??), system.saturating_add(fields.next()??)))
+    })
+}
+
 fn split(total: Duration, user: u64, system: u64) -> (Duration, Duration) {
     if user + system == 0 {
         return (total, Duration::ZERO);
@@ -198,11 +216,29 @@ impl Tree for V1Tree {
 
     fn sample(&mut self) -> Result<Sample> {
         let host = self.host.as_ref();
-        Ok(Sample {
-            cpu: Duration::from_nanos(read_number(host, &self.cpuacct.join("cpuacct.usage"))?),
+        // `cpuacct.usage` is the exact run time the limit counts. The user/system split (`cpuacct.usage_all`,
+        // 4.7+) is counted in ticks on recent kernels and does not add up to it, so it only apportions the
+        // total; and it costs a second read, so it is read only when asked for (`--timeline`).
+        let total = Duration::from_nanos(read_number(host, &self.cpuacct.join("cpuacct.usage"))?);
+        let split = if self.split_cpu {
+            host.read(&self.cpuacct.join("cpuacct.usage_all")).ok().and_then(|t| usage_all(&t))
+        } else {
+            None
+        };
+        let (user, system) =
+            split.map_or((total, Duration::ZERO), |(u, s)| (Duration::from_nanos(u), Duration::from_nanos(s)));
+        let (cpu_user, cpu_system) = Sample::split_cpu(total, user, system, &self.last);
+        self.last = Sample {
+            cpu_user,
+            cpu_system,
             memory: read_number(host, &self.memory.join("memory.usage_in_bytes"))?,
             processes: read_number(host, &self.pids.join("pids.current"))?,
-        })
+        };
+        Ok(self.last)
+    }
+
+    fn split_cpu(&mut self) {
+        self.split_cpu = true;
     }
 
     fn kernel_hit(&mut self) -> Option<LimitKind> {
@@ -316,12 +352,19 @@ mod tests {
         assert_eq!(fake.get(&groups[2].join("pids.max")), "50");
 
         fake.set(&groups[1].join("cpuacct.usage"), "1500000000");
+        // Tick-counted on recent kernels: the split does not add up to cpuacct.usage, it only apportions it.
+        fake.set(
+            &groups[1].join("cpuacct.usage_all"),
+            "cpu user system\n0 700000000 20000000\n1 500000000 580000000\n",
+        );
         fake.set(&groups[1].join("cpuacct.usage_user"), "1000000000");
         fake.set(&groups[1].join("cpuacct.usage_sys"), "480000000");
         fake.set(&memory.join("memory.usage_in_bytes"), "8192");
         fake.set(&groups[2].join("pids.current"), "2");
+        tree.split_cpu(); // else all of it shows as user time, for one read less
         let sample = tree.sample().unwrap();
-        assert_eq!(sample, Sample { cpu: Duration::from_millis(1500), memory: 8192, processes: 2 });
+        let (user, system) = (Duration::from_millis(1000), Duration::from_millis(500));
+        assert_eq!(sample, Sample { cpu_user: user, cpu_system: system, memory: 8192, processes: 2 });
 
         assert_eq!(tree.kernel_hit(), None);
         fake.set(&memory.join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n");

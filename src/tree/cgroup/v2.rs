@@ -77,6 +77,8 @@ pub struct V2Tree {
     memory_events: PathBuf,
     oom_kills_before: u64,
     refused_forks_before: u64,
+    /// The previous sample (CPU never goes backwards).
+    last: Sample,
     cleaned: bool,
 }
 
@@ -282,6 +284,7 @@ impl V2Tree {
             processes_limited: false,
             oom_kills_before: 0,
             refused_forks_before: 0,
+            last: Sample::default(),
             cleaned: false,
         };
         if let Err(error) = tree.configure(limits) {
@@ -359,12 +362,18 @@ impl Tree for V2Tree {
     fn sample(&mut self) -> Result<Sample> {
         let host = self.host.as_ref();
         let stat = host.read(&self.job.join("cpu.stat")).context("cannot read cpu.stat")?;
-        let usec = keyed(&stat, "usage_usec").context("no usage_usec in cpu.stat")?;
-        Ok(Sample {
-            cpu: Duration::from_micros(usec),
+        let usec = |key| keyed(&stat, key).map(Duration::from_micros);
+        let total = usec("usage_usec").context("no usage_usec in cpu.stat")?;
+        // The split is in the same read; the kernel scales it to add up to usage_usec (to rounding).
+        let split = (usec("user_usec").unwrap_or(total), usec("system_usec").unwrap_or_default());
+        let (cpu_user, cpu_system) = Sample::split_cpu(total, split.0, split.1, &self.last);
+        self.last = Sample {
+            cpu_user,
+            cpu_system,
             memory: read_number(host, &self.job.join("memory.current"))?,
             processes: read_number(host, &self.job.join("pids.current"))?,
-        })
+        };
+        Ok(self.last)
     }
 
     fn kernel_hit(&mut self) -> Option<LimitKind> {
@@ -458,7 +467,8 @@ mod tests {
         fake.set(&job.join("memory.current"), "4096");
         fake.set(&job.join("pids.current"), "3");
         let sample = tree.sample().unwrap();
-        assert_eq!(sample, Sample { cpu: Duration::from_micros(300_500), memory: 4096, processes: 3 });
+        let (user, system) = (Duration::from_micros(200_000), Duration::from_micros(100_500));
+        assert_eq!(sample, Sample { cpu_user: user, cpu_system: system, memory: 4096, processes: 3 });
         assert_eq!(tree.kernel_hit(), None);
 
         fake.set(&job.join("memory.peak"), "99999744");
