@@ -37,6 +37,11 @@ fn supervise(cli: Cli) -> Result<Exit> {
     let log = Log { verbose: settings.verbose };
     crate::delegate::maybe_rerun(&settings, &settings.limits)?;
     let (mut tree, why) = tree::select(settings.backend, &settings.limits)?;
+    if tree.name() == "proc"
+        && let Some(reason) = tree::proc::refusal(&settings.limits)
+    {
+        anyhow::bail!("{reason} (backend proc: {why})");
+    }
     log.event(format_args!("backend {} ({why})", tree.name()));
     let result = monitor::supervise(&settings, tree.as_mut(), &log);
     if let Err(error) = tree.cleanup() {

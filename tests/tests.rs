@@ -13,6 +13,7 @@ mod flags;
 mod input;
 mod json;
 mod limits;
+mod namespaces;
 mod output;
 mod passthrough;
 mod recipes;
