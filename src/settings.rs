@@ -2,7 +2,7 @@
 
 use crate::cli::Cli;
 use crate::limits::Limits;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::ValueEnum;
 use nix::sys::signal::Signal;
 use std::ffi::OsString;
@@ -46,18 +46,7 @@ impl Settings {
             bail!("no command given (usage: pynish [OPTIONS] -- COMMAND [ARGS...])");
         }
         if let Some(path) = &cli.report {
-            let dir = match path.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            let meta =
-                std::fs::metadata(&dir).with_context(|| format!("report directory {} is not usable", dir.display()))?;
-            if !meta.is_dir() {
-                bail!("report directory {} is not a directory", dir.display());
-            }
-            if path.is_dir() {
-                bail!("report file {} is a directory", path.display());
-            }
+            crate::report::check_destination(path)?;
         }
         if let Some(fd) = cli.report_fd {
             // Refuse a descriptor that is not open now rather than lose the report at the end.

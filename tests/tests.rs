@@ -17,6 +17,7 @@ mod namespaces;
 mod output;
 mod passthrough;
 mod recipes;
+mod report_dest;
 mod resources;
 mod signals;
 mod terminal;
