@@ -149,9 +149,9 @@ fn survivors(mark: &str) -> Vec<i32> {
     found
 }
 
-/// Run groups whose names end with the pid namespace `ns`.
+/// Run groups named after the pid namespace `ns` (`pynish-<pid>-ns<ns>-<start>`).
 fn groups_of_namespace(ns: &str) -> Vec<std::path::PathBuf> {
-    let suffix = format!("-{ns}");
+    let infix = format!("-ns{ns}-");
     let mut found = Vec::new();
     for hierarchy in ["memory", "cpuacct", "pids", "freezer"] {
         let mut stack = vec![Path::new("/sys/fs/cgroup").join(hierarchy)];
@@ -161,7 +161,7 @@ fn groups_of_namespace(ns: &str) -> Vec<std::path::PathBuf> {
                     continue;
                 }
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with("pynish-") && name.ends_with(&suffix) {
+                if name.starts_with("pynish-") && name.contains(&infix) {
                     found.push(entry.path());
                 }
                 stack.push(entry.path());

@@ -5,9 +5,11 @@
 //! from `/proc/self/cgroup`. Every file access and every signal goes through `Host`, so that the group protocol
 //! of `v2` (and `v1`) also runs, in unit tests, against a fake cgroup tree in a temporary directory.
 //!
-//! A run's groups are named `pynish-<pid>-<start>-<pidns>`: pynish's pid, its start time in clock ticks after
-//! boot (field 22 of `/proc/self/stat`) and the inode number of its pid namespace, so that two runs that are
-//! both pid 2 in two namespaces sharing a hierarchy get two names. Every run sweeps the stale groups next to
+//! A run's groups are named `pynish-<pid>-ns<pidns>-<start>`: pynish's pid, the inode number of its pid
+//! namespace and its start time in clock ticks after boot (field 22 of `/proc/self/stat`), so that two runs
+//! that are both pid 2 in two namespaces sharing a hierarchy get two names. (The `ns` also keeps pynish 0.1,
+//! which named groups `pynish-<pid>-<start>` and would judge this one's owner by a pid of the wrong namespace,
+//! from sweeping them: it leaves names it cannot read alone.) Every run sweeps the stale groups next to
 //! where it creates its own: it kills their members (the tree of a pynish that died by SIGKILL) and removes them.
 //! A run holds a `flock` on each group it made for as long as it lives (the lock goes when the process does,
 //! however it dies), so a group whose lock is held is never stale, whatever namespace its owner runs in; see
@@ -174,7 +176,7 @@ fn parse_start_time(stat: &str) -> Option<u64> {
 /// The name of this run's groups.
 pub fn run_name(host: &dyn Host) -> String {
     let pid = host.own_pid();
-    format!("{PREFIX}{pid}-{}-{}", host.start_time(pid).unwrap_or(0), host.pid_namespace())
+    format!("{PREFIX}{pid}-ns{}-{}", host.pid_namespace(), host.start_time(pid).unwrap_or(0))
 }
 
 /// Who made a group, as its name (by `run_name`, with or without a suffix) says.
@@ -187,10 +189,17 @@ struct Owner {
 }
 
 fn owner(name: &str) -> Option<Owner> {
-    let mut parts = name.strip_prefix(PREFIX)?.splitn(4, '-');
+    let mut parts = name.strip_prefix(PREFIX)?.split('-');
     let pid = parts.next()?.parse().ok()?;
-    let start = parts.next()?.parse().ok()?;
-    let pid_namespace = parts.next().and_then(|ns| ns.parse().ok());
+    let mut next = parts.next()?;
+    let pid_namespace = match next.strip_prefix("ns") {
+        Some(ns) => {
+            next = parts.next()?;
+            Some(ns.parse().ok()?)
+        }
+        None => None,
+    };
+    let start = next.parse().ok()?;
     Some(Owner { pid, start, pid_namespace })
 }
 
@@ -692,12 +701,13 @@ mod tests {
         assert_eq!(pid, std::process::id() as i32);
         assert_eq!(pid_namespace, crate::procfs::pid_namespace());
         let ns = pid_namespace.unwrap();
-        assert!(stale(&format!("{PREFIX}{pid}-{}-{ns}", start + 1)));
-        assert!(stale(&format!("{PREFIX}{pid}-{}-{ns}{SUPERVISOR_SUFFIX}", start + 1)));
+        assert!(stale(&format!("{PREFIX}{pid}-ns{ns}-{}", start + 1)));
+        assert!(stale(&format!("{PREFIX}{pid}-ns{ns}-{}{SUPERVISOR_SUFFIX}", start + 1)));
         assert!(stale(&format!("{PREFIX}{pid}-{}", start + 1)), "an older pynish's name, owner gone");
         assert!(!stale(&format!("{PREFIX}{pid}-{start}")), "an older pynish's name, owner alive");
         assert!(!stale("pynish")); // not a run's group
         assert!(!stale("other-1-2"));
+        assert!(!stale(&format!("{PREFIX}{pid}-nsX-1")));
     }
 
     /// A live run in another pid namespace that shares the hierarchy: its pid means another process here.
@@ -707,8 +717,8 @@ mod tests {
         let parent = fake.root().join("memory");
         fake.add_process(2, 500); // this namespace's pid 2, not the other run's pynish
         let other_ns = fake.pid_namespace() + 1;
-        let live = parent.join(format!("{PREFIX}2-900-{other_ns}"));
-        let dead = parent.join(format!("{PREFIX}2-901-{other_ns}"));
+        let live = parent.join(format!("{PREFIX}2-ns{other_ns}-900"));
+        let dead = parent.join(format!("{PREFIX}2-ns{other_ns}-901"));
         let old = parent.join(format!("{PREFIX}3-902"));
         for dir in [&live, &dead, &old] {
             fake.mkdir(dir).unwrap();
@@ -726,7 +736,7 @@ mod tests {
         // Under a /proc of another namespace not even this namespace's owners can be looked up: the lock decides,
         // and a name without a namespace (and so without a lock) is left alone.
         fake.with_foreign_proc();
-        let mine = parent.join(format!("{PREFIX}2-500-{}", fake.pid_namespace()));
+        let mine = parent.join(format!("{PREFIX}2-ns{}-500", fake.pid_namespace()));
         fake.mkdir(&mine).unwrap();
         fake.mkdir(&old).unwrap();
         let held = flock_dir(&mine).unwrap().expect("the live run's lock");

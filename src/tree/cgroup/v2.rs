@@ -7,13 +7,13 @@
 //! 2. pynish's own group, when pynish may write it (root, or a subtree delegated to its uid such as a
 //!    `systemd-run --user --scope -p Delegate=yes` scope) and pynish is its only process. A group that enables
 //!    controllers for its children in `cgroup.subtree_control` may hold no process itself (the no-internal-
-//!    process rule), so pynish first moves itself into a leaf of its own (`pynish-<pid>-<start>-<pidns>-supervisor`),
+//!    process rule), so pynish first moves itself into a leaf of its own (`pynish-<pid>-ns<pidns>-<start>-supervisor`),
 //!    then enables `memory` and `pids`, then creates the run's group next to the leaf. At cleanup it undoes
 //!    exactly that: removes the run's group, disables what it enabled, moves itself back, removes the leaf — so
 //!    the group is left as it was found.
 //! 3. Otherwise (the group also holds, say, the parent shell), the nearest ancestor that passes `memory` and
 //!    `pids` on (or the root, which may enable them) and that pynish may write: the run's group goes into a
-//!    shared `pynish` group there (`<ancestor>/pynish/pynish-<pid>-<start>-<pidns>`), removed by the last run using it.
+//!    shared `pynish` group there (`<ancestor>/pynish/pynish-<pid>-ns<pidns>-<start>`), removed by the last run using it.
 //!
 //! The group gets `memory.max`, `memory.swap.max` = 0 and `memory.oom.group` = 1 (an OOM kills the whole tree)
 //! for `--memory`, `pids.max` for `--processes`. A kernel-enforced limit shows in `memory.events.local`
