@@ -348,8 +348,75 @@ fn a_sigkilled_pynish_in_another_namespace_is_swept() {
     let out = pynish().args(["--backend", "cgroup1", "--", "true"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for group in &groups {
-        assert!(!group.exists(), "{} was not swept", group.display());
+        // Another test's run may be sweeping it right now, holding its lock (so this run left it alone): the
+        // group is gone once that lock is free.
+        if let Ok(dir) = std::fs::File::open(group) {
+            let _lock = nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e).unwrap();
+        }
+        assert!(!group.join("cgroup.procs").exists(), "{} was not swept", group.display());
     }
     let (code, _, _) = run.finish_after_exit(137);
     assert_eq!(code, 137);
+}
+
+#[test]
+fn check_says_what_a_foreign_proc_costs_the_proc_backend() {
+    if !unshare_works() {
+        return;
+    }
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", env!("CARGO_BIN_EXE_pynish"), "check", "--json"])
+        .output()
+        .unwrap();
+    let findings: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let proc = findings["backends"].as_array().unwrap().iter().find(|b| b["name"] == "proc").unwrap();
+    assert_eq!(proc["usable"], true, "{findings}");
+    let detail = proc["detail"].as_str().unwrap();
+    assert!(detail.contains("/proc belongs to another pid namespace"), "{detail}");
+    if findings["auto"] == "proc" {
+        let memory = findings["limits"].as_array().unwrap().iter().find(|l| l["name"] == "memory").unwrap();
+        assert_eq!(memory["enforced_by"], Value::Null, "{findings}");
+        assert_eq!(findings["ok"], false);
+    }
+}
+
+#[test]
+fn virtual_memory_and_wall_time_need_no_proc_and_are_not_refused() {
+    if !unshare_works() {
+        return;
+    }
+    let kit = testkit();
+    let args = ["--backend", "proc", "--json", "--memory-kind", "virtual", "--memory", "64MB", "--wall-time", "60s"];
+    let mut args = args.to_vec();
+    args.extend(["--", &kit, "alloc", "200", "10"]);
+    let (code, stderr, report) = Namespace::start(&args).finish();
+    assert_ne!(code, 125, "{stderr}");
+    assert_ne!(code, 0, "the allocation beyond RLIMIT_AS failed: {stderr}");
+    assert_eq!(report["enforcement"]["memory"], "rlimit", "{report}");
+    assert_eq!(report["backend"], "proc", "{report}");
+}
+
+#[test]
+fn without_any_proc_the_proc_backend_refuses_to_run() {
+    if !unshare_works() {
+        return;
+    }
+    // A mount namespace of its own, where /proc is unmounted (the machine's stays).
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    let script = "umount -l /proc && exec \"$0\" --wall-time 10s -- touch \"$1\"";
+    let out = Command::new("unshare")
+        .args(["--mount", "--pid", "--fork", "sh", "-c", script, env!("CARGO_BIN_EXE_pynish")])
+        .arg(&ran)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("umount") {
+        eprintln!("SKIP: cannot unmount /proc in a mount namespace here: {stderr}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot find the command's processes"), "{stderr}");
+    assert!(!ran.exists(), "the command ran");
 }

@@ -209,26 +209,48 @@ fn owner(name: &str) -> Option<Owner> {
 /// A group whose lock is held belongs to a live run, in whatever pid namespace. A free lock alone does not prove
 /// the owner gone: a group just made is not locked yet. So where the owner can be looked up (its name gives
 /// this pid namespace, and `/proc` is this namespace's), it must also be gone: no process has its pid, or one
-/// that started at another time (a process pynish may not look at, under `hidepid`, counts as the owner). The
-/// owner of another namespace's group cannot be looked up from here: its free lock decides, and should its
-/// owner be making it right now, the owner makes it again (`create_group`). A group named without a namespace
-/// (by an older pynish, which took no lock) is stale only when its owner can be looked up and is gone.
+/// that started at another time (a process pynish may not look at, under `hidepid`, counts as the owner). Then a
+/// held lock is another run's sweep at work, which is waited for, so that a run starts only once the stale
+/// groups beside it are gone. The owner of another namespace's group cannot be looked up from here: its free
+/// lock decides, and should its owner be making it right now, the owner makes it again (`create_group`). A group
+/// named without a namespace (by pynish 0.1, which took no lock) is stale only when its owner can be looked up
+/// and is gone.
 fn claim_stale(host: &dyn Host, dir: &Path, name: &str) -> Option<Option<File>> {
     let owner = owner(name)?;
-    let lock = match host.try_lock(dir) {
-        Ok(None) => return None,
+    let here = owner.pid_namespace.is_none_or(|ns| ns == host.pid_namespace());
+    let gone = (here && host.proc_is_own()).then(|| match host.start_time(owner.pid) {
+        Ok(started) => started != owner.start,
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    });
+    if gone == Some(false) {
+        return None;
+    }
+    let patience = if gone == Some(true) { SWEEP_PATIENCE } else { Duration::ZERO };
+    let lock = match lock_within(host, dir, patience) {
         Ok(Some(lock)) => Some(lock),
+        Ok(None) => return None,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None, // swept meanwhile
         Err(_) => None, // the lock says nothing (the directory cannot be opened)
     };
-    let here = owner.pid_namespace.is_none_or(|ns| ns == host.pid_namespace());
-    if here && host.proc_is_own() {
-        let gone = match host.start_time(owner.pid) {
-            Ok(started) => started != owner.start,
-            Err(e) => e.kind() == io::ErrorKind::NotFound,
-        };
-        return gone.then_some(lock);
+    match gone {
+        Some(_) => Some(lock),
+        None => (lock.is_some() && owner.pid_namespace.is_some()).then_some(lock),
     }
-    (lock.is_some() && owner.pid_namespace.is_some()).then_some(lock)
+}
+
+/// `try_lock`, tried again while the lock is held, for up to `patience`.
+fn lock_within(host: &dyn Host, dir: &Path, patience: Duration) -> io::Result<Option<File>> {
+    let deadline = Instant::now() + patience;
+    let mut wait = Duration::from_micros(200);
+    loop {
+        match host.try_lock(dir)? {
+            Some(lock) => return Ok(Some(lock)),
+            None if Instant::now() >= deadline => return Ok(None),
+            None => {}
+        }
+        host.pause(wait);
+        wait = (wait * 2).min(Duration::from_millis(50));
+    }
 }
 
 /// Makes a run's group `dir` and takes its lock, held until the group is removed (see `claim_stale`). A sweep
