@@ -114,6 +114,9 @@ impl Namespace {
             .find(|l| l.starts_with('{'))
             .map(|l| serde_json::from_str(l).unwrap())
             .unwrap_or(Value::Null);
+        if report != Value::Null {
+            assert_eq!(report["exit_code"], code, "the report's exit_code is pynish's real exit status: {report}");
+        }
         (code, stderr, report)
     }
 }
