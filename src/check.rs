@@ -76,14 +76,17 @@ fn try_v1() -> Backend {
 
 fn try_proc() -> Backend {
     let readable = std::fs::read_to_string("/proc/self/stat").is_ok();
-    let detail = if readable {
+    let detail = if let (true, Some(reason)) = (readable, crate::procfs::foreign_reason()) {
+        format!("holds only the wall time and --memory-kind virtual here (it refuses the other limits): {reason}")
+    } else if readable {
         "samples the tree from /proc; the kernel holds only rlimits (RLIMIT_CPU as a backstop, RLIMIT_AS for \
          --memory-kind virtual)"
             .to_string()
     } else {
         "/proc is not readable".to_string()
     };
-    Backend { name: "proc", usable: readable, detail }
+    let blind = *crate::procfs::view() == crate::procfs::View::Blind;
+    Backend { name: "proc", usable: readable && !blind, detail }
 }
 
 fn limits(backend: Option<&'static str>) -> Vec<Limit> {
@@ -138,7 +141,17 @@ fn gather() -> Findings {
              then run pynish inside them)"
         ));
     }
-    Findings { uid, kernel, auto, limits: limits(auto), backends, hints, ok: auto.is_some() }
+    let mut limits = limits(auto);
+    if auto == Some("proc")
+        && let Some(reason) = crate::procfs::foreign_reason()
+    {
+        for limit in limits.iter_mut().filter(|l| l.name != "wall_time") {
+            limit.enforced_by = None;
+            limit.how = format!("refused by the proc backend here (--memory-kind virtual aside): {reason}");
+        }
+    }
+    let ok = auto.is_some() && limits.iter().all(|l| l.enforced_by.is_some());
+    Findings { uid, kernel, auto, limits, backends, hints, ok }
 }
 
 fn render(findings: &Findings) -> String {

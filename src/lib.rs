@@ -39,6 +39,8 @@ mod delegate;
 #[cfg(target_os = "linux")]
 pub mod monitor;
 #[cfg(target_os = "linux")]
+pub mod procfs;
+#[cfg(target_os = "linux")]
 mod run;
 #[cfg(target_os = "linux")]
 pub mod spawn;

@@ -2,6 +2,8 @@
 //!
 //! Both are written only after the whole tree is gone, so they never interleave with the command's output.
 
+mod destination;
+
 use crate::exit_code::ExitCode;
 use crate::limits::{LimitKind, Limits, MemoryKind};
 use crate::monitor::Outcome;
@@ -9,7 +11,6 @@ use crate::settings::Settings;
 use crate::verdict::{Status, Verdict};
 use anyhow::{Context, Result};
 use serde::Serialize;
-use std::io::Write;
 use std::time::Duration;
 
 /// Version of the report's layout; bumped when a field changes meaning or goes away.
@@ -213,21 +214,14 @@ pub fn message(settings: &Settings, outcome: &Outcome, verdict: Verdict) -> Opti
     Some(line)
 }
 
-/// Writes `json` to `path` atomically: a temporary file in the same directory, then a rename.
+/// Writes `json` to `path`: atomically to a regular file, in place to a FIFO or a device (see `destination`).
 pub fn write_file(path: &std::path::Path, json: &str) -> Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => std::path::Path::new("."),
-    };
-    let mut file = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write the report in {}", dir.display()))?;
-    writeln!(file, "{json}")
-        .and_then(|_| file.as_file().sync_all())
-        .with_context(|| format!("cannot write the report to {}", path.display()))?;
-    file.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write the report to {}", path.display()))?;
-    Ok(())
+    destination::write(path, &format!("{json}\n"))
+}
+
+/// Refuses, before the run, a `--report` path that cannot take a report.
+pub fn check_destination(path: &std::path::Path) -> Result<()> {
+    destination::check(path)
 }
 
 /// Writes `json` to an open descriptor the caller passed.

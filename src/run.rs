@@ -41,6 +41,11 @@ fn supervise(cli: Cli) -> Result<Exit> {
     crate::delegate::maybe_rerun(&settings, &settings.limits)?;
     let opened = settings.timeline.as_deref().map(timeline::open).transpose()?;
     let (mut tree, why) = tree::select(settings.backend, &settings.limits)?;
+    if tree.name() == "proc"
+        && let Some(reason) = tree::proc::refusal(&settings.limits)
+    {
+        anyhow::bail!("{reason} (backend proc: {why})");
+    }
     log.event(format_args!("backend {} ({why})", tree.name()));
     let mut timeline = match opened {
         Some(opened) => {

@@ -47,7 +47,7 @@ impl Settings {
             bail!("no command given (usage: pynish [OPTIONS] -- COMMAND [ARGS...])");
         }
         if let Some(path) = &cli.report {
-            check_destination(path, "report")?;
+            crate::report::check_destination(path)?;
         }
         if let Some(path) = &cli.timeline {
             check_destination(path, "timeline")?;
@@ -91,8 +91,8 @@ impl Settings {
     }
 }
 
-/// A file pynish will write (`--report`, `--timeline`) must go to a directory that exists and must not be a
-/// directory itself: found out before anything runs, not after.
+/// The timeline file (`--report` has its own rules in `report::destination`) must go to a directory that exists
+/// and must not be a directory itself: found out before anything runs, not after.
 fn check_destination(path: &std::path::Path, what: &str) -> Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),

@@ -7,9 +7,15 @@
 //! CPU time is exact up to the sampling moment: what live members used (their own time plus that of children
 //! they have reaped) plus what pynish itself has reaped (`RUSAGE_CHILDREN`). Because pynish is a subreaper,
 //! every member that ends is reaped either by its parent in the tree or by pynish, so no CPU second is lost.
+//!
+//! Under a `/proc` of another pid namespace (see `procfs`) nothing is sampled: CPU comes from reaped usage only,
+//! and `refusal` turns away, before anything runs, every limit that would need live samples. The members are
+//! still found for signals, by a walk from pynish's own entry there (every number in it is in `/proc`'s
+//! namespace) and each member's `NSpid`/`NSpgid`, which give its numbers in pynish's namespace.
 
 use super::{Sample, Tree};
-use crate::limits::LimitKind;
+use crate::limits::{LimitKind, Limits, MemoryKind};
+use crate::procfs::{self, View};
 use anyhow::Result;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -72,6 +78,9 @@ fn read_vm_peak(pid: i32) -> Option<u64> {
 /// The largest address space any live member of the tree below `root` ever had: with `--memory-kind virtual`
 /// a command that fails near its RLIMIT_AS has most likely failed to allocate.
 pub fn address_space_peak(root: i32) -> u64 {
+    if !procfs::is_own() {
+        return 0; // `root`'s number means another process there
+    }
     descendants(root).into_iter().filter_map(read_vm_peak).max().unwrap_or(0)
 }
 
@@ -187,8 +196,37 @@ pub fn reaped_max_rss() -> u64 {
     getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0, |u| u.max_rss().max(0) as u64 * 1024)
 }
 
+/// Why the proc backend cannot hold `limits` here, when it cannot (see `procfs`): it samples the tree through
+/// `/proc`, which must be of pynish's own pid namespace. The wall-time limit (a timer) and `--memory-kind virtual`
+/// (RLIMIT_AS) need no sample. `--cpu-time` does: reaped usage counts only members that have ended, and the
+/// RLIMIT_CPU backstop whole seconds per process, so a tree of a few spinners would outlive its limit.
+pub fn refusal(limits: &Limits) -> Option<String> {
+    let reason = procfs::foreign_reason()?;
+    if *procfs::view() == View::Blind {
+        return Some(format!("the proc backend cannot find the command's processes: {reason}"));
+    }
+    let resident = limits.memory.is_some() && limits.memory_kind == MemoryKind::Resident;
+    let needs: Vec<&str> = [
+        (limits.cpu_time.is_some(), "--cpu-time"),
+        (resident, "--memory"),
+        (limits.processes.is_some(), "--processes"),
+    ]
+    .into_iter()
+    .filter_map(|(asked, flag)| asked.then_some(flag))
+    .collect();
+    (!needs.is_empty()).then(|| {
+        format!(
+            "{} needs the proc backend to sample /proc, and {reason}: mount a /proc of this namespace (unshare \
+             --mount-proc) or use a cgroup backend",
+            needs.join(", ")
+        )
+    })
+}
+
 pub struct ProcTree {
+    /// pynish's own number in `/proc`, where the walk starts.
     root: i32,
+    view: View,
     /// Members a sample looks at, at most (see `walk`).
     cap: usize,
     tick: Duration,
@@ -202,8 +240,13 @@ impl ProcTree {
     pub fn new(process_limit: Option<u64>) -> ProcTree {
         let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100);
         let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096);
+        let view = procfs::view().clone();
         ProcTree {
-            root: std::process::id() as i32,
+            root: match view {
+                View::Ancestor { me, .. } => me,
+                _ => std::process::id() as i32,
+            },
+            view,
             cap: process_limit
                 .map(|p| p.saturating_mul(crate::monitor::GRACE_PROCESS_SLACK).saturating_add(1))
                 .and_then(|cap| usize::try_from(cap).ok())
@@ -226,6 +269,10 @@ impl Tree for ProcTree {
 
     fn sample(&mut self) -> Result<Sample> {
         let (user, system) = reaped_cpu();
+        if self.view != View::Own {
+            // No limit here needs a sample (see `refusal`); what ended is all pynish may count.
+            return Ok(Sample { cpu_user: user, cpu_system: system, ..Sample::default() });
+        }
         let mut ticks = (0u64, 0u64);
         let mut exact = Duration::ZERO;
         // The CPU clock has no user/system split: each member's exact time is split as its ticks are.
@@ -272,7 +319,17 @@ impl Tree for ProcTree {
 
     fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> usize {
         let mut signalled = 0;
+        let view = self.view.clone();
         let mut send = |pid: i32, pgrp: i32| {
+            // `/proc`'s numbers, turned into pynish's own; a member gone meanwhile has no numbers left.
+            let (pid, pgrp) = match view {
+                View::Own => (pid, pgrp),
+                View::Ancestor { depth, .. } => match procfs::translate(pid, depth) {
+                    Some(own) => own,
+                    None => return,
+                },
+                View::Blind => return,
+            };
             let send = |p: i32, s: Signal| kill(Pid::from_raw(p), s).is_ok();
             if Some(pgrp) == signalled_group || super::deliver(pid, signal, send) {
                 signalled += 1;

@@ -30,6 +30,9 @@ struct State {
     denied: Vec<PathBuf>,
     no_cgroup_kill: bool,
     no_oom_kill_counter: bool,
+    foreign_proc: bool,
+    /// A group a sweep of another pid namespace removes just before the next lock is taken on it.
+    swept_before_lock: Option<PathBuf>,
 }
 
 struct Inner {
@@ -111,6 +114,16 @@ impl Fake {
     /// A kernel older than 4.13: no `oom_kill` in v1's `memory.oom_control`.
     pub fn without_oom_kill_counter(&self) {
         self.0.state.borrow_mut().no_oom_kill_counter = true;
+    }
+
+    /// `/proc` of another pid namespace (see `procfs`): no owner can be looked up by its pid.
+    pub fn with_foreign_proc(&self) {
+        self.0.state.borrow_mut().foreign_proc = true;
+    }
+
+    /// Removes `dir` (empty) as a sweep in another namespace would, between its mkdir and its lock.
+    pub fn sweep_before_next_lock(&self, dir: &Path) {
+        self.0.state.borrow_mut().swept_before_lock = Some(dir.to_path_buf());
     }
 
     pub fn add_process(&self, pid: i32, start: u64) {
@@ -425,6 +438,22 @@ impl Host for Fake {
 
     fn start_time(&self, pid: i32) -> io::Result<u64> {
         self.0.state.borrow().processes.get(&pid).copied().ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+
+    fn pid_namespace(&self) -> u64 {
+        4_026_531_836
+    }
+
+    fn proc_is_own(&self) -> bool {
+        !self.0.state.borrow().foreign_proc
+    }
+
+    fn try_lock(&self, dir: &Path) -> io::Result<Option<File>> {
+        let swept = self.0.state.borrow_mut().swept_before_lock.take_if(|d| d == dir);
+        if let Some(dir) = swept {
+            self.rmdir(&dir)?;
+        }
+        super::flock_dir(dir)
     }
 
     fn pause(&self, _duration: Duration) {}

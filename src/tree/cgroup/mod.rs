@@ -5,10 +5,15 @@
 //! from `/proc/self/cgroup`. Every file access and every signal goes through `Host`, so that the group protocol
 //! of `v2` (and `v1`) also runs, in unit tests, against a fake cgroup tree in a temporary directory.
 //!
-//! A run's groups are named `pynish-<pid>-<start>`, pynish's pid and its start time in clock ticks after boot
-//! (field 22 of `/proc/<pid>/stat`): a group whose owner is no longer that very process is stale, whatever
-//! process has reused the pid since. Every run sweeps the stale groups next to where it creates its own: it
-//! kills their members (the tree of a pynish that died by SIGKILL) and removes them.
+//! A run's groups are named `pynish-<pid>-ns<pidns>-<start>`: pynish's pid, the inode number of its pid
+//! namespace and its start time in clock ticks after boot (field 22 of `/proc/self/stat`), so that two runs
+//! that are both pid 2 in two namespaces sharing a hierarchy get two names. (The `ns` also keeps pynish 0.1,
+//! which named groups `pynish-<pid>-<start>` and would judge this one's owner by a pid of the wrong namespace,
+//! from sweeping them: it leaves names it cannot read alone.) Every run sweeps the stale groups next to
+//! where it creates its own: it kills their members (the tree of a pynish that died by SIGKILL) and removes them.
+//! A run holds a `flock` on each group it made for as long as it lives (the lock goes when the process does,
+//! however it dies), so a group whose lock is held is never stale, whatever namespace its owner runs in; see
+//! `claim_stale` for the rest of the rule.
 
 pub mod v1;
 pub mod v2;
@@ -30,6 +35,9 @@ pub const REMOVE_PATIENCE: Duration = Duration::from_secs(2);
 const FREEZE_PATIENCE: Duration = Duration::from_millis(200);
 /// How long a stale group's members are killed and its removal retried before pynish gives up on it.
 const SWEEP_PATIENCE: Duration = Duration::from_secs(2);
+/// How long a run keeps making its group again while a sweep in another pid namespace removes it (see
+/// `create_group`).
+const CREATE_PATIENCE: Duration = Duration::from_secs(2);
 
 /// What the backends need from the machine: cgroup files, processes, and time to wait.
 pub trait Host {
@@ -51,7 +59,29 @@ pub trait Host {
     fn uid(&self) -> u32;
     /// Start time of a process, in clock ticks after boot; an error of kind `NotFound` when there is none.
     fn start_time(&self, pid: i32) -> io::Result<u64>;
+    /// The inode number of pynish's pid namespace (0 where unknown).
+    fn pid_namespace(&self) -> u64;
+    /// Whether `/proc/<pid>` means the process with that pid in pynish's namespace (see `procfs`), so that
+    /// `start_time` of another process can be trusted.
+    fn proc_is_own(&self) -> bool;
+    /// Takes the exclusive lock on group `dir` without waiting: Ok(None) when another process holds it.
+    fn try_lock(&self, dir: &Path) -> io::Result<Option<File>> {
+        flock_dir(dir)
+    }
     fn pause(&self, duration: Duration);
+}
+
+/// An exclusive, non-blocking `flock` on a directory, held as long as the returned file is open (the file is
+/// close-on-exec: the command does not inherit it); Ok(None) when another open file holds it.
+pub fn flock_dir(dir: &Path) -> io::Result<Option<File>> {
+    use std::os::fd::AsRawFd;
+    let file = File::open(dir)?;
+    // SAFETY: flock takes a descriptor we own and an integer operation; it touches no memory of ours.
+    if unsafe { nix::libc::flock(file.as_raw_fd(), nix::libc::LOCK_EX | nix::libc::LOCK_NB) } == 0 {
+        return Ok(Some(file));
+    }
+    let error = io::Error::last_os_error();
+    if error.raw_os_error() == Some(nix::libc::EWOULDBLOCK) { Ok(None) } else { Err(error) }
 }
 
 /// The real machine.
@@ -114,11 +144,21 @@ impl Host for Kernel {
     }
 
     fn start_time(&self, pid: i32) -> io::Result<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| match e.raw_os_error() {
+        // pynish's own through /proc/self: right even under a /proc of another pid namespace.
+        let path = if pid == self.own_pid() { "/proc/self/stat".to_string() } else { format!("/proc/{pid}/stat") };
+        let stat = std::fs::read_to_string(path).map_err(|e| match e.raw_os_error() {
             Some(nix::libc::ESRCH) => io::Error::from(io::ErrorKind::NotFound), // ended while being read
             _ => e,
         })?;
         parse_start_time(&stat).ok_or_else(|| io::Error::other("unreadable /proc/PID/stat"))
+    }
+
+    fn pid_namespace(&self) -> u64 {
+        crate::procfs::pid_namespace().unwrap_or(0)
+    }
+
+    fn proc_is_own(&self) -> bool {
+        crate::procfs::is_own()
     }
 
     fn pause(&self, duration: Duration) {
@@ -136,24 +176,113 @@ fn parse_start_time(stat: &str) -> Option<u64> {
 /// The name of this run's groups.
 pub fn run_name(host: &dyn Host) -> String {
     let pid = host.own_pid();
-    format!("{PREFIX}{pid}-{}", host.start_time(pid).unwrap_or(0))
+    format!("{PREFIX}{pid}-ns{}-{}", host.pid_namespace(), host.start_time(pid).unwrap_or(0))
 }
 
-/// The (pid, start time) a group name made by `run_name` (with or without a suffix) stands for.
-fn owner(name: &str) -> Option<(i32, u64)> {
-    let mut parts = name.strip_prefix(PREFIX)?.splitn(3, '-');
+/// Who made a group, as its name (by `run_name`, with or without a suffix) says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Owner {
+    pid: i32,
+    start: u64,
+    /// None in the names of pynish 0.1, which did not say.
+    pid_namespace: Option<u64>,
+}
+
+fn owner(name: &str) -> Option<Owner> {
+    let mut parts = name.strip_prefix(PREFIX)?.split('-');
     let pid = parts.next()?.parse().ok()?;
-    let start = parts.next()?.parse().ok()?;
-    Some((pid, start))
+    let mut next = parts.next()?;
+    let pid_namespace = match next.strip_prefix("ns") {
+        Some(ns) => {
+            next = parts.next()?;
+            Some(ns.parse().ok()?)
+        }
+        None => None,
+    };
+    let start = next.parse().ok()?;
+    Some(Owner { pid, start, pid_namespace })
 }
 
-/// A pynish group whose owner is gone: no process has its pid, or one that started at another time. A process
-/// pynish may not look at (`hidepid`) counts as the owner: a live run is never swept.
-fn is_stale(host: &dyn Host, name: &str) -> bool {
-    owner(name).is_some_and(|(pid, start)| match host.start_time(pid) {
-        Ok(started) => started != start,
+/// Whether group `dir`, named `name`, is a stale run group; if so, its lock (when it could be taken), to hold
+/// while the group is destroyed.
+///
+/// A group whose lock is held belongs to a live run, in whatever pid namespace. A free lock alone does not prove
+/// the owner gone: a group just made is not locked yet. So where the owner can be looked up (its name gives
+/// this pid namespace, and `/proc` is this namespace's), it must also be gone: no process has its pid, or one
+/// that started at another time (a process pynish may not look at, under `hidepid`, counts as the owner). Then a
+/// held lock is another run's sweep at work, which is waited for, so that a run starts only once the stale
+/// groups beside it are gone. The owner of another namespace's group cannot be looked up from here: its free
+/// lock decides, and should its owner be making it right now, the owner makes it again (`create_group`). A group
+/// named without a namespace (by pynish 0.1, which took no lock) is stale only when its owner can be looked up
+/// and is gone.
+fn claim_stale(host: &dyn Host, dir: &Path, name: &str) -> Option<Option<File>> {
+    let owner = owner(name)?;
+    let here = owner.pid_namespace.is_none_or(|ns| ns == host.pid_namespace());
+    let gone = (here && host.proc_is_own()).then(|| match host.start_time(owner.pid) {
+        Ok(started) => started != owner.start,
         Err(e) => e.kind() == io::ErrorKind::NotFound,
-    })
+    });
+    if gone == Some(false) {
+        return None;
+    }
+    let patience = if gone == Some(true) { SWEEP_PATIENCE } else { Duration::ZERO };
+    let lock = match lock_within(host, dir, patience) {
+        Ok(Some(lock)) => Some(lock),
+        Ok(None) => return None,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None, // swept meanwhile
+        Err(_) => None, // the lock says nothing (the directory cannot be opened)
+    };
+    match gone {
+        Some(_) => Some(lock),
+        None => (lock.is_some() && owner.pid_namespace.is_some()).then_some(lock),
+    }
+}
+
+/// `try_lock`, tried again while the lock is held, for up to `patience`.
+fn lock_within(host: &dyn Host, dir: &Path, patience: Duration) -> io::Result<Option<File>> {
+    let deadline = Instant::now() + patience;
+    let mut wait = Duration::from_micros(200);
+    loop {
+        match host.try_lock(dir)? {
+            Some(lock) => return Ok(Some(lock)),
+            None if Instant::now() >= deadline => return Ok(None),
+            None => {}
+        }
+        host.pause(wait);
+        wait = (wait * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Makes a run's group `dir` and takes its lock, held until the group is removed (see `claim_stale`). A sweep
+/// in another pid namespace may remove the group between the mkdir and the lock (it cannot look the owner up,
+/// and the lock is still free then): the group is then made again.
+pub fn create_group(host: &dyn Host, dir: &Path) -> io::Result<File> {
+    let deadline = Instant::now() + CREATE_PATIENCE;
+    let mut wait = Duration::from_micros(200);
+    let mut made = false;
+    loop {
+        match host.mkdir(dir) {
+            Ok(()) => made = true,
+            // Made by this loop, and not removed yet by the sweep that holds its lock.
+            Err(e) if made && e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        match host.try_lock(dir) {
+            // Still the group this loop made, not a removed one: a removed group's files are gone.
+            Ok(Some(lock)) if host.exists(&dir.join("cgroup.procs")) => return Ok(lock),
+            Ok(_) => {} // removed, or being removed by the sweep that holds the lock
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {} // removed before it could be opened
+            Err(e) => {
+                let _ = host.rmdir(dir);
+                return Err(e);
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::other("removed again and again by other runs' sweeps"));
+        }
+        host.pause(wait);
+        wait = (wait * 2).min(Duration::from_millis(50));
+    }
 }
 
 /// One line of `/proc/self/mountinfo`.
@@ -474,8 +603,10 @@ pub fn destroy_tree(host: &dyn Host, dir: &Path, freezer_dir: Option<&Path>) -> 
 pub fn sweep(host: &dyn Host, parent: &Path, freezer_parent: Option<&Path>) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     let Ok(names) = host.subdirs(parent) else { return removed };
-    for name in names.iter().filter(|n| n.starts_with(PREFIX) && is_stale(host, n)) {
+    for name in names.iter().filter(|n| n.starts_with(PREFIX)) {
         let dir = parent.join(name);
+        // Held until the group is gone, so that no other sweep works on it meanwhile.
+        let Some(_lock) = claim_stale(host, &dir, name) else { continue };
         if destroy_tree(host, &dir, freezer_parent.map(|f| f.join(name)).as_deref()).is_ok() {
             removed.push(dir);
         }
@@ -579,14 +710,73 @@ mod tests {
 
     #[test]
     fn run_names_identify_their_owner() {
+        let parent = tempfile::tempdir().unwrap();
+        let stale = |name: &str| {
+            let dir = parent.path().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            claim_stale(&Kernel, &dir, name).is_some()
+        };
         let name = run_name(&Kernel);
-        assert!(!is_stale(&Kernel, &name), "{name}");
-        assert!(!is_stale(&Kernel, &format!("{name}{SUPERVISOR_SUFFIX}")));
-        let (pid, start) = owner(&name).unwrap();
+        assert!(!stale(&name), "{name}");
+        assert!(!stale(&format!("{name}{SUPERVISOR_SUFFIX}")));
+        let Owner { pid, start, pid_namespace } = owner(&name).unwrap();
         assert_eq!(pid, std::process::id() as i32);
-        assert!(is_stale(&Kernel, &format!("{PREFIX}{pid}-{}", start + 1)));
-        assert!(!is_stale(&Kernel, "pynish")); // not a run's group
-        assert!(!is_stale(&Kernel, "other-1-2"));
+        assert_eq!(pid_namespace, crate::procfs::pid_namespace());
+        let ns = pid_namespace.unwrap();
+        assert!(stale(&format!("{PREFIX}{pid}-ns{ns}-{}", start + 1)));
+        assert!(stale(&format!("{PREFIX}{pid}-ns{ns}-{}{SUPERVISOR_SUFFIX}", start + 1)));
+        assert!(stale(&format!("{PREFIX}{pid}-{}", start + 1)), "an older pynish's name, owner gone");
+        assert!(!stale(&format!("{PREFIX}{pid}-{start}")), "an older pynish's name, owner alive");
+        assert!(!stale("pynish")); // not a run's group
+        assert!(!stale("other-1-2"));
+        assert!(!stale(&format!("{PREFIX}{pid}-nsX-1")));
+    }
+
+    /// A live run in another pid namespace that shares the hierarchy: its pid means another process here.
+    #[test]
+    fn another_namespaces_group_is_stale_only_when_its_lock_is_free() {
+        let fake = fake::Fake::v1(&["memory"]);
+        let parent = fake.root().join("memory");
+        fake.add_process(2, 500); // this namespace's pid 2, not the other run's pynish
+        let other_ns = fake.pid_namespace() + 1;
+        let live = parent.join(format!("{PREFIX}2-ns{other_ns}-900"));
+        let dead = parent.join(format!("{PREFIX}2-ns{other_ns}-901"));
+        let old = parent.join(format!("{PREFIX}3-902"));
+        for dir in [&live, &dead, &old] {
+            fake.mkdir(dir).unwrap();
+        }
+        fake.enter(&live, 4_000_201);
+        fake.enter(&dead, 4_000_202); // a daemon that outlived its SIGKILLed pynish
+        fake.enter(&old, 4_000_203);
+        let held = flock_dir(&live).unwrap().expect("the live run's lock");
+        // The older pynish's name is taken to mean this namespace, as that pynish did: pid 3 is gone here.
+        assert_eq!(sweep(&fake, &parent, None), vec![dead.clone(), old.clone()]);
+        assert!(fake.exists(&live) && procs(&fake, &live) == vec![4_000_201]);
+        assert_eq!(fake.signals(Signal::SIGKILL), vec![4_000_202, 4_000_203]);
+        drop(held);
+
+        // Under a /proc of another namespace not even this namespace's owners can be looked up: the lock decides,
+        // and a name without a namespace (and so without a lock) is left alone.
+        fake.with_foreign_proc();
+        let mine = parent.join(format!("{PREFIX}2-ns{}-500", fake.pid_namespace()));
+        fake.mkdir(&mine).unwrap();
+        fake.mkdir(&old).unwrap();
+        let held = flock_dir(&mine).unwrap().expect("the live run's lock");
+        assert_eq!(sweep(&fake, &parent, None), vec![live.clone()]);
+        assert!(fake.exists(&mine) && fake.exists(&old));
+        drop(held);
+    }
+
+    #[test]
+    fn a_group_removed_before_its_lock_is_taken_is_made_again() {
+        let fake = fake::Fake::v1(&["memory"]);
+        let dir = fake.root().join("memory").join(run_name(&fake));
+        fake.sweep_before_next_lock(&dir);
+        let lock = create_group(&fake, &dir).unwrap();
+        assert!(fake.exists(&dir.join("cgroup.procs")));
+        assert!(flock_dir(&dir).unwrap().is_none(), "the run holds its group's lock");
+        drop(lock);
+        assert!(flock_dir(&dir).unwrap().is_some());
     }
 
     #[test]

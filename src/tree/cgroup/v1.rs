@@ -11,7 +11,7 @@
 //! read only for `--timeline`). Kill: freeze, SIGKILL every member, thaw, repeated until the group is empty.
 
 use super::{
-    Host, Kernel, REMOVE_PATIENCE, keyed, kill_and_remove, kill_group, read_keyed, read_number, run_name,
+    Host, Kernel, REMOVE_PATIENCE, create_group, keyed, kill_and_remove, kill_group, read_keyed, read_number, run_name,
     signal_members, write_file,
 };
 use crate::limits::{LimitKind, Limits, MemoryKind};
@@ -52,6 +52,8 @@ pub struct V1Tree {
     host: Box<dyn Host>,
     /// Every group made, and the descriptor of its `cgroup.procs` for the child.
     groups: Vec<(PathBuf, Option<File>)>,
+    /// The lock on each group, held until the groups are gone (see `super::claim_stale`).
+    locks: Vec<File>,
     memory: PathBuf,
     cpuacct: PathBuf,
     pids: PathBuf,
@@ -106,6 +108,7 @@ impl V1Tree {
             freezer: dir_of("freezer"),
             host,
             groups: Vec::new(),
+            locks: Vec::new(),
             memory_limited: false,
             processes_limited: false,
             oom_counter: OomCounter::OomKill,
@@ -117,9 +120,12 @@ impl V1Tree {
         };
         for hierarchy in chosen {
             let dir = hierarchy.current.join(&name);
-            if let Err(e) = tree.host.mkdir(&dir) {
-                let _ = tree.cleanup();
-                return Err(e).with_context(|| format!("cannot create {}", dir.display()));
+            match create_group(tree.host.as_ref(), &dir) {
+                Ok(lock) => tree.locks.push(lock),
+                Err(e) => {
+                    let _ = tree.cleanup();
+                    return Err(e).with_context(|| format!("cannot create {}", dir.display()));
+                }
             }
             tree.groups.push((dir, None));
         }
@@ -302,6 +308,7 @@ impl Tree for V1Tree {
                 failed.push(format!("{}: {e}", dir.display()));
             }
         }
+        self.locks.clear();
         if !failed.is_empty() {
             bail!("cannot remove {}", failed.join("; "));
         }

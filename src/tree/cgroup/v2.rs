@@ -7,13 +7,13 @@
 //! 2. pynish's own group, when pynish may write it (root, or a subtree delegated to its uid such as a
 //!    `systemd-run --user --scope -p Delegate=yes` scope) and pynish is its only process. A group that enables
 //!    controllers for its children in `cgroup.subtree_control` may hold no process itself (the no-internal-
-//!    process rule), so pynish first moves itself into a leaf of its own (`pynish-<pid>-<start>-supervisor`),
+//!    process rule), so pynish first moves itself into a leaf of its own (`pynish-<pid>-ns<pidns>-<start>-supervisor`),
 //!    then enables `memory` and `pids`, then creates the run's group next to the leaf. At cleanup it undoes
 //!    exactly that: removes the run's group, disables what it enabled, moves itself back, removes the leaf — so
 //!    the group is left as it was found.
 //! 3. Otherwise (the group also holds, say, the parent shell), the nearest ancestor that passes `memory` and
 //!    `pids` on (or the root, which may enable them) and that pynish may write: the run's group goes into a
-//!    shared `pynish` group there (`<ancestor>/pynish/pynish-<pid>-<start>`), removed by the last run using it.
+//!    shared `pynish` group there (`<ancestor>/pynish/pynish-<pid>-ns<pidns>-<start>`), removed by the last run using it.
 //!
 //! The group gets `memory.max`, `memory.swap.max` = 0 and `memory.oom.group` = 1 (an OOM kills the whole tree)
 //! for `--memory`, `pids.max` for `--processes`. A kernel-enforced limit shows in `memory.events.local`
@@ -21,8 +21,8 @@
 //! member SIGKILLed, and thawed.
 
 use super::{
-    Discovery, Host, Kernel, REMOVE_PATIENCE, SUPERVISOR_SUFFIX, keyed, kill_and_remove, kill_group, procs, read_keyed,
-    read_number, remove_group, run_name, signal_members, write_file,
+    Discovery, Host, Kernel, REMOVE_PATIENCE, SUPERVISOR_SUFFIX, create_group, keyed, kill_and_remove, kill_group,
+    procs, read_keyed, read_number, remove_group, run_name, signal_members, write_file,
 };
 use crate::limits::{LimitKind, Limits, MemoryKind};
 use crate::tree::{KernelUsage, Sample, Tree};
@@ -61,6 +61,8 @@ struct Placement {
     moved: Option<Moved>,
     shared: Option<PathBuf>,
     how: String,
+    /// The lock on each group the run made (see `super::claim_stale`).
+    locks: Vec<File>,
 }
 
 pub struct V2Tree {
@@ -69,6 +71,8 @@ pub struct V2Tree {
     moved: Option<Moved>,
     shared: Option<PathBuf>,
     how: String,
+    /// Held until the run's groups are gone.
+    locks: Vec<File>,
     /// The job group's `cgroup.procs`, which the child writes `0` to before exec.
     join: Option<File>,
     memory_limited: bool,
@@ -150,7 +154,7 @@ fn in_own_group(host: &dyn Host, current: &Path, name: &str) -> Result<Placement
     let leaf = current.join(format!("{name}{SUPERVISOR_SUFFIX}"));
     let job = current.join(name);
     let fail = |what: &str, path: &Path, e: io::Error| format!("cannot {what} {}: {e}", path.display());
-    host.mkdir(&leaf).map_err(|e| fail("create", &leaf, e))?;
+    let leaf_lock = create_group(host, &leaf).map_err(|e| fail("create", &leaf, e))?;
     if let Err(e) = host.write(&leaf.join("cgroup.procs"), "0") {
         let _ = host.rmdir(&leaf);
         return Err(fail("move pynish into", &leaf, e));
@@ -166,13 +170,17 @@ fn in_own_group(host: &dyn Host, current: &Path, name: &str) -> Result<Placement
             return Err(fail("enable memory and pids in", &current.join("cgroup.subtree_control"), e));
         }
     };
-    if let Err(e) = host.mkdir(&job) {
-        let _ = disable(host, current, &enabled);
-        undo_move();
-        return Err(fail("create", &job, e));
-    }
+    let job_lock = match create_group(host, &job) {
+        Ok(lock) => lock,
+        Err(e) => {
+            let _ = disable(host, current, &enabled);
+            undo_move();
+            return Err(fail("create", &job, e));
+        }
+    };
     let how = format!("group {}, pynish itself in {}", job.display(), leaf.display());
-    Ok(Placement { job, moved: Some(Moved { group: current.to_path_buf(), leaf, enabled }), shared: None, how })
+    let moved = Some(Moved { group: current.to_path_buf(), leaf, enabled });
+    Ok(Placement { job, moved, shared: None, how, locks: vec![leaf_lock, job_lock] })
 }
 
 /// Case 3: the shared `pynish` group under `ancestor`, if the ancestor can have it.
@@ -202,10 +210,10 @@ fn under_ancestor(host: &dyn Host, ancestor: &Path, name: &str) -> Option<Result
             last = Some(fail("enable memory and pids in", &shared.join("cgroup.subtree_control"), e));
             continue; // removed by another run in between
         }
-        match host.mkdir(&job) {
-            Ok(()) => {
+        match create_group(host, &job) {
+            Ok(lock) => {
                 let how = format!("group {} under the nearest usable ancestor", job.display());
-                return Some(Ok(Placement { job, moved: None, shared: Some(shared), how }));
+                return Some(Ok(Placement { job, moved: None, shared: Some(shared), how, locks: vec![lock] }));
             }
             Err(e) => last = Some(fail("create", &job, e)),
         }
@@ -219,11 +227,11 @@ fn place(host: &dyn Host, top: &Path, current: &Path, name: &str) -> Result<Plac
         let job = current.join(name);
         let made = enable(host, current)
             .map_err(|e| format!("cannot enable memory and pids in {}/cgroup.subtree_control: {e}", current.display()))
-            .and_then(|_| host.mkdir(&job).map_err(|e| format!("cannot create {}: {e}", job.display())));
+            .and_then(|_| create_group(host, &job).map_err(|e| format!("cannot create {}: {e}", job.display())));
         match made {
-            Ok(()) => {
+            Ok(lock) => {
                 let how = format!("group {} under the hierarchy's root", job.display());
-                return Ok(Placement { job, moved: None, shared: None, how });
+                return Ok(Placement { job, moved: None, shared: None, how, locks: vec![lock] });
             }
             Err(why) => why,
         }
@@ -279,6 +287,7 @@ impl V2Tree {
             moved: placement.moved,
             shared: placement.shared,
             how: placement.how,
+            locks: placement.locks,
             join: None,
             memory_limited: false,
             processes_limited: false,
@@ -427,6 +436,7 @@ impl Tree for V2Tree {
             // Still used by another run when this fails.
             let _ = host.rmdir(shared);
         }
+        self.locks.clear();
         Ok(())
     }
 }
