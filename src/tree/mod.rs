@@ -74,13 +74,16 @@ pub trait Tree {
         None
     }
 
+    /// The live members of the tree now, as `signal_all` would find them.
+    fn members(&mut self) -> Vec<i32>;
+
     /// Sends `signal` to every live member of the tree outside process group `signalled_group` (which the caller
     /// has already signalled with one `killpg`, so that no member gets the signal twice), each followed by
-    /// SIGCONT (see `deliver`); returns how many members got the signal, by this call or by that `killpg`.
-    fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> usize;
+    /// SIGCONT (see `deliver`); returns the members that got the signal, by this call or by that `killpg`.
+    fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> Vec<i32>;
 
-    /// Kills every live member with nothing escaping (a cgroup does it atomically); returns how many.
-    fn kill_all(&mut self) -> usize {
+    /// Kills every live member with nothing escaping (a cgroup does it atomically); returns the members killed.
+    fn kill_all(&mut self) -> Vec<i32> {
         self.signal_all(Signal::SIGKILL, None)
     }
 

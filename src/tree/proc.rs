@@ -254,12 +254,24 @@ impl Tree for ProcTree {
         Ok(Sample { cpu, memory: rss_pages * self.page, processes })
     }
 
-    fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> usize {
-        let mut signalled = 0;
+    fn members(&mut self) -> Vec<i32> {
+        let mut found = Vec::new();
+        if !walk(self.root, usize::MAX, |pid, stat| found.extend((!stat.zombie).then_some(pid))) {
+            let mut buf = Vec::new();
+            found = descendants_by_scan(self.root)
+                .into_iter()
+                .filter(|&pid| read_stat(pid, &mut buf).is_some_and(|stat| !stat.zombie))
+                .collect();
+        }
+        found
+    }
+
+    fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> Vec<i32> {
+        let mut signalled = Vec::new();
         let mut send = |pid: i32, pgrp: i32| {
             let send = |p: i32, s: Signal| kill(Pid::from_raw(p), s).is_ok();
             if Some(pgrp) == signalled_group || super::deliver(pid, signal, send) {
-                signalled += 1;
+                signalled.push(pid);
             }
         };
         if !walk(self.root, usize::MAX, |pid, stat| send(pid, stat.pgrp)) {
