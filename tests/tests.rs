@@ -10,6 +10,7 @@ mod cgroup;
 mod escalation;
 mod exit_codes;
 mod flags;
+mod inherit;
 mod input;
 mod json;
 mod limits;
