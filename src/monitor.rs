@@ -488,13 +488,13 @@ impl Monitor<'_> {
     }
 
     /// Sends `signal` to the command's process group with one `killpg` (then SIGCONT, unless it is SIGKILL), then
-    /// to the rest of the tree with `rest`; returns how many members got it. The group's members are listed
-    /// before the `killpg`: one it kills at once may have left the tree's listing (a cgroup lists no task that
-    /// has exited) by the time `rest` lists it, and must be counted all the same.
+    /// to the rest of the tree with `rest`; returns how many members got it. A member the `killpg` kills at once
+    /// may have left the tree's listing by the time `rest` lists it (see `Tree::listed_before_killing`), and is
+    /// counted all the same.
     fn send_to_tree(&mut self, signal: Signal, rest: impl FnOnce(&mut dyn Tree, Option<i32>) -> Vec<i32>) -> usize {
         let group = Some(self.child.as_raw());
         let mut reached: Vec<i32> =
-            self.tree.members().into_iter().filter(|&pid| crate::tree::in_group(pid, group)).collect();
+            self.tree.listed_before_killing().into_iter().filter(|&pid| crate::tree::in_group(pid, group)).collect();
         if killpg(self.child, signal).is_err() {
             reached.clear();
         }

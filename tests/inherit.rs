@@ -303,7 +303,14 @@ fn escalation_of_two(backend: &str, args: &[&str], script: &str) -> serde_json::
     let mut cmd = scene.pynish(backend);
     cmd.args(args).args(["--", "sh", "-c", script]).arg(scene.path("pids"));
     let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let pids = wait_pids(&scene.path("pids"));
+    // Written by the shell's own `echo` (a `mv` to publish it would be a third member), so read until complete.
+    let mut pids = Vec::new();
+    let complete = crate::harness::wait_until(crate::harness::PATIENCE, || {
+        let text = std::fs::read_to_string(scene.path("pids")).unwrap_or_default();
+        pids = text.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+        text.ends_with('\n') && pids.len() == 2
+    });
+    assert!(complete, "{backend}: the workload did not publish its two pids");
     send(child.id(), libc::SIGTERM);
     let status = wait_timeout(&mut child, Duration::from_secs(30)).expect("pynish ended");
     let report = report_file(&scene.path("report.json"), shell_code(status));
@@ -314,9 +321,9 @@ fn escalation_of_two(backend: &str, args: &[&str], script: &str) -> serde_json::
 #[test]
 fn escalation_counts_are_exact() {
     // Two members, sh and sleep, in the command's process group: the killpg kills both at once.
-    let both = r#"sleep 60 & echo $$ $! > "$0.tmp"; mv "$0.tmp" "$0"; wait"#;
+    let both = r#"sleep 60 & echo $$ $! > "$0"; wait"#;
     // Both ignore SIGTERM (sleep inherits the ignored disposition): SIGKILL after the grace period reaches both.
-    let deaf = r#"trap '' TERM; sleep 60 & echo $$ $! > "$0.tmp"; mv "$0.tmp" "$0"; wait; wait"#;
+    let deaf = r#"trap '' TERM; sleep 60 & echo $$ $! > "$0"; wait; wait"#;
     each_backend(|backend| {
         let esc = escalation_of_two(backend, &[], both);
         assert_eq!((&esc["first_signal"], &esc["signalled_processes"]), (&"SIGTERM".into(), &2.into()), "{backend}");

@@ -254,18 +254,6 @@ impl Tree for ProcTree {
         Ok(Sample { cpu, memory: rss_pages * self.page, processes })
     }
 
-    fn members(&mut self) -> Vec<i32> {
-        let mut found = Vec::new();
-        if !walk(self.root, usize::MAX, |pid, stat| found.extend((!stat.zombie).then_some(pid))) {
-            let mut buf = Vec::new();
-            found = descendants_by_scan(self.root)
-                .into_iter()
-                .filter(|&pid| read_stat(pid, &mut buf).is_some_and(|stat| !stat.zombie))
-                .collect();
-        }
-        found
-    }
-
     fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> Vec<i32> {
         let mut signalled = Vec::new();
         let mut send = |pid: i32, pgrp: i32| {

@@ -216,7 +216,7 @@ impl Tree for V1Tree {
         None
     }
 
-    fn members(&mut self) -> Vec<i32> {
+    fn listed_before_killing(&mut self) -> Vec<i32> {
         super::procs_below(self.host.as_ref(), &self.cpuacct)
     }
 
@@ -365,7 +365,7 @@ mod tests {
         for pid in [4_000_100, 4_000_101, 4_000_102] {
             fake.enter(&cpuacct, pid); // the fake keeps a pid in one group only; the backend reads cpuacct's
         }
-        assert_eq!(tree.members(), [4_000_100, 4_000_101, 4_000_102]);
+        assert_eq!(tree.listed_before_killing(), [4_000_100, 4_000_101, 4_000_102]);
         assert_eq!(tree.signal_all(Signal::SIGTERM, None), [4_000_100, 4_000_101, 4_000_102]);
         assert_eq!(tree.kill_all(), [4_000_100, 4_000_101, 4_000_102]);
         assert!(fake.was_frozen(&freezer));

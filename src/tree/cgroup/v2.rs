@@ -379,7 +379,7 @@ impl Tree for V2Tree {
         None
     }
 
-    fn members(&mut self) -> Vec<i32> {
+    fn listed_before_killing(&mut self) -> Vec<i32> {
         super::procs_below(self.host.as_ref(), &self.job)
     }
 
@@ -523,7 +523,7 @@ mod tests {
         // The command joins and forks; the kill takes them all.
         fake.enter(&job, 4_000_001);
         fake.enter(&job, 4_000_002);
-        assert_eq!(tree.members(), [4_000_001, 4_000_002]);
+        assert_eq!(tree.listed_before_killing(), [4_000_001, 4_000_002]);
         assert_eq!(tree.signal_all(Signal::SIGTERM, None), [4_000_001, 4_000_002]);
         assert_eq!(tree.kill_all(), [4_000_001, 4_000_002]);
         assert_eq!(fake.kills(), 1);
