@@ -74,12 +74,10 @@ pub trait Tree {
         None
     }
 
-    /// The live members that a signal killing them at once would hide from `signal_all`'s own listing, to be
-    /// listed before such a signal is sent, so that they are counted: a cgroup lists no task that has exited. The
-    /// proc walk needs none: it still finds a member killed since as a zombie (pynish reaps nothing in between).
-    fn listed_before_killing(&mut self) -> Vec<i32> {
-        Vec::new()
-    }
+    /// The live members, listed before a signal that may kill them at once is sent, so that each is counted
+    /// although `signal_all`'s own listing, after it, may no longer find it: a cgroup lists no task that has
+    /// exited, and a walk of `/proc` can miss a member whose dying parent hands it on to pynish as it goes.
+    fn listed_before_killing(&mut self) -> Vec<i32>;
 
     /// Sends `signal` to every live member of the tree outside process group `signalled_group` (which the caller
     /// has already signalled with one `killpg`, so that no member gets the signal twice), each followed by

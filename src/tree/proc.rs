@@ -254,6 +254,13 @@ impl Tree for ProcTree {
         Ok(Sample { cpu, memory: rss_pages * self.page, processes })
     }
 
+    fn listed_before_killing(&mut self) -> Vec<i32> {
+        // No further than a sample looks: under a fork bomb the first signal must not wait for a long walk.
+        let mut found = Vec::new();
+        walk(self.root, self.cap, |pid, stat| found.extend((!stat.zombie).then_some(pid)));
+        found
+    }
+
     fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> Vec<i32> {
         let mut signalled = Vec::new();
         let mut send = |pid: i32, pgrp: i32| {
