@@ -69,12 +69,12 @@ pub fn reset_sigchld() {
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
 }
 
-/// In the forked child, just before exec (async-signal-safe calls only, nothing allocated): the empty signal
-/// mask, SIGPIPE ignored again if the caller ignored it, and the standard descriptors the caller had closed
-/// closed again.
+/// Just before exec, in the forked child (async-signal-safe calls only, nothing allocated), or in pynish itself
+/// when it execs again (`--delegate`): the empty signal mask, SIGPIPE ignored again if the caller ignored it,
+/// and the standard descriptors the caller had closed closed again.
 ///
 /// # Safety
-/// Only to be called in the child between fork and exec (it closes descriptors and changes the signal mask).
+/// Only to be called right before exec (it closes descriptors and changes the signal mask).
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub unsafe fn restore_in_child() {
     let seen = INHERITED.load(Ordering::SeqCst);
