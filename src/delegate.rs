@@ -59,7 +59,17 @@ pub fn maybe_rerun(settings: &Settings, limits: &Limits) -> Result<()> {
         .map_err(|_| anyhow::anyhow!("--delegate needs systemd-run, which is not on PATH"))?;
     let pynish = std::env::current_exe().context("--delegate cannot find pynish's own executable")?;
     let argv = scope_argv(&systemd_run, &pynish, std::env::args_os().skip(1));
-    let error = std::process::Command::new(&argv[0]).args(&argv[1..]).env(MARK, "1").exec();
+    let mut command = std::process::Command::new(&argv[0]);
+    command.args(&argv[1..]).env(MARK, "1");
+    // SAFETY: runs just before execve, in this process (exec does not fork), and only closes descriptors and
+    // resets the mask and SIGPIPE: the pynish run again sees the caller's state, to hand it on to the command.
+    unsafe {
+        command.pre_exec(|| {
+            crate::inherit::restore_in_child();
+            Ok(())
+        });
+    }
+    let error = command.exec();
     bail!("--delegate cannot run {}: {error}", systemd_run.display())
 }
 

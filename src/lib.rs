@@ -5,9 +5,10 @@
 //!
 //! **Process model.** pynish makes itself a child subreaper, then starts the command in a process group of its
 //! own, with the rlimits, the cgroup placement and a parent-death signal set in the child before `exec`
-//! (`spawn`). Every descendant of the command, daemonized or not, stays a descendant of pynish: an orphan is
-//! re-parented to pynish, not to init. So "pynish has no child left" is exactly "the tree is gone", and pynish
-//! ends only then.
+//! (`spawn`), and with what it inherited from pynish's caller as it would be without pynish (`inherit`: closed
+//! standard descriptors, ignored signals, an empty signal mask, SIGCHLD at its default). Every descendant of
+//! the command, daemonized or not, stays a descendant of pynish: an orphan is re-parented to pynish, not to init.
+//! So "pynish has no child left" is exactly "the tree is gone", and pynish ends only then.
 //!
 //! **Watch loop.** One single-threaded loop (`monitor`) sleeps in `ppoll` on a self-pipe fed by the signals it
 //! handles, with a timeout that is the nearest deadline: the wall-clock limit, the next adaptive sample of the
@@ -24,6 +25,7 @@
 
 pub mod cli;
 pub mod exit_code;
+mod inherit;
 pub mod limits;
 pub mod plot;
 pub mod report;
@@ -71,6 +73,7 @@ fn say_out(line: std::fmt::Arguments) {
 
 /// Parses the command line and runs; every error, bad input included, ends with 125 and one line on stderr.
 pub fn main() -> std::process::ExitCode {
+    inherit::reset_sigchld();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => return usage_error(error),

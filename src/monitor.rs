@@ -494,15 +494,19 @@ impl Monitor<'_> {
     fn escalate(&mut self, signal: Signal) {
         if signal == Signal::SIGKILL || self.settings.grace.is_zero() {
             self.kill();
+            if self.escalation.first_signal.is_none() {
+                // SIGKILL went first (`--signal KILL`, `--grace 0`): it is the first signal, to the same members.
+                self.escalation.first_signal = Some(Signal::SIGKILL);
+                self.escalation.first_signal_at = self.escalation.sigkill_at;
+                self.escalation.signalled = self.escalation.killed;
+            }
             return;
         }
         let at = self.now();
         self.memory_at_signal = self.usage.peak_memory;
         // The command's group first, atomically (a forker there cannot outrun it), then whoever left the group;
         // SIGCONT after each, so that stopped members run and can act on the signal.
-        let _ = killpg(self.child, signal);
-        let _ = killpg(self.child, Signal::SIGCONT);
-        let n = self.tree.signal_all(signal, Some(self.child.as_raw()));
+        let n = self.send_to_tree(signal, |tree, group| tree.signal_all(signal, group));
         if self.escalation.first_signal.is_none() {
             self.escalation = Escalation {
                 first_signal: Some(signal),
@@ -518,14 +522,33 @@ impl Monitor<'_> {
         self.next_sample = now + GRACE_SAMPLE;
     }
 
+    /// Sends `signal` to the command's process group with one `killpg` (then SIGCONT, unless it is SIGKILL), then
+    /// to the rest of the tree with `rest`; returns how many members got it. A member the `killpg` kills at once
+    /// may have left the tree's listing by the time `rest` lists it (see `Tree::listed_before_killing`), and is
+    /// counted all the same.
+    fn send_to_tree(&mut self, signal: Signal, rest: impl FnOnce(&mut dyn Tree, Option<i32>) -> Vec<i32>) -> usize {
+        let group = Some(self.child.as_raw());
+        let mut reached: Vec<i32> =
+            self.tree.listed_before_killing().into_iter().filter(|&pid| crate::tree::in_group(pid, group)).collect();
+        if killpg(self.child, signal).is_err() {
+            reached.clear();
+        }
+        if signal != Signal::SIGKILL {
+            let _ = killpg(self.child, Signal::SIGCONT);
+        }
+        reached.extend(rest(&mut *self.tree, group));
+        reached.sort_unstable();
+        reached.dedup();
+        reached.len()
+    }
+
     /// SIGKILL to the whole tree; repeated by the loop until nothing is left.
     fn kill(&mut self) {
         if self.phase == Phase::Killing {
             return;
         }
         self.escalation.sigkill_at = Some(self.now());
-        let _ = killpg(self.child, Signal::SIGKILL);
-        let n = self.tree.kill_all();
+        let n = self.send_to_tree(Signal::SIGKILL, |tree, _| tree.kill_all());
         self.escalation.killed = n;
         self.log.event(format_args!("sent SIGKILL to {n} processes"));
         let cause = self.escalation.first_signal.is_none().then(|| Cause::of(&self.facts));

@@ -10,6 +10,7 @@ use crate::monitor::Outcome;
 use crate::settings::Settings;
 use crate::verdict::{Status, Verdict};
 use anyhow::{Context, Result};
+use nix::sys::signal::Signal;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -206,6 +207,7 @@ pub fn message(settings: &Settings, outcome: &Outcome, verdict: Verdict) -> Opti
     let esc = &outcome.escalation;
     let grace = crate::units::format_duration(settings.grace);
     match (esc.first_signal, esc.sigkill_at.is_some()) {
+        (Some(Signal::SIGKILL), _) => line += "; sent SIGKILL",
         (Some(first), true) => line += &format!("; sent {first}, SIGKILL after {grace}"),
         (Some(first), false) => line += &format!("; sent {first}, the command ended within the {grace} grace"),
         (None, true) => line += "; sent SIGKILL",

@@ -59,7 +59,8 @@ impl Settings {
             // Refuse a descriptor that is not open now rather than lose the report at the end.
             // SAFETY: F_GETFL only reads the descriptor's status flags; an unopened number yields EBADF.
             let flags = unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFL) };
-            if flags < 0 {
+            // A closed 0, 1 or 2 is open now only because Rust's runtime put /dev/null there.
+            if flags < 0 || crate::inherit::was_closed(fd) {
                 bail!("--report-fd {fd} is not an open file descriptor");
             }
             if flags & nix::libc::O_ACCMODE == nix::libc::O_RDONLY {

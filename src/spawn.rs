@@ -81,8 +81,9 @@ pub fn spawn(argv: &[OsString], plan: Plan) -> Result<Child, SpawnError> {
     let parent = nix::unistd::getpid().as_raw();
     let Plan { join_fds, rlimits, terminal, nice } = plan;
     // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe functions
-    // (write, setpgid, sigprocmask, tcsetpgrp, setpriority, prctl, getppid, raise, setrlimit); it allocates
-    // nothing: the vectors it reads were built before the fork.
+    // (write, setpgid, sigprocmask, tcsetpgrp, setpriority, prctl, getppid, raise, setrlimit, and in
+    // `inherit::restore_in_child` sigprocmask, signal, close); it allocates nothing: the vectors it reads were
+    // built before the fork.
     unsafe {
         command.pre_exec(move || {
             for &fd in &join_fds {
@@ -120,6 +121,8 @@ pub fn spawn(argv: &[OsString], plan: Plan) -> Result<Child, SpawnError> {
                     return Err(std::io::Error::last_os_error());
                 }
             }
+            // Last: the mask, SIGPIPE and the closed standard descriptors as the caller gave them.
+            crate::inherit::restore_in_child();
             Ok(())
         });
     }

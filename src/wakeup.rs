@@ -3,10 +3,12 @@
 //! A handler records the signal in a bit set and writes one byte to a non-blocking socket; the loop polls the
 //! other end, drains it, and takes the set. Both steps are async-signal-safe (an atomic `fetch_or` and a
 //! `write`). A signal that was ignored when pynish started is left ignored, so the command inherits it ignored
-//! through exec, exactly as without pynish (`nohup pynish ...` keeps SIGHUP ignored).
+//! through exec, exactly as without pynish (`nohup pynish ...` keeps SIGHUP ignored). SIGCHLD is never ignored
+//! here: `inherit` resets it to default when pynish starts. The watched signals are unblocked, whatever mask
+//! pynish was started with.
 
 use nix::libc;
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
@@ -47,6 +49,11 @@ impl Wakeup {
             // SAFETY: the action only does an atomic OR and a write(2), both async-signal-safe.
             unsafe { signal_hook::low_level::register(signal as i32, action) }?;
         }
+        // A caller may have started pynish with some of them blocked (a runtime that blocks signals in the
+        // thread that spawns): pynish must still receive them. (The command's mask is emptied in `spawn`.)
+        let mut set = SigSet::empty();
+        signals.iter().for_each(|&s| set.add(s));
+        sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None)?;
         Ok(Wakeup { read, _write: write })
     }
 

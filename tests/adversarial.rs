@@ -35,7 +35,7 @@ fn escaped_grandchild_dies(kind: &str) {
 }
 
 #[test]
-fn grandchild_that_calls_setsid_after_double_fork_dies() {
+pub(crate) fn grandchild_that_calls_setsid_after_double_fork_dies() {
     escaped_grandchild_dies("setsid");
 }
 
@@ -45,7 +45,7 @@ fn grandchild_in_its_own_process_group_dies() {
 }
 
 #[test]
-fn tree_ignoring_term_hup_and_int_is_killed_after_grace() {
+pub(crate) fn tree_ignoring_term_hup_and_int_is_killed_after_grace() {
     let script = format!(
         "trap '' TERM HUP INT; {tk} spin & echo $! > \"$1/spin.pid\"; sleep 300 & echo $! > \"$1/sleep.pid\"; wait",
         tk = testkit()
@@ -97,7 +97,7 @@ fn tree_that_stops_itself_is_still_killed() {
 }
 
 #[test]
-fn busy_grandchild_left_by_a_command_that_exits_at_once_is_ended_after_grace() {
+pub(crate) fn busy_grandchild_left_by_a_command_that_exits_at_once_is_ended_after_grace() {
     // The command exits 7 at once; its grandchild spins and ignores TERM, so it is killed when the grace ends.
     let script = format!("trap '' TERM; {} spin & echo $! > \"$1\"; exit 7", testkit());
     each_backend(|backend| {

@@ -249,7 +249,7 @@ fn reported_usage_agrees_with_the_groups_counters() {
         let status = guard.0.wait().unwrap();
         assert!(status.success(), "{backend}: {stderr}");
         let json = stderr.lines().rev().find(|l| l.starts_with('{')).expect("a report");
-        let report: Value = serde_json::from_str(json).unwrap();
+        let report = crate::util::report_line(json, crate::harness::shell_code(status));
 
         let reported_cpu = f(&report["usage"]["cpu_time_s"]);
         let diff = (reported_cpu - cpu).abs() / cpu;

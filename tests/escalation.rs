@@ -4,7 +4,7 @@ use crate::util::*;
 use std::time::Duration;
 
 #[test]
-fn term_ignoring_shell_gets_sigkill_after_grace() {
+pub(crate) fn term_ignoring_shell_gets_sigkill_after_grace() {
     for backend in backends() {
         let (out, took) = timed(pynish_on(backend).args([
             "--wall-time",
@@ -29,7 +29,7 @@ fn term_ignoring_shell_gets_sigkill_after_grace() {
 }
 
 #[test]
-fn verdict_holds_when_command_exits_cleanly_in_grace() {
+pub(crate) fn verdict_holds_when_command_exits_cleanly_in_grace() {
     let out = pynish_on("proc")
         .args(["--wall-time", "1s", "--", "sh", "-c", "trap 'exit 0' TERM; sleep 30 & wait"])
         .output()
@@ -42,7 +42,7 @@ fn verdict_holds_when_command_exits_cleanly_in_grace() {
 }
 
 #[test]
-fn custom_first_signal_is_sent() {
+pub(crate) fn custom_first_signal_is_sent() {
     let out =
         pynish_on("proc").args(["--wall-time", "500ms", "--signal", "INT", "--", "sleep", "30"]).output().unwrap();
     let report = report(&out);
@@ -52,7 +52,7 @@ fn custom_first_signal_is_sent() {
 }
 
 #[test]
-fn preserve_status_returns_the_commands_status() {
+pub(crate) fn preserve_status_returns_the_commands_status() {
     let out =
         pynish_on("proc").args(["--wall-time", "500ms", "--preserve-status", "--", "sleep", "30"]).output().unwrap();
     assert_eq!(code(&out), 128 + 15);

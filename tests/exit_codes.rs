@@ -3,7 +3,7 @@
 use crate::util::*;
 
 #[test]
-fn own_exit_code_passes_through() {
+pub(crate) fn own_exit_code_passes_through() {
     let out = pynish_on("proc").args(["--", "sh", "-c", "exit 3"]).output().unwrap();
     assert_eq!(code(&out), 3);
     let report = report(&out);
@@ -12,7 +12,7 @@ fn own_exit_code_passes_through() {
 }
 
 #[test]
-fn foreign_signal_gives_128_plus_n() {
+pub(crate) fn foreign_signal_gives_128_plus_n() {
     let out = pynish_on("proc").args(["--", "sh", "-c", "kill -SEGV $$"]).output().unwrap();
     assert_eq!(code(&out), 139);
     let report = report(&out);
@@ -21,14 +21,14 @@ fn foreign_signal_gives_128_plus_n() {
 }
 
 #[test]
-fn missing_command_is_127() {
+pub(crate) fn missing_command_is_127() {
     let out = pynish_on("proc").args(["--", "no-such-command-pynish"]).output().unwrap();
     assert_eq!(code(&out), 127);
     assert_eq!(report(&out)["verdict"], "spawn_error");
 }
 
 #[test]
-fn non_executable_file_is_126() {
+pub(crate) fn non_executable_file_is_126() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("script");
     std::fs::write(&file, "#!/bin/sh\necho hi\n").unwrap();

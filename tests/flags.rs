@@ -29,6 +29,7 @@ fn report_fd_writes_the_report_to_a_descriptor_the_shell_opened() {
     assert!(out.stderr.is_empty(), "no --json, so nothing on stderr: {}", String::from_utf8_lossy(&out.stderr));
     let reports = json_lines(&file);
     assert_eq!(reports.len(), 1);
+    crate::util::check_invariants(3, &reports[0]);
     assert_eq!(reports[0]["verdict"], "completed");
     assert_eq!(reports[0]["command_exit_code"], 3);
     assert_eq!(reports[0]["label"], "nightly backup");
@@ -49,6 +50,8 @@ fn report_fd_appends_one_line_per_run() {
     let summary: Vec<(&str, &str)> =
         reports.iter().map(|r| (r["label"].as_str().unwrap(), r["verdict"].as_str().unwrap())).collect();
     assert_eq!(summary, [("first", "completed"), ("second", "wall_time")]);
+    crate::util::check_invariants(0, &reports[0]);
+    crate::util::check_invariants(124, &reports[1]);
 }
 
 #[test]

@@ -36,6 +36,7 @@ pub fn pynish_cmd(tag: &str) -> Command {
     }
     cmd.env(TAG_VAR, tag);
     close_extra_fds(&mut cmd, &[]);
+    crate::util::as_caller(&mut cmd);
     cmd
 }
 

@@ -4,7 +4,7 @@ use crate::util::*;
 use std::time::Duration;
 
 #[test]
-fn wall_limit_stops_sleeper() {
+pub(crate) fn wall_limit_stops_sleeper() {
     for backend in backends() {
         let (out, took) = timed(pynish_on(backend).args(["--wall-time", "1s", "--", "sleep", "10"]));
         assert_eq!(code(&out), 124, "{backend}");
@@ -16,7 +16,7 @@ fn wall_limit_stops_sleeper() {
 }
 
 #[test]
-fn cpu_limit_stops_busy_loop() {
+pub(crate) fn cpu_limit_stops_busy_loop() {
     for backend in backends() {
         let out = pynish_on(backend).args(["--cpu-time", "1s", "--", &testkit(), "spin"]).output().unwrap();
         assert_eq!(code(&out), 123, "{backend}");
@@ -28,7 +28,7 @@ fn cpu_limit_stops_busy_loop() {
 }
 
 #[test]
-fn cpu_limit_counts_the_whole_tree() {
+pub(crate) fn cpu_limit_counts_the_whole_tree() {
     // Four children share 2 s of CPU: none of them alone comes near the limit (nor its RLIMIT_CPU).
     for backend in backends() {
         let out = pynish_on(backend)
@@ -45,7 +45,7 @@ fn cpu_limit_counts_the_whole_tree() {
 }
 
 #[test]
-fn memory_limit_stops_growing_process() {
+pub(crate) fn memory_limit_stops_growing_process() {
     for backend in backends() {
         let out = pynish_on(backend)
             .args(["--memory", "200MB", "--wall-time", "60s", "--", &testkit(), "alloc", "1000", "10", "5"])
@@ -60,7 +60,7 @@ fn memory_limit_stops_growing_process() {
 }
 
 #[test]
-fn memory_limit_counts_the_whole_tree() {
+pub(crate) fn memory_limit_counts_the_whole_tree() {
     // Five processes of 60 MB: each is far below 200 MB, together they are not.
     for backend in backends() {
         let out = pynish_on(backend)
@@ -73,7 +73,7 @@ fn memory_limit_counts_the_whole_tree() {
 }
 
 #[test]
-fn virtual_memory_limit_is_per_process_rlimit() {
+pub(crate) fn virtual_memory_limit_is_per_process_rlimit() {
     let out = pynish_on("proc")
         .args(["--memory", "200MB", "--memory-kind", "virtual", "--wall-time", "60s", "--"])
         .args([&testkit(), "alloc", "1000", "10"])
@@ -86,7 +86,7 @@ fn virtual_memory_limit_is_per_process_rlimit() {
 }
 
 #[test]
-fn process_limit_stops_forker() {
+pub(crate) fn process_limit_stops_forker() {
     for backend in backends() {
         let out = pynish_on(backend)
             .args(["--processes", "20", "--wall-time", "60s", "--", &testkit(), "forkbomb", "200"])

@@ -64,8 +64,7 @@ fn two_hundred_megabytes_on_stdout_and_stderr_at_once_arrive_identical() {
         assert_eq!(shell_code(status), 0, "{backend}");
         assert_eq!(out, (BYTES, None), "{backend}: stdout (bytes, first differing offset)");
         assert_eq!(err, (BYTES, None), "{backend}: stderr (bytes, first differing offset)");
-        let report: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(scene.path("report.json")).unwrap()).unwrap();
+        let report = crate::util::report_file(&scene.path("report.json"), shell_code(status));
         assert_eq!(report["verdict"], "completed", "{backend}");
     });
 }
@@ -97,8 +96,7 @@ fn closed_stdout_neither_hangs_pynish_nor_loses_its_report() {
         let scene = Scene::new("head");
         let (status, took) = through_head(&scene, &format!("--backend {backend} --json -- yes"));
         assert!(took < Duration::from_secs(10), "{backend}: took {took:?}");
-        let report: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(scene.path("report.json")).unwrap()).unwrap();
+        let report = crate::util::report_file(&scene.path("report.json"), status);
         // yes dies of SIGPIPE; pynish reports it and ends the same way.
         assert_eq!(report["verdict"], "signaled", "{backend}: {report}");
         assert_eq!(report["signal"], "SIGPIPE", "{backend}: {report}");
@@ -113,8 +111,7 @@ fn closed_stdout_with_a_command_that_ignores_sigpipe_ends_with_its_status() {
         let scene = Scene::new("head-ign");
         let (status, took) = through_head(&scene, &format!("--backend {backend} -- sh -c \"trap '' PIPE; exec yes\""));
         assert!(took < Duration::from_secs(10), "{backend}: took {took:?}");
-        let report: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(scene.path("report.json")).unwrap()).unwrap();
+        let report = crate::util::report_file(&scene.path("report.json"), status);
         assert_eq!(report["verdict"], "completed", "{backend}: {report}");
         assert_eq!(report["command_exit_code"], 1, "{backend}: yes fails with EPIPE: {report}");
         assert_eq!(status, 1, "{backend}");
@@ -188,8 +185,7 @@ fn stderr_closing_mid_run_does_not_let_the_tree_escape() {
             "{backend}: processes {left:?} outlived pynish (which ended with {status:?}; daemon {daemon:?})"
         );
         assert_eq!(shell_code(status), 124, "{backend}: pynish ended with {status:?}");
-        let report = std::fs::read_to_string(scene.path("report.json")).expect("report written");
-        let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+        let report = crate::util::report_file(&scene.path("report.json"), shell_code(status));
         assert_eq!(report["verdict"], "wall_time");
     });
 }

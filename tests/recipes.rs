@@ -342,6 +342,7 @@ fn crontab_recipe_appends_one_json_line_per_run() {
         log.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))).collect();
     assert_eq!(runs.len(), 2, "{log}");
     for (run, exit) in runs.iter().zip([0, 4]) {
+        crate::util::check_invariants(exit, run);
         assert_eq!(run["label"], "backup");
         assert_eq!(run["verdict"], "completed");
         assert_eq!(run["command_exit_code"], exit);

@@ -66,7 +66,7 @@ fn received_signal_is_passed_on_and_reported(name: &str, signal: i32) {
 }
 
 #[test]
-fn sigterm_to_pynish_is_passed_on_once_and_reported() {
+pub(crate) fn sigterm_to_pynish_is_passed_on_once_and_reported() {
     received_signal_is_passed_on_and_reported("SIGTERM", libc::SIGTERM);
 }
 
@@ -81,7 +81,7 @@ fn sighup_to_pynish_is_passed_on_once_and_reported() {
 }
 
 #[test]
-fn first_signal_reaches_each_member_exactly_once() {
+pub(crate) fn first_signal_reaches_each_member_exactly_once() {
     // Many programs take a second SIGINT or SIGTERM as "stop now, skip the cleanup": the first signal must arrive
     // once. 32 recorders in the command's process group log every delivery; a duplicate shows only when a member
     // consumed the first copy before the second was sent, so the run is repeated to give it every chance.

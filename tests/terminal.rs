@@ -107,9 +107,9 @@ fn pynish_tty(scene: &Scene, backend: &str, extra: &[&str]) -> Command {
     cmd
 }
 
-fn file_report(scene: &Scene) -> serde_json::Value {
-    let text = std::fs::read_to_string(scene.path("report.json")).expect("the --report file is written");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad report ({e}): {text}"))
+/// The --report file, checked against pynish's exit `status` (see `util::check_invariants`).
+fn file_report(scene: &Scene, status: std::process::ExitStatus) -> serde_json::Value {
+    crate::util::report_file(&scene.path("report.json"), shell_code(status))
 }
 
 /// Runs `argv` under pynish as the session leader of a pty, types `input`, and expects `wanted` on the terminal
@@ -122,7 +122,7 @@ fn reads_the_terminal(argv: &[&str], input: &[u8], wanted: &str) {
         pty.must_show(wanted);
         let status = wait_timeout(&mut child, PATIENCE).expect("pynish ended");
         assert_eq!(shell_code(status), 0, "{backend}: screen:\n{}", pty.screen());
-        let report = file_report(&scene);
+        let report = file_report(&scene, status);
         assert_eq!(report["verdict"], "completed", "{backend}: {report}");
         assert_run_gone(&scene.tag, &[]);
     });
@@ -157,7 +157,7 @@ fn cat_echoes_the_terminal_and_ends_on_ctrl_d() {
         pty.send(CTRL_D);
         let status = wait_timeout(&mut child, PATIENCE).expect("cat ended on Ctrl-D");
         assert_eq!(shell_code(status), 0, "{backend}");
-        assert_eq!(file_report(&scene)["verdict"], "completed", "{backend}");
+        assert_eq!(file_report(&scene, status)["verdict"], "completed", "{backend}");
         assert_run_gone(&scene.tag, &[]);
     });
 }
@@ -172,7 +172,7 @@ fn ctrl_c_ends_the_command_and_pynish_dies_of_sigint() {
         pty.send(CTRL_C);
         let status = wait_timeout(&mut child, PATIENCE).expect("Ctrl-C ended the run");
         assert_eq!(shell_code(status), 130, "{backend}: {status:?}");
-        let report = file_report(&scene);
+        let report = file_report(&scene, status);
         assert_eq!(report["verdict"], "signaled", "{backend}: {report}");
         assert_eq!(report["signal"], "SIGINT", "{backend}: {report}");
         // The kernel, not pynish, delivered it: pynish was in the background and received nothing itself.
@@ -201,13 +201,13 @@ fn ctrl_c_reaches_each_member_once() {
         let ended = wait_timeout(&mut child, PATIENCE);
         let got = lines(&log);
         assert!(all, "{backend}: Ctrl-C did not reach every member: {got:?}");
-        assert!(ended.is_some(), "{backend}: pynish did not end on SIGTERM");
+        let Some(status) = ended else { panic!("{backend}: pynish did not end on SIGTERM") };
         assert!(pids.iter().all(|&p| has(p, "SIGTERM")), "{backend}: SIGTERM was not passed on: {got:?}");
         for pid in &pids {
             let ints = got.iter().filter(|l| **l == format!("{pid} SIGINT")).count();
             assert_eq!(ints, 1, "{backend}: member {pid} got SIGINT {ints} times: {got:?}");
         }
-        assert_eq!(file_report(&scene)["received_signal"], "SIGTERM", "{backend}");
+        assert_eq!(file_report(&scene, status)["received_signal"], "SIGTERM", "{backend}");
         assert_run_gone(&scene.tag, &pids);
         drop(pty);
     });
@@ -240,7 +240,7 @@ fn ctrl_z_without_a_job_control_shell_does_not_freeze_the_run() {
             );
         };
         assert_eq!(shell_code(status), 124, "{backend}");
-        assert_eq!(file_report(&scene)["verdict"], "wall_time", "{backend}");
+        assert_eq!(file_report(&scene, status)["verdict"], "wall_time", "{backend}");
         assert_run_gone(&scene.tag, &[]);
     });
 }
@@ -296,8 +296,8 @@ fn ctrl_z_and_fg_in_a_job_control_shell_stop_and_resume_the_run() {
         // The shell has its terminal back: it reads and runs the next line.
         pty.send(b"echo \"st\"\"atus $?\"\n");
         pty.must_show("status 0");
-        let text = std::fs::read_to_string(&report).expect("report written");
-        let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+        // pynish's status is the one bash printed above.
+        let report = crate::util::report_file(std::path::Path::new(&report), 0);
         assert_eq!(report["verdict"], "completed", "{backend}: {report}");
         exit_bash(pty, child);
         assert_run_gone(&scene.tag, &[]);

@@ -11,6 +11,7 @@ mod concurrency;
 mod escalation;
 mod exit_codes;
 mod flags;
+mod inherit;
 mod input;
 mod json;
 mod limits;

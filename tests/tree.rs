@@ -3,7 +3,7 @@
 use crate::util::*;
 
 #[test]
-fn setsid_daemon_dies_with_the_tree() {
+pub(crate) fn setsid_daemon_dies_with_the_tree() {
     for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
         let pidfile = dir.path().join("daemon.pid");
@@ -16,7 +16,7 @@ fn setsid_daemon_dies_with_the_tree() {
 }
 
 #[test]
-fn leftovers_of_a_finished_command_are_ended() {
+pub(crate) fn leftovers_of_a_finished_command_are_ended() {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("daemon.pid");
     // The daemon's parent exits at once; the command (sh) waits for the pid file and exits 0.
@@ -33,7 +33,7 @@ fn leftovers_of_a_finished_command_are_ended() {
 }
 
 #[test]
-fn no_zombies_from_many_short_children() {
+pub(crate) fn no_zombies_from_many_short_children() {
     let out = pynish_on("proc").args(["--", &testkit(), "children", "500"]).output().unwrap();
     assert_eq!(code(&out), 0);
 }

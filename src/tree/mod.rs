@@ -101,13 +101,18 @@ pub trait Tree {
         None
     }
 
+    /// The live members, listed before a signal that may kill them at once is sent, so that each is counted
+    /// although `signal_all`'s own listing, after it, may no longer find it: a cgroup lists no task that has
+    /// exited, and a walk of `/proc` can miss a member whose dying parent hands it on to pynish as it goes.
+    fn listed_before_killing(&mut self) -> Vec<i32>;
+
     /// Sends `signal` to every live member of the tree outside process group `signalled_group` (which the caller
     /// has already signalled with one `killpg`, so that no member gets the signal twice), each followed by
-    /// SIGCONT (see `deliver`); returns how many members got the signal, by this call or by that `killpg`.
-    fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> usize;
+    /// SIGCONT (see `deliver`); returns the members that got the signal, by this call or by that `killpg`.
+    fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> Vec<i32>;
 
-    /// Kills every live member with nothing escaping (a cgroup does it atomically); returns how many.
-    fn kill_all(&mut self) -> usize {
+    /// Kills every live member with nothing escaping (a cgroup does it atomically); returns the members killed.
+    fn kill_all(&mut self) -> Vec<i32> {
         self.signal_all(Signal::SIGKILL, None)
     }
 

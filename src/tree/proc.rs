@@ -317,8 +317,27 @@ impl Tree for ProcTree {
         Ok(self.last)
     }
 
-    fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> usize {
-        let mut signalled = 0;
+    fn listed_before_killing(&mut self) -> Vec<i32> {
+        // No further than a sample looks: under a fork bomb the first signal must not wait for a long walk.
+        // Counted in pynish's own numbers, as `signal_all` returns them.
+        let mut found = Vec::new();
+        let view = self.view.clone();
+        walk(self.root, self.cap, |pid, stat| {
+            if stat.zombie {
+                return;
+            }
+            let own = match view {
+                View::Own => Some(pid),
+                View::Ancestor { depth, .. } => procfs::translate(pid, depth).map(|(pid, _)| pid),
+                View::Blind => None,
+            };
+            found.extend(own);
+        });
+        found
+    }
+
+    fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> Vec<i32> {
+        let mut signalled = Vec::new();
         let view = self.view.clone();
         let mut send = |pid: i32, pgrp: i32| {
             // `/proc`'s numbers, turned into pynish's own; a member gone meanwhile has no numbers left.
@@ -332,7 +351,7 @@ impl Tree for ProcTree {
             };
             let send = |p: i32, s: Signal| kill(Pid::from_raw(p), s).is_ok();
             if Some(pgrp) == signalled_group || super::deliver(pid, signal, send) {
-                signalled += 1;
+                signalled.push(pid);
             }
         };
         if !walk(self.root, usize::MAX, |pid, stat| send(pid, stat.pgrp)) {

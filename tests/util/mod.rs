@@ -7,13 +7,51 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-/// The built pynish, with a clean environment for its own settings.
+/// The built pynish, with a clean environment for its own settings (and SIGCHLD ignored, see `as_caller`).
 pub fn pynish() -> Command {
-    let mut cmd = Command::cargo_bin("pynish").expect("pynish is built");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pynish"));
     for var in ["PYNISH_GRACE", "PYNISH_SIGNAL", "PYNISH_BACKEND"] {
         cmd.env_remove(var);
     }
-    cmd
+    as_caller(&mut cmd);
+    Command::from_std(cmd)
+}
+
+thread_local! {
+    /// Set by `with_sigchld_ignored` for the test running on this thread.
+    static SIGCHLD_IGNORED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether pynish is started here as by a parent that ignores SIGCHLD: inside `with_sigchld_ignored`, or for
+/// the whole suite with `PYNISH_TEST_IGNORE_SIGCHLD=1 cargo test`.
+pub fn sigchld_ignored() -> bool {
+    SIGCHLD_IGNORED.get() || std::env::var_os("PYNISH_TEST_IGNORE_SIGCHLD").is_some_and(|v| v == "1")
+}
+
+/// Runs `test` (an existing test of the suite) with every pynish it starts through `pynish()` or
+/// `harness::pynish_cmd` inheriting SIGCHLD ignored, as from some daemons and job runners.
+pub fn with_sigchld_ignored(test: impl FnOnce()) {
+    SIGCHLD_IGNORED.set(true);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(test));
+    SIGCHLD_IGNORED.set(false);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Makes `cmd` start as from the caller the test plays: with SIGCHLD ignored when `sigchld_ignored()` (the
+/// disposition is set in the child before exec, and an ignored signal stays ignored through exec).
+pub fn as_caller(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    if sigchld_ignored() {
+        // SAFETY: signal() is async-signal-safe and the closure allocates nothing.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    }
 }
 
 /// pynish with `--backend BACKEND --json`, the form most tests use.
@@ -32,13 +70,93 @@ pub fn testkit() -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// The JSON report: the last line of stderr.
+/// The JSON report: the last line of stderr, checked against `check_invariants` and pynish's real exit status.
 pub fn report(output: &Output) -> Value {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let line = stderr.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| {
         panic!("no JSON report on stderr:\n{stderr}");
     });
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON report ({e}): {line}"))
+    let report = serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON report ({e}): {line}"));
+    check_invariants(code(output), &report);
+    report
+}
+
+/// A report pynish wrote to a file (`--report`, or one line of a `--report-fd` log), checked against
+/// `check_invariants` and `status`, pynish's exit status as a shell saw it.
+pub fn report_line(text: &str, status: i32) -> Value {
+    let report = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("bad JSON report ({e}): {text}"));
+    check_invariants(status, &report);
+    report
+}
+
+/// `report_line` of the file at `path`.
+pub fn report_file(path: &std::path::Path, status: i32) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("the report {}: {e}", path.display()));
+    report_line(&text, status)
+}
+
+/// The number of a signal named as in the report (`"SIGTERM"`).
+fn signal_number(name: &Value) -> i32 {
+    let name = name.as_str().unwrap_or_else(|| panic!("not a signal name: {name}"));
+    name.parse::<nix::sys::signal::Signal>().unwrap_or_else(|_| panic!("unknown signal {name}")) as i32
+}
+
+/// What every report must say, whatever the run (issue 10), given `status`, pynish's real exit status as a shell
+/// sees it (128+N for a death by signal N):
+/// - `exit_code` is that status;
+/// - `completed` carries the command's own `command_exit_code`, equal to `exit_code` (`--preserve-status` only
+///   changes the exit status of a limit verdict, see `verdict::decide`);
+/// - `signaled` exits 128+N of the signal pynish received, else of the one that ended the command;
+/// - a limit verdict exits with the limit's code, or with `--preserve-status` with the command's own status; it
+///   has a first signal that reached at least one member, or else the kernel held that limit (`enforcement`
+///   names `cgroup1`, `cgroup2` or `rlimit`) and did the killing;
+/// - `spawn_error` exits 125, 126 or 127 and ran nothing.
+pub fn check_invariants(status: i32, report: &Value) {
+    let exit = report["exit_code"].as_i64().unwrap_or_else(|| panic!("exit_code is not a number: {report}")) as i32;
+    assert_eq!(exit, status, "the report's exit_code is not pynish's exit status {status}: {report}");
+    let esc = &report["escalation"];
+    assert_eq!(esc["first_signal"].is_null(), esc["first_signal_at_s"].is_null(), "{report}");
+    assert_eq!(esc["sigkill_sent"].as_bool(), Some(!esc["sigkill_at_s"].is_null()), "{report}");
+    let own = match (&report["command_exit_code"], &report["signal"]) {
+        (Value::Number(code), Value::Null) => Some(code.as_i64().unwrap() as i32),
+        (Value::Null, Value::Null) => None,
+        (Value::Null, signal) => Some(128 + signal_number(signal)),
+        _ => panic!("both command_exit_code and signal are set: {report}"),
+    };
+    let verdict = report["verdict"].as_str().unwrap_or_else(|| panic!("no verdict: {report}"));
+    let (limit_code, kind) = match verdict {
+        "completed" => {
+            assert!(report["command_exit_code"].is_number(), "completed without the command's exit code: {report}");
+            assert_eq!(own, Some(exit), "completed, yet exit_code is not the command's: {report}");
+            assert!(report["received_signal"].is_null(), "{report}");
+            return;
+        }
+        "signaled" => {
+            let by = if report["received_signal"].is_null() { &report["signal"] } else { &report["received_signal"] };
+            assert_eq!(exit, 128 + signal_number(by), "signaled, yet not 128+N of {by}: {report}");
+            return;
+        }
+        "spawn_error" => {
+            assert!([125, 126, 127].contains(&exit), "{report}");
+            assert!(report["pid"].is_null() && report["command_exit_code"].is_null(), "{report}");
+            return;
+        }
+        "wall_time" => (124, "wall_time"),
+        "cpu_time" => (123, "cpu_time"),
+        "memory" => (122, "memory"),
+        "processes" => (121, "processes"),
+        other => panic!("unknown verdict {other}: {report}"),
+    };
+    assert!(
+        exit == limit_code || Some(exit) == own,
+        "{verdict}: exit_code is neither {limit_code} nor (--preserve-status) the command's own status: {report}"
+    );
+    let signalled = esc["signalled_processes"].as_u64().unwrap_or(0);
+    let by_kernel = matches!(report["enforcement"][kind].as_str(), Some("cgroup1" | "cgroup2" | "rlimit"));
+    assert!(
+        (!esc["first_signal"].is_null() && signalled >= 1) || by_kernel,
+        "{verdict}: no first signal reached a member, and the kernel did not hold the limit: {report}"
+    );
 }
 
 pub fn code(output: &Output) -> i32 {

@@ -467,12 +467,12 @@ pub fn write_file(host: &dyn Host, path: &Path, text: &str) -> Result<()> {
     host.write(path, text).with_context(|| format!("cannot write {text:?} to {}", path.display()))
 }
 
-/// Sends `signal` to every member of `dir` and below; returns how many received it.
-pub fn signal_members(host: &dyn Host, dir: &Path, signal: Signal, signalled_group: Option<i32>) -> usize {
+/// Sends `signal` to every member of `dir` and below; returns those that received it.
+pub fn signal_members(host: &dyn Host, dir: &Path, signal: Signal, signalled_group: Option<i32>) -> Vec<i32> {
     procs_below(host, dir)
         .into_iter()
         .filter(|&pid| super::in_group(pid, signalled_group) || super::deliver(pid, signal, |p, s| host.signal(p, s)))
-        .count()
+        .collect()
 }
 
 /// How a group is frozen, when it can be.
@@ -534,15 +534,15 @@ impl Freezer<'_> {
 /// Kills every member of `dir` and below with nothing escaping: `cgroup.kill` where the kernel has it (5.14+),
 /// else freeze, SIGKILL every member, thaw (a frozen member cannot fork, so none is missed). `freezer_dir` is
 /// the group to freeze (under v1 it is in the freezer hierarchy); without a freezer the members are signalled
-/// as they are, and a fork in flight can add one: callers repeat until the group is empty. Returns how many
-/// members there were.
-pub fn kill_group(host: &dyn Host, dir: &Path, freezer_dir: Option<&Path>) -> usize {
+/// as they are, and a fork in flight can add one: callers repeat until the group is empty. Returns the members
+/// killed.
+pub fn kill_group(host: &dyn Host, dir: &Path, freezer_dir: Option<&Path>) -> Vec<i32> {
     let members = procs_below(host, dir);
     if members.is_empty() {
-        return 0;
+        return members;
     }
     if host.exists(&dir.join("cgroup.kill")) && host.write(&dir.join("cgroup.kill"), "1").is_ok() {
-        return members.len();
+        return members;
     }
     let freezer = Freezer::of(host, freezer_dir.unwrap_or(dir));
     freezer.freeze(host);
@@ -552,7 +552,7 @@ pub fn kill_group(host: &dyn Host, dir: &Path, freezer_dir: Option<&Path>) -> us
         host.signal(pid, Signal::SIGKILL);
     }
     freezer.thaw(host);
-    members.len()
+    members
 }
 
 /// Removes an empty group, retrying while its last members are still exiting; a group already gone is fine.

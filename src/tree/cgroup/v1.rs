@@ -258,11 +258,15 @@ impl Tree for V1Tree {
         None
     }
 
-    fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> usize {
+    fn listed_before_killing(&mut self) -> Vec<i32> {
+        super::procs_below(self.host.as_ref(), &self.cpuacct)
+    }
+
+    fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> Vec<i32> {
         signal_members(self.host.as_ref(), &self.cpuacct, signal, signalled_group)
     }
 
-    fn kill_all(&mut self) -> usize {
+    fn kill_all(&mut self) -> Vec<i32> {
         kill_group(self.host.as_ref(), &self.cpuacct, self.freezer.as_deref())
     }
 
@@ -411,8 +415,9 @@ mod tests {
         for pid in [4_000_100, 4_000_101, 4_000_102] {
             fake.enter(&cpuacct, pid); // the fake keeps a pid in one group only; the backend reads cpuacct's
         }
-        assert_eq!(tree.signal_all(Signal::SIGTERM, None), 3);
-        assert_eq!(tree.kill_all(), 3);
+        assert_eq!(tree.listed_before_killing(), [4_000_100, 4_000_101, 4_000_102]);
+        assert_eq!(tree.signal_all(Signal::SIGTERM, None), [4_000_100, 4_000_101, 4_000_102]);
+        assert_eq!(tree.kill_all(), [4_000_100, 4_000_101, 4_000_102]);
         assert!(fake.was_frozen(&freezer));
         assert_eq!(fake.get(&freezer.join("freezer.state")), "THAWED");
         assert_eq!(fake.signals(Signal::SIGKILL), vec![4_000_100, 4_000_101, 4_000_102]);

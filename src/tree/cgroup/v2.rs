@@ -397,11 +397,15 @@ impl Tree for V2Tree {
         None
     }
 
-    fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> usize {
+    fn listed_before_killing(&mut self) -> Vec<i32> {
+        super::procs_below(self.host.as_ref(), &self.job)
+    }
+
+    fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> Vec<i32> {
         signal_members(self.host.as_ref(), &self.job, signal, signalled_group)
     }
 
-    fn kill_all(&mut self) -> usize {
+    fn kill_all(&mut self) -> Vec<i32> {
         kill_group(self.host.as_ref(), &self.job, None)
     }
 
@@ -539,8 +543,9 @@ mod tests {
         // The command joins and forks; the kill takes them all.
         fake.enter(&job, 4_000_001);
         fake.enter(&job, 4_000_002);
-        assert_eq!(tree.signal_all(Signal::SIGTERM, None), 2);
-        assert_eq!(tree.kill_all(), 2);
+        assert_eq!(tree.listed_before_killing(), [4_000_001, 4_000_002]);
+        assert_eq!(tree.signal_all(Signal::SIGTERM, None), [4_000_001, 4_000_002]);
+        assert_eq!(tree.kill_all(), [4_000_001, 4_000_002]);
         assert_eq!(fake.kills(), 1);
         assert!(procs(&fake, &job).is_empty());
 
@@ -610,7 +615,7 @@ mod tests {
         let job = tree.job().to_path_buf();
         fake.enter(&job, 4_000_020);
         fake.enter(&job, 4_000_021);
-        assert_eq!(tree.kill_all(), 2);
+        assert_eq!(tree.kill_all(), [4_000_020, 4_000_021]);
         assert_eq!(fake.signals(Signal::SIGKILL), vec![4_000_020, 4_000_021]);
         assert_eq!(fake.get(&job.join("cgroup.freeze")), "0", "thawed again");
         assert!(fake.was_frozen(&job));
