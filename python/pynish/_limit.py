@@ -216,11 +216,13 @@ class Pynisher(Generic[T]):
                     backend=_backend() if self.memory is None and self.cpu_time is None else None,
                 ),
             ]
+            display = ["python", f"<{method}>", _child.callstring(self.func, (), {})[:-2]]
             if method == "fork":
-                display = ["python", "<fork>", _child.callstring(self.func, (), {})[:-2]]
                 launched = _call.start_fork(flags, display, self.func, args, kwargs, opts, directory)
+            elif method == "forkserver":
+                launched = _call.start_forkserver(flags, display, self.func, args, kwargs, opts, directory)
             else:
-                launched = _call.start_fresh(flags, self.func, args, kwargs, opts, directory)
+                launched = _call.start_spawn(flags, self.func, args, kwargs, opts, directory)
             status = _call.wait(launched, self.forceful_keyboard_interrupt)
             report = self._read_report(report_path, status)
             self.last_run = report
