@@ -180,15 +180,6 @@ def execute(func: Callable, args: tuple, kwargs: dict, opts: Options, directory:
             outcome = ("err", wrap_error(e, opts, callstring(func, args, kwargs)), tb)
         write_outcome(os.path.join(directory, RESULT_FILE), outcome)
         del outcome
-        if not opts.terminate_children:
-            # As a multiprocessing child ends: daemonic children are terminated, the others waited for.
-            # pynish ends whatever is left once this process has ended.
-            try:
-                from multiprocessing import util
-
-                util._exit_function()
-            except Exception:
-                pass
     except BaseException:
         code = 1
     finally:
