@@ -26,10 +26,7 @@ from ._binary import binary
 
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: What the fresh interpreter runs: this very package, even when only the caller's sys.path could find it.
-_BOOT = (
-    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
-    "from pynish._child import main; main(sys.argv.pop(1))"
-)
+_BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._child import main; main(sys.argv.pop(1))"
 
 _prctl: Optional[Callable[[int, int], int]] = None
 

@@ -4,8 +4,9 @@ Three ways in: a child forked from the caller and held on a pipe until pynish ha
 (``wait_for_release``, context "fork"); the same, forked from a forkserver, which then reads the call from a
 file (``load_and_execute``, context "forkserver"); or a fresh interpreter that pynish started (``main``, context
 "spawn"), which first takes on the caller's ``sys.path``, working directory and main module as
-multiprocessing's spawn does, then reads the call. Either way the outcome is one pickle in a private file: ``("ok", value)`` or ``("err", exception,
-traceback_text)``, written beside and renamed into place, so that the caller finds all of it or none.
+multiprocessing's spawn does, then reads the call. Either way the outcome is one pickle in a private file:
+``("ok", value)`` or ``("err", exception, traceback_text)``, written beside and renamed into place, so that the
+caller finds all of it or none.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import pickle
 import sys
 import traceback
 
+from .exceptions import CpuTimeoutException, MemoryLimitException, PynisherException, WallTimeoutException
+
 TYPE_CHECKING = False  # not from typing: a fresh child does not pay for importing it
 if TYPE_CHECKING:
     from typing import Any, Callable, Optional
-
-from .exceptions import CpuTimeoutException, MemoryLimitException, PynisherException, WallTimeoutException
 
 #: The byte pynish writes on the hold pipe once the adopted child is in place; EOF without it means "do not run".
 GO = b"G"

@@ -8,11 +8,13 @@ forks B (held on a pipe, exactly as in the fork context) and execs ``pynish --ad
 "ended" pipe: the caller sees end-of-file on it once pynish has exited, that is once the whole tree is gone.
 B, once released, reads the call from the folder (cloudpickle), so a function never crosses the socket.
 
-The server ends when the caller's end of the socket closes (the caller exited).
+The server ends when the caller's end of the socket closes: at the caller's exit (``shutdown`` runs then and
+waits for it), or when the caller calls ``shutdown()``.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import pickle
 import signal
@@ -23,11 +25,10 @@ import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, List, Optional, Tuple
+    from typing import Any, List, Tuple
 
 _BOOT = (
-    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
-    "from pynish._forkserver import serve; serve(int(sys.argv.pop(1)))"
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._forkserver import serve; serve(int(sys.argv.pop(1)))"
 )
 
 
@@ -100,6 +101,18 @@ _clients: dict = {}
 _clients_lock = threading.Lock()
 
 
+def shutdown() -> None:
+    """Stops this process's forkserver(s) and waits for them (also run at exit); the next call starts one again."""
+    with _clients_lock:
+        found = [c for c in _clients.values() if c.owner == os.getpid()]
+        _clients.clear()
+    for c in found:
+        c.close()
+
+
+atexit.register(shutdown)
+
+
 def client(program: str) -> _Client:
     """The caller's server for this pynish binary, started on first use (and again after a fork or a crash)."""
     with _clients_lock:
@@ -114,10 +127,10 @@ def client(program: str) -> _Client:
 
 def serve(fd: int) -> None:
     """The server's loop (never returns)."""
-    from . import _child, _main
+    # _child is imported here once, not in every call's child.
+    from . import _child, _main  # noqa: F401
 
     sock = socket.socket(fileno=fd)
-    prctl = None
     try:
         data, _ = _recv(sock)
         _main.take_on(data)
@@ -132,14 +145,16 @@ def serve(fd: int) -> None:
         while True:
             (directory, flags, display), fds = _recv(sock)
             ended = fds[0]
+            answer: Any
             try:
-                pid = _fork_call(sock, prctl, program=flags[0], flags=flags[1:], display=display,
-                                 directory=directory, ended=ended)
-            except BaseException as e:  # noqa: BLE001 - the caller raises it
-                pid = e
+                answer = _fork_call(
+                    sock, prctl, program=flags[0], flags=flags[1:], display=display, directory=directory, ended=ended
+                )
+            except Exception as e:  # the caller raises it
+                answer = e
             finally:
                 os.close(ended)
-            _send(sock, pid)
+            _send(sock, answer)
     except EOFError:
         pass
     finally:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+
 TYPE_CHECKING = False  # not from typing: a fresh child does not pay for importing it
 if TYPE_CHECKING:
     from typing import Any, Dict
@@ -52,6 +53,7 @@ def take_on(data: Dict[str, Any], whole_main: bool = True) -> None:
     if name is not None:
         content = runpy.run_module(name, run_name="__mp_main__", alter_sys=True)
     else:
+        assert path is not None
         content = runpy.run_path(path, run_name="__mp_main__")
     module.__dict__.update(content)
     sys.modules["__main__"] = sys.modules["__mp_main__"] = module
