@@ -204,7 +204,7 @@ class Pynisher(Generic[T]):
                 *limit_args(
                     wall_time=self.wall_time,
                     cpu_time=self.cpu_time,
-                    memory=self.memory,
+                    memory=None if self.memory is None else int(self.memory),
                     grace=GRACE_S,
                     label=self.name,
                     backend=self._backend(),
