@@ -94,6 +94,12 @@ def start_fork(
 ) -> Launched:
     prctl = _libc_prctl()
     program = binary()
+    # What the caller printed but not yet flushed would otherwise be printed again by the child.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
     hold_read, hold_write = os.pipe()
     pid = os.fork()
     if pid == 0:
