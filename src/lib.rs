@@ -35,6 +35,8 @@ pub mod units;
 pub mod verdict;
 
 #[cfg(target_os = "linux")]
+mod adopt;
+#[cfg(target_os = "linux")]
 mod check;
 #[cfg(target_os = "linux")]
 mod delegate;

@@ -176,8 +176,10 @@ pub fn supervise<'a>(
         nice: raise_priority(),
     };
     let start = Instant::now();
-    let child = spawn::spawn(&settings.command, plan)?;
-    let child = Pid::from_raw(child.id() as i32);
+    let child = match settings.adopt {
+        Some(adopt) => crate::adopt::adopt(adopt, &plan)?,
+        None => Pid::from_raw(spawn::spawn(&settings.command, plan)?.id() as i32),
+    };
     log.event(format_args!(
         "started {} as pid {child} ({} backend)",
         settings.command[0].to_string_lossy(),
@@ -271,6 +273,10 @@ impl Monitor<'_> {
             self.handle_signals(wakeup.take());
             let now = Instant::now();
             match self.phase {
+                Phase::Running if self.facts.status.is_some() && self.settings.leave_leftovers => {
+                    self.log.event(format_args!("command ended; leaving what it left behind (--leave-leftovers)"));
+                    break;
+                }
                 Phase::Running if self.facts.status.is_some() => {
                     self.log.event(format_args!("command ended; ending what it left behind"));
                     self.escalate(self.settings.signal);

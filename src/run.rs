@@ -37,6 +37,9 @@ fn supervise(cli: Cli) -> Result<Exit> {
         None => {}
     }
     let settings = Settings::from_cli(cli)?;
+    if let Some(adopt) = settings.adopt {
+        crate::adopt::validate(adopt)?;
+    }
     let log = Log { verbose: settings.verbose };
     crate::delegate::maybe_rerun(&settings, &settings.limits)?;
     let opened = settings.timeline.as_deref().map(timeline::open).transpose()?;

@@ -4,6 +4,7 @@
 mod harness;
 mod util;
 
+mod adopt;
 mod adversarial;
 mod artifacts;
 mod cgroup;
@@ -14,6 +15,7 @@ mod flags;
 mod inherit;
 mod input;
 mod json;
+mod leftovers;
 mod limits;
 mod namespaces;
 mod output;

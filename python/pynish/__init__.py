@@ -1,0 +1,88 @@
+"""pynish for Python: pynisher's API on the pynish supervisor, and ``pynish.run`` for commands.
+
+``import pynish as pynisher`` runs a program written for pynisher 1.x unchanged; the limits then hold for the
+function's whole process tree (cgroups where available), and the exception names the limit that was hit.
+"""
+
+from __future__ import annotations
+
+
+from ._support import (
+    contexts,
+    supports,
+    supports_cputime,
+    supports_limit_decorator,
+    supports_memory,
+    supports_walltime,
+)
+from .exceptions import (
+    CpuTimeoutException,
+    MemoryLimitException,
+    PynisherException,
+    TimeoutException,
+    WallTimeoutException,
+)
+
+# Not from typing: importing it costs a fresh child interpreter milliseconds on every call; type checkers know
+# the name.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ._limit import EMPTY, Pynisher, limit, restricted
+    from ._report import Enforcement, Escalation, Limits, Report, Usage
+    from ._run import run
+
+__all__ = [
+    "Pynisher",
+    "EMPTY",
+    "limit",
+    "restricted",
+    "CpuTimeoutException",
+    "MemoryLimitException",
+    "PynisherException",
+    "TimeoutException",
+    "WallTimeoutException",
+    "contexts",
+    "supports",
+    "supports_walltime",
+    "supports_cputime",
+    "supports_memory",
+    "supports_limit_decorator",
+    "run",
+    "Report",
+    "Limits",
+    "Usage",
+    "Escalation",
+    "Enforcement",
+]
+
+# The rest loads on first use: a fresh child that runs a limited function imports this package too, and every
+# millisecond of its start is paid on every call.
+_LAZY = {
+    "EMPTY": "_limit",
+    "Pynisher": "_limit",
+    "limit": "_limit",
+    "restricted": "_limit",
+    "run": "_run",
+    "Report": "_report",
+    "Limits": "_report",
+    "Usage": "_report",
+    "Escalation": "_report",
+    "Enforcement": "_report",
+}
+
+
+def __getattr__(name: str) -> "Any":
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pynish' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(__all__))
