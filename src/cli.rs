@@ -149,6 +149,22 @@ pub struct Cli {
     #[arg(long, help_heading = "Backend")]
     pub delegate: bool,
 
+    /// Supervise this existing child of pynish instead of starting COMMAND (needs --adopt-fd)
+    ///
+    /// For a program that forks the process to limit, holds it on a pipe and then execs pynish (the Python
+    /// package's "fork" context does this). PID must be a child of this process that has not been waited for;
+    /// pynish puts it in its own process group, the run's cgroups and rlimits (prlimit), gives it the terminal's
+    /// foreground when pynish holds it, then releases it by writing one byte ("G") to --adopt-fd and closing it.
+    /// If pynish cannot set the run up it kills PID, writes nothing, and exits 125. COMMAND is not run: it is the
+    /// argv shown in messages and the report. The held process should arm PR_SET_PDEATHSIG and run only after
+    /// reading the byte.
+    #[arg(long, value_name = "PID", value_hint = ValueHint::Other, value_parser = clap::value_parser!(i32).range(2..), requires = "adopt_fd", conflicts_with = "delegate", hide_short_help = true, help_heading = "Adopting a process")]
+    pub adopt: Option<i32>,
+
+    /// The write end of the pipe the adopted process waits on (see --adopt)
+    #[arg(long, value_name = "FD", value_hint = ValueHint::Other, value_parser = clap::value_parser!(i32).range(0..), requires = "adopt", hide_short_help = true, help_heading = "Adopting a process")]
+    pub adopt_fd: Option<i32>,
+
     // Global, since disabling clap's own help flag disables it in `check` too.
     /// Print help (pynish help adds units, exit status and details)
     #[arg(short = 'h', long, action = clap::ArgAction::HelpShort, global = true)]

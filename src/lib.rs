@@ -29,6 +29,8 @@ pub mod units;
 pub mod verdict;
 
 #[cfg(target_os = "linux")]
+mod adopt;
+#[cfg(target_os = "linux")]
 mod check;
 #[cfg(target_os = "linux")]
 mod delegate;

@@ -168,8 +168,10 @@ pub fn supervise(settings: &Settings, tree: &mut dyn Tree, log: &Log) -> Result<
         nice: raise_priority(),
     };
     let start = Instant::now();
-    let child = spawn::spawn(&settings.command, plan)?;
-    let child = Pid::from_raw(child.id() as i32);
+    let child = match settings.adopt {
+        Some(adopt) => crate::adopt::adopt(adopt, &plan)?,
+        None => Pid::from_raw(spawn::spawn(&settings.command, plan)?.id() as i32),
+    };
     log.event(format_args!(
         "started {} as pid {child} ({} backend)",
         settings.command[0].to_string_lossy(),

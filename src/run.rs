@@ -34,6 +34,9 @@ fn supervise(cli: Cli) -> Result<Exit> {
         return crate::check::run(json).map(Exit::Code);
     }
     let settings = Settings::from_cli(cli)?;
+    if let Some(adopt) = settings.adopt {
+        crate::adopt::validate(adopt)?;
+    }
     let log = Log { verbose: settings.verbose };
     crate::delegate::maybe_rerun(&settings, &settings.limits)?;
     let (mut tree, why) = tree::select(settings.backend, &settings.limits)?;

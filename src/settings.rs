@@ -38,6 +38,16 @@ pub struct Settings {
     pub backend: BackendChoice,
     pub delegate: bool,
     pub command: Vec<OsString>,
+    /// `--adopt PID --adopt-fd FD`: supervise this held child instead of starting `command`.
+    pub adopt: Option<Adopt>,
+}
+
+/// An existing child to supervise instead of a command to start (`--adopt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Adopt {
+    pub pid: i32,
+    /// Where the release byte goes; closed once the child runs.
+    pub fd: i32,
 }
 
 impl Settings {
@@ -90,6 +100,7 @@ impl Settings {
             backend: cli.backend,
             delegate: cli.delegate,
             command: cli.command,
+            adopt: cli.adopt.zip(cli.adopt_fd).map(|(pid, fd)| Adopt { pid, fd }),
         })
     }
 }

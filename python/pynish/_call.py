@@ -1,0 +1,163 @@
+"""Starting one limited call under pynish in the chosen context, and waiting for it.
+
+"fork": the caller forks A; A starts a session of its own, forks B (which will run the function, with the
+caller's memory: no pickling) and execs ``pynish --adopt B --adopt-fd W``, holding B on a pipe. pynish, now A,
+puts B in its process group, cgroups and rlimits, then releases it by writing one byte on W.
+
+"spawn" and "forkserver": the call is pickled with cloudpickle into a private folder, and pynish starts a fresh
+interpreter that reads it (``pynish._child.main``).
+
+pynish runs in a session of its own: Ctrl-C at the terminal reaches the caller only, which passes it on to
+pynish (SIGINT), and pynish ends the whole tree.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Optional
+
+from . import _child
+from ._binary import binary
+
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: What the fresh interpreter runs: this very package, even when only the caller's sys.path could find it.
+_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "from pynish._child import main; main(sys.argv.pop(1))"
+)
+
+_prctl: Optional[Callable[[int, int], int]] = None
+
+
+def _libc_prctl() -> Callable[[int, int], int]:
+    # Loaded once in the caller, before any fork, so that the forked child pays nothing for it.
+    global _prctl
+    if _prctl is None:
+        import ctypes
+
+        _prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return _prctl
+
+
+class Launched:
+    """pynish running one call: its pid, and a way to wait for it."""
+
+    def __init__(self, pid: int, popen: Optional[subprocess.Popen] = None) -> None:
+        self.pid = pid
+        self.popen = popen
+        self.status: Optional[int] = None
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[int]:
+        """pynish's exit status (negative: killed by that signal), or None if still running after ``timeout``."""
+        if self.status is not None:
+            return self.status
+        if self.popen is not None:
+            try:
+                self.status = self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return None
+            return self.status
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            pid, raw = os.waitpid(self.pid, 0 if deadline is None else os.WNOHANG)
+            if pid == self.pid:
+                self.status = os.waitstatus_to_exitcode(raw) if hasattr(os, "waitstatus_to_exitcode") else raw
+                return self.status
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(0.005)
+
+    def signal(self, sig: int) -> None:
+        if self.status is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+
+def start_fork(
+    flags: list[str], display: list[str], func: Callable, args: tuple, kwargs: dict, opts: Any, directory: str
+) -> Launched:
+    prctl = _libc_prctl()
+    program = binary()
+    hold_read, hold_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            me = os.getpid()
+            worker = os.fork()
+            if worker == 0:
+                os.close(hold_write)
+                _child.held(hold_read, me, prctl, func, args, kwargs, opts, directory)
+            os.close(hold_read)
+            os.set_inheritable(hold_write, True)
+            argv = [program, "--adopt", str(worker), "--adopt-fd", str(hold_write), *flags, "--", *display]
+            os.execv(program, argv)
+        finally:
+            # exec failed: B sees the pipe close without the go byte and exits unrun.
+            os._exit(125)
+    os.close(hold_read)
+    os.close(hold_write)
+    return Launched(pid)
+
+
+def _preparation(name: Optional[str]) -> dict:
+    from multiprocessing import spawn
+
+    data = spawn.get_preparation_data(name or "pynish-call")
+    # AuthenticationString refuses to be pickled outside multiprocessing's own spawning.
+    data["authkey"] = bytes(data["authkey"])
+    return data
+
+
+def start_fresh(
+    flags: list[str], func: Callable, args: tuple, kwargs: dict, opts: Any, directory: str
+) -> Launched:
+    import cloudpickle
+
+    with open(os.path.join(directory, _child.CALL_FILE), "wb") as f:
+        pickle.dump(_preparation(opts.name), f, protocol=5)
+        cloudpickle.dump((func, args, kwargs, opts), f, protocol=5)
+    interpreter = [sys.executable]
+    try:
+        interpreter += subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
+    except Exception:
+        pass
+    argv = [binary(), *flags, "--", *interpreter, "-c", _BOOT, _PACKAGE_PARENT, directory]
+    popen = subprocess.Popen(argv, start_new_session=True, close_fds=True)
+    return Launched(popen.pid, popen)
+
+
+def wait(launched: Launched, forceful_keyboard_interrupt: bool) -> int:
+    """Waits for pynish to end. On KeyboardInterrupt (Ctrl-C in the caller), passes SIGINT on to pynish, which
+    signals the whole tree; with ``forceful_keyboard_interrupt`` a second signal a moment later has pynish kill
+    what is left at once. Waits until the tree is gone, then re-raises KeyboardInterrupt."""
+    try:
+        status = launched.wait()
+        assert status is not None
+        return status
+    except KeyboardInterrupt:
+        launched.signal(signal.SIGINT)
+        _finish_interrupted(launched, forceful_keyboard_interrupt)
+        raise
+
+
+def _finish_interrupted(launched: Launched, forceful: bool) -> None:
+    # A second Ctrl-C while waiting must not leave the tree running either.
+    patience = 1.0 if forceful else None
+    while True:
+        try:
+            if launched.wait(patience) is not None:
+                return
+            # Still running a second after SIGINT: a second terminating signal makes pynish kill at once.
+            launched.signal(signal.SIGTERM)
+            patience = None
+        except KeyboardInterrupt:
+            launched.signal(signal.SIGTERM)
+            patience = None

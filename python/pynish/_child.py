@@ -1,0 +1,254 @@
+"""The child side of a limited call: run the function once, write its outcome to a file, exit.
+
+Two ways in: a forked child held on a pipe until pynish has adopted it (``held``, context "fork"), or a fresh
+interpreter that pynish started (``main``, contexts "spawn" and "forkserver"), which first takes on the
+caller's ``sys.path``, working directory and main module as multiprocessing's spawn does, then unpickles the
+call. Either way the outcome is one pickle in a private file: ``("ok", value)`` or ``("err", exception,
+traceback_text)``, written beside and renamed into place, so that the caller finds all of it or none.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import traceback
+from typing import Any, Callable, Optional
+
+from .exceptions import CpuTimeoutException, MemoryLimitException, PynisherException, WallTimeoutException
+
+#: The byte pynish writes on the hold pipe once the adopted child is in place; EOF without it means "do not run".
+GO = b"G"
+#: Names of the files in the call's private folder.
+CALL_FILE = "call.pkl"
+RESULT_FILE = "result.pkl"
+
+
+class Options:
+    """What the child needs besides the function: pynisher's per-call settings."""
+
+    __slots__ = ("name", "memory", "cpu_time", "wall_time", "warnings", "wrap_errors", "terminate_children")
+
+    def __init__(
+        self,
+        name: Optional[str],
+        memory: Optional[int],
+        cpu_time: Optional[float],
+        wall_time: Optional[float],
+        warnings: bool,
+        wrap_errors: Any,
+        terminate_children: bool,
+    ) -> None:
+        self.name = name
+        self.memory = memory
+        self.cpu_time = cpu_time
+        self.wall_time = wall_time
+        self.warnings = warnings
+        self.wrap_errors = wrap_errors
+        self.terminate_children = terminate_children
+
+    def __getstate__(self) -> tuple:
+        return tuple(getattr(self, k) for k in self.__slots__)
+
+    def __setstate__(self, state: tuple) -> None:
+        for k, v in zip(self.__slots__, state):
+            setattr(self, k, v)
+
+
+def callstring(func: Callable, args: tuple, kwargs: dict) -> str:
+    """``f(1, x=2)``, for messages."""
+    import functools
+
+    parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    if isinstance(func, functools.partial):
+        name = getattr(func.func, "__qualname__", repr(func.func))
+    else:
+        name = getattr(func, "__qualname__", None) or type(func).__name__
+    text = f"{name}({', '.join(parts)})"
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def _is(err: BaseException, kind: Any) -> bool:
+    # As pynisher: a name matches the exact class name, a class matches the exact class (not subclasses).
+    if isinstance(kind, str):
+        return type(err).__name__ == kind
+    return isinstance(kind, type) and type(err) is kind
+
+
+def wrap_error(err: BaseException, opts: Options, call: str) -> BaseException:
+    """pynisher's ``wrap_errors``: which errors become pynisher exceptions (done in the child, so that the
+    caller never has to import the modules an unwrapped error would drag in)."""
+    message = f"Wrapped Exception {type(err).__name__} - {err}"
+    if opts.memory and isinstance(err, MemoryError) and not isinstance(err, MemoryLimitException):
+        err = MemoryLimitException(f"Not enough memory to run function ({opts.memory}B).\n{call}")
+    wrap = opts.wrap_errors
+    if wrap is False or wrap is None:
+        return err
+    if wrap is True:
+        return PynisherException(message)
+    mapping = {"pynisher": wrap} if isinstance(wrap, (list, set, tuple)) else wrap
+    if opts.cpu_time is not None and any(_is(err, k) for k in mapping.get("cpu_time", ())):
+        return CpuTimeoutException(message)
+    if opts.wall_time is not None and any(_is(err, k) for k in mapping.get("wall_time", ())):
+        return WallTimeoutException(message)
+    if opts.memory is not None:
+        for kind in mapping.get("memory", ()):
+            if isinstance(kind, tuple):
+                # (OSError, errno) or (OSError, errno, winerror): winerror never matches on Linux unless None.
+                matches = _is(err, kind[0]) and getattr(err, "errno", None) == kind[1]
+                if len(kind) == 3:
+                    matches = matches and getattr(err, "winerror", None) == kind[2]
+                if matches:
+                    return MemoryLimitException(message)
+            elif _is(err, kind):
+                return MemoryLimitException(message)
+    if any(_is(err, k) for k in mapping.get("pynisher", ())):
+        return PynisherException(message)
+    return err
+
+
+def _dump(outcome: tuple, f: Any) -> None:
+    try:
+        # The plain pickler first: fastest, and protocol 5 writes a large bytes value straight to the file.
+        pickle.dump(outcome, f, protocol=5)
+    except Exception:
+        # Lambdas, local classes, classes pickled by value from a __main__ script: cloudpickle can.
+        import cloudpickle
+
+        f.seek(0)
+        f.truncate()
+        cloudpickle.dump(outcome, f, protocol=5)
+
+
+def write_outcome(path: str, outcome: tuple) -> None:
+    part = path + ".part"
+    try:
+        with open(part, "wb") as f:
+            try:
+                _dump(outcome, f)
+            except Exception as e:
+                f.seek(0)
+                f.truncate()
+                what = "result" if outcome[0] == "ok" else f"exception {type(outcome[1]).__name__}"
+                tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+                if outcome[0] == "err":
+                    tb = outcome[2] + "\nWhile sending it back:\n" + tb
+                failure = PynisherException(f"The function's {what} could not be sent back: {e!r}")
+                pickle.dump(("err", failure, tb), f, protocol=5)
+        os.replace(part, path)
+    except BaseException:
+        # Out of memory or disk even for that: no file; the caller says there was no result.
+        try:
+            os.unlink(part)
+        except OSError:
+            pass
+
+
+def _warn_memory(opts: Options) -> None:
+    if not (opts.warnings and opts.memory):
+        return
+    try:
+        with open("/proc/self/statm") as f:
+            resident = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return
+    if resident >= opts.memory:
+        print(
+            f"pynish: the new process already holds {resident}B but the memory limit is {opts.memory}B;"
+            " it is likely to fail, try a higher limit",
+            file=sys.stderr,
+        )
+
+
+def execute(func: Callable, args: tuple, kwargs: dict, opts: Options, directory: str) -> None:
+    """Runs the call, writes its outcome, and ends this process (never returns)."""
+    code = 0
+    try:
+        if opts.name is not None:
+            import multiprocessing
+
+            multiprocessing.current_process().name = opts.name
+        _warn_memory(opts)
+        try:
+            outcome: tuple = ("ok", func(*args, **kwargs))
+        except BaseException as e:  # KeyboardInterrupt and SystemExit too: the caller decides
+            tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+            outcome = ("err", wrap_error(e, opts, callstring(func, args, kwargs)), tb)
+        write_outcome(os.path.join(directory, RESULT_FILE), outcome)
+        del outcome
+        if not opts.terminate_children:
+            # As a multiprocessing child ends: daemonic children are terminated, the others waited for.
+            # pynish ends whatever is left once this process has ended.
+            try:
+                from multiprocessing import util
+
+                util._exit_function()
+            except Exception:
+                pass
+    except BaseException:
+        code = 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code)
+
+
+def _forget_parent_children() -> None:
+    # This process was forked from the caller: the caller's multiprocessing children are not ours to join.
+    try:
+        from multiprocessing import process, util
+
+        process._children = set()  # type: ignore[attr-defined]
+        util._finalizer_registry.clear()  # type: ignore[attr-defined]
+        util._run_after_forkers()  # type: ignore[attr-defined]
+    except Exception:
+        pass
+
+
+def held(
+    hold_fd: int,
+    parent: int,
+    prctl: Callable[[int, int], int],
+    func: Callable,
+    args: tuple,
+    kwargs: dict,
+    opts: Options,
+    directory: str,
+) -> None:
+    """Context "fork": the grandchild of the caller waits on the hold pipe until pynish has adopted it, then runs
+    the call. Never returns."""
+    try:
+        # Die with pynish: armed before checking the parent, so that no moment is left uncovered.
+        PR_SET_PDEATHSIG = 1
+        prctl(PR_SET_PDEATHSIG, 9)
+        if os.getppid() != parent:
+            os._exit(125)
+        go = os.read(hold_fd, 1)
+        os.close(hold_fd)
+        if go != GO:
+            # pynish could not set the run up (and said why): do not run the function.
+            os._exit(125)
+        _forget_parent_children()
+    except BaseException:
+        os._exit(125)
+    execute(func, args, kwargs, opts, directory)
+
+
+def main(directory: str) -> None:
+    """Contexts "spawn" and "forkserver": the entry point of the fresh interpreter. Never returns."""
+    opts: Optional[Options] = None
+    try:
+        with open(os.path.join(directory, CALL_FILE), "rb") as f:
+            preparation = pickle.load(f)
+            from multiprocessing import spawn
+
+            spawn.prepare(preparation)
+            func, args, kwargs, opts = pickle.load(f)
+    except BaseException as e:
+        tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+        write_outcome(os.path.join(directory, RESULT_FILE), ("err", e, tb))
+        os._exit(0)
+    execute(func, args, kwargs, opts, directory)

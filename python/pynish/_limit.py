@@ -1,0 +1,338 @@
+"""pynisher 1.x's API: ``Pynisher`` (``limit``), ``restricted`` and ``EMPTY``, carried out by pynish."""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import os
+import pickle
+import shutil
+import tempfile
+from multiprocessing.context import BaseContext
+from typing import Any, Callable, Dict, Generic, List, Optional, Tuple, Type, TypeVar, Union
+
+from . import _call, _child, exceptions
+from ._report import Report, Usage, parse_report
+from ._run import limit_args
+from ._support import contexts as valid_contexts
+from ._support import supports
+
+__all__ = ["EMPTY", "Pynisher", "limit", "restricted"]
+
+T = TypeVar("T")
+Self = TypeVar("Self", bound="Pynisher")
+
+#: Time between the first signal (SIGTERM) and SIGKILL when a call's tree is ended.
+GRACE_S = 0.5
+
+_MEMORY_UNITS = {"B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30}
+_TIME_UNITS = {"s": 1, "m": 60, "h": 60 * 60}
+
+
+class _EMPTY:
+    """The result of a call that gave none, with ``raises=False``."""
+
+    def __repr__(self) -> str:
+        return "EMPTY"
+
+    def __reduce__(self) -> str:
+        return "EMPTY"
+
+
+EMPTY = _EMPTY()
+
+WrapErrors = Union[bool, List[Union[str, Type[BaseException]]], Dict[str, Any]]
+
+
+def _time(value: Any) -> Any:
+    # (x, unit) is converted and rounded to whole seconds as pynisher does; a bare number is kept as given.
+    if isinstance(value, tuple):
+        x, unit = value
+        return round(x * _TIME_UNITS[unit.lower()])
+    return value
+
+
+def _memory(value: Any) -> Any:
+    if isinstance(value, tuple):
+        x, unit = value
+        return round(x * _MEMORY_UNITS[unit.upper()])
+    return value
+
+
+class _RemoteTraceback(Exception):
+    """The child's traceback text, when the exception's own class cannot carry it."""
+
+
+def _raise_with(err: BaseException, tb: Optional[str]) -> Any:
+    if tb is None:
+        raise err
+    try:
+        cause: BaseException = type(err)(tb)
+    except Exception:
+        cause = _RemoteTraceback(tb)
+    raise err from cause
+
+
+class Pynisher(Generic[T]):
+    """Runs ``func`` in a child process whose whole process tree pynish holds to the limits.
+
+    ``limit(func, wall_time=..., cpu_time=..., memory=...)(*args)`` runs one call and returns its result, or
+    raises what it raised, or the exception of the limit it hit. After each call, ``last_run`` is pynish's report
+    of it (a ``pynish.Report``: verdict, usage of the whole tree, escalation, backend, enforcement) and ``usage``
+    its ``Usage``.
+    """
+
+    WallTimeoutException = exceptions.WallTimeoutException
+    CpuTimeoutException = exceptions.CpuTimeoutException
+    MemoryLimitException = exceptions.MemoryLimitException
+    PynisherException = exceptions.PynisherException
+    TimeoutException = exceptions.TimeoutException
+
+    def __init__(
+        self,
+        func: Callable[..., T],
+        *,
+        name: Optional[str] = None,
+        memory: Union[int, Tuple[int, str], None] = None,
+        cpu_time: Union[int, Tuple[float, str], None] = None,
+        wall_time: Union[int, Tuple[float, str], None] = None,
+        context: Union[str, BaseContext, None] = None,
+        raises: bool = True,
+        warnings: bool = True,
+        wrap_errors: WrapErrors = False,
+        terminate_child_processes: bool = True,
+        forceful_keyboard_interrupt: bool = True,
+    ) -> None:
+        _cpu_time = _time(cpu_time)
+        _wall_time = _time(wall_time)
+        _mem = _memory(memory)
+        if not callable(func):
+            raise ValueError(f"`func` ({func}) must be callable")
+        if _cpu_time is not None and not _cpu_time >= 1:
+            raise ValueError(f"`cpu_time` {cpu_time} must be >= 1 seconds")
+        if _wall_time is not None and not _wall_time >= 1:
+            raise ValueError(f"`wall_time` {wall_time} must be >= 1 second")
+        if _mem is not None and not _mem >= 1:
+            raise ValueError(f"`memory` {memory} must be >= 1 Byte")
+        if isinstance(context, str) and context not in valid_contexts:
+            raise ValueError(f"`context` {context} must be in {valid_contexts}")
+        if context is not None and not isinstance(context, (str, BaseContext)):
+            raise ValueError(f"`context` {context} must be in {valid_contexts} or a multiprocessing context")
+        if isinstance(wrap_errors, dict):
+            valid_keys = {"memory", "wall_time", "cpu_time", "pynisher"}
+            keys = list(wrap_errors.keys())
+            if not all(key in valid_keys for key in keys):
+                raise ValueError(f"`wrap_errors` has unknown key in {keys}, each must be in {valid_keys} ")
+        elif not isinstance(wrap_errors, (bool, list, tuple, set)):
+            raise ValueError(f"Arg `wrap_errors` is ill formatted {wrap_errors}")
+
+        self.func = func
+        self.name = name
+        self.cpu_time = _cpu_time
+        self.memory = _mem
+        self.wall_time = _wall_time
+        self.raises = raises
+        self.context = context
+        self.warnings = warnings
+        self.wrap_errors = wrap_errors
+        self.terminate_child_processes = terminate_child_processes
+        self.forceful_keyboard_interrupt = forceful_keyboard_interrupt
+        #: pynish's report of the last call (None before the first call).
+        self.last_run: Optional[Report] = None
+        functools.update_wrapper(self, func, updated=())  # type: ignore[arg-type]
+
+    # -- pynisher's interface -------------------------------------------------------------------------------
+
+    def __enter__(self: Self) -> Self:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    @staticmethod
+    def supports(limit: str) -> bool:
+        """Whether ``limit`` ("wall_time", "cpu_time", "memory" or "decorator") is supported on this system."""
+        return supports(limit)
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """The same as calling: runs the function once under the limits."""
+        return self(*args, **kwargs)
+
+    @property
+    def usage(self) -> Optional[Usage]:
+        """What the last call's whole tree used: wall time, CPU user/system, peak memory, most processes."""
+        return None if self.last_run is None else self.last_run.usage
+
+    @property
+    def start_method(self) -> str:
+        """The context a call uses: the one given, else multiprocessing's default on this Python."""
+        if isinstance(self.context, BaseContext):
+            return self.context.get_start_method()
+        if self.context is not None:
+            return self.context
+        return multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Runs the function once with these arguments under the limits, and blocks until it is done."""
+        method = self.start_method
+        if method not in valid_contexts:
+            raise ValueError(f"`context` {method} must be in {valid_contexts}")
+        opts = _child.Options(
+            self.name,
+            self.memory,
+            self.cpu_time,
+            self.wall_time,
+            self.warnings,
+            self.wrap_errors,
+            self.terminate_child_processes,
+        )
+        directory = tempfile.mkdtemp(prefix="pynish-call-")
+        try:
+            report_path = os.path.join(directory, "report.json")
+            flags = [
+                "--quiet",
+                "--report",
+                report_path,
+                *limit_args(
+                    wall_time=self.wall_time,
+                    cpu_time=self.cpu_time,
+                    memory=self.memory,
+                    grace=GRACE_S,
+                    label=self.name,
+                ),
+            ]
+            if method == "fork":
+                display = ["python", "<fork>", _child.callstring(self.func, (), {})[:-2]]
+                launched = _call.start_fork(flags, display, self.func, args, kwargs, opts, directory)
+            else:
+                launched = _call.start_fresh(flags, self.func, args, kwargs, opts, directory)
+            status = _call.wait(launched, self.forceful_keyboard_interrupt)
+            report = self._read_report(report_path, status)
+            self.last_run = report
+            return self._outcome(report, os.path.join(directory, _child.RESULT_FILE), args, kwargs)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    # -- deciding what a call gives back ---------------------------------------------------------------------
+
+    def _read_report(self, path: str, status: int) -> Report:
+        try:
+            with open(path) as f:
+                return parse_report(f.read())
+        except FileNotFoundError:
+            raise exceptions.PynisherException(
+                f"pynish ended with status {status} and wrote no report (its message, if any, is on stderr)"
+            ) from None
+
+    def _outcome(self, report: Report, result_path: str, args: tuple, kwargs: dict) -> Any:
+        call = _child.callstring(self.func, args, kwargs)
+        err: Optional[BaseException] = None
+        tb: Optional[str] = None
+        result: Any = EMPTY
+        loaded = self._load(result_path)
+        if loaded is not None:
+            if loaded[0] == "ok":
+                result = loaded[1]
+            else:
+                err, tb = loaded[1], loaded[2]
+        verdict = report.verdict
+        # The report names the limit that was hit: it decides over whatever the function left behind.
+        if verdict == "wall_time":
+            err = exceptions.WallTimeoutException(
+                f"Your function took longer than {self.wall_time} seconds to run.\n{call}"
+            )
+        elif verdict == "cpu_time":
+            err = exceptions.CpuTimeoutException(f"Did not finish in cpu time ({self.cpu_time}s)\n{call}")
+        elif verdict == "memory":
+            err = exceptions.MemoryLimitException(f"Not enough memory to run function ({self.memory}B).\n{call}")
+        elif verdict == "processes":
+            err = exceptions.PynisherException(f"Too many processes.\n{call}")
+        elif verdict == "spawn_error":
+            err, tb = exceptions.PynisherException(f"pynish could not start the function: {report.error}"), None
+        elif loaded is None:
+            tb = None
+            if report.signal == "SIGSEGV" and self.memory is not None:
+                err = exceptions.MemoryLimitException(
+                    "The function exited with a segmentation error (SIGSEGV) and a memory limit was set."
+                    f" We presume this is due to the memory limit.\n{call}"
+                )
+            elif report.command_exit_code == 0:
+                err = exceptions.PynisherException(
+                    f"Function ended properly but no result was received. Got exitcode 0 from subprocess"
+                    f" that ran:\n{call}"
+                )
+            else:
+                how = report.signal or f"exit code {report.command_exit_code}"
+                err = exceptions.PynisherException(
+                    f"Unknown reason for {how}, no result or error received and killed process\n{call}"
+                )
+        if err is None:
+            return result
+        if not self.raises:
+            return EMPTY
+        if isinstance(err, MemoryError) and not isinstance(err, exceptions.MemoryLimitException) and self.memory:
+            err = exceptions.MemoryLimitException(f"MemoryError raised with limit {self.memory}B")
+        return _raise_with(err, tb)
+
+    @staticmethod
+    def _load(path: str) -> Optional[tuple]:
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            return None
+        with f:
+            try:
+                return pickle.load(f)
+            except Exception as e:
+                # e.g. an exception class whose constructor takes other arguments than it pickles.
+                return ("err", exceptions.PynisherException(f"The function's outcome could not be read: {e!r}"), None)
+
+
+limit = Pynisher
+
+
+def restricted(
+    name: Optional[str] = None,
+    *,
+    memory: Union[int, Tuple[int, str], None] = None,
+    cpu_time: Union[int, Tuple[float, str], None] = None,
+    wall_time: Union[int, Tuple[float, str], None] = None,
+    context: Union[str, BaseContext, None] = None,
+    raises: bool = True,
+    warnings: bool = True,
+    wrap_errors: WrapErrors = False,
+    terminate_child_processes: bool = True,
+    forceful_keyboard_interrupt: bool = True,
+) -> Callable[[Callable[..., T]], Callable[..., Any]]:
+    """Limits every call of the decorated function: ``@restricted(wall_time=1)``.
+
+    Unlike pynisher, every context works (the spawn contexts ship the undecorated function by value) and every
+    argument is honoured.
+    """
+    if not supports("decorator"):
+        raise ValueError("`@restricted(...)` is not supported on this platform, please use `limit`")
+    if callable(name):
+        raise ValueError("Please pass arguments to decorator `@restricted`")
+    settings: Dict[str, Any] = dict(
+        name=name,
+        memory=memory,
+        cpu_time=cpu_time,
+        wall_time=wall_time,
+        context=context,
+        raises=raises,
+        warnings=warnings,
+        wrap_errors=wrap_errors,
+        terminate_child_processes=terminate_child_processes,
+        forceful_keyboard_interrupt=forceful_keyboard_interrupt,
+    )
+
+    def decorator(func: Callable[..., T]) -> Callable[..., Any]:
+        limited = Pynisher(func, **settings)  # bad arguments are refused here, at decoration
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return limited(*args, **kwargs)
+
+        return wrapper
+
+    return decorator

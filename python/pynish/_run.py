@@ -1,0 +1,122 @@
+"""``pynish.run``: a command under limits, with the report as a typed result."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from typing import Mapping, Optional, Sequence, Union
+
+from ._binary import binary
+from ._report import Report, parse_report
+
+__all__ = ["run", "Duration", "Size"]
+
+#: Seconds, or the CLI's text ("250ms", "1.5h").
+Duration = Union[int, float, str]
+#: Bytes, or the CLI's text ("500MB" is 500×10⁶ bytes, "500MiB" 500×2²⁰).
+Size = Union[int, str]
+
+
+def cli_duration(value: Duration, name: str) -> str:
+    """A duration as the CLI takes it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(f"`{name}` must be seconds (a number) or a duration text like '1.5h', not {value!r}")
+    if isinstance(value, str):
+        return value
+    if not value > 0:
+        raise ValueError(f"`{name}` {value!r} must be greater than zero")
+    return f"{value:.9f}"
+
+
+def cli_size(value: Size, name: str) -> str:
+    """A size as the CLI takes it."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"`{name}` must be bytes (an int) or a size text like '500MB', not {value!r}")
+    if isinstance(value, str):
+        return value
+    if not value > 0:
+        raise ValueError(f"`{name}` {value!r} must be greater than zero")
+    return str(value)
+
+
+def limit_args(
+    wall_time: Optional[Duration] = None,
+    cpu_time: Optional[Duration] = None,
+    memory: Optional[Size] = None,
+    processes: Optional[int] = None,
+    grace: Optional[Duration] = None,
+    signal: Optional[Union[str, int]] = None,
+    memory_kind: Optional[str] = None,
+    backend: Optional[str] = None,
+    label: Optional[str] = None,
+) -> list[str]:
+    """The pynish flags for these limits."""
+    args: list[str] = []
+    if wall_time is not None:
+        args += ["--wall-time", cli_duration(wall_time, "wall_time")]
+    if cpu_time is not None:
+        args += ["--cpu-time", cli_duration(cpu_time, "cpu_time")]
+    if memory is not None:
+        args += ["--memory", cli_size(memory, "memory")]
+    if processes is not None:
+        if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+            raise ValueError(f"`processes` {processes!r} must be an int >= 1")
+        args += ["--processes", str(processes)]
+    if grace is not None:
+        args += ["--grace", cli_duration(grace, "grace") if grace != 0 else "0s"]
+    if signal is not None:
+        args += ["--signal", str(signal)]
+    if memory_kind is not None:
+        args += ["--memory-kind", memory_kind]
+    if backend is not None:
+        args += ["--backend", backend]
+    if label is not None:
+        args += ["--label", label]
+    return args
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    wall_time: Optional[Duration] = None,
+    cpu_time: Optional[Duration] = None,
+    memory: Optional[Size] = None,
+    processes: Optional[int] = None,
+    grace: Optional[Duration] = None,
+    signal: Optional[Union[str, int]] = None,
+    memory_kind: Optional[str] = None,
+    backend: Optional[str] = None,
+    label: Optional[str] = None,
+    preserve_status: bool = False,
+    cwd: Optional[Union[str, "os.PathLike[str]"]] = None,
+    env: Optional[Mapping[str, str]] = None,
+    stdin: Optional[int] = None,
+    stdout: Optional[int] = None,
+    stderr: Optional[int] = None,
+) -> Report:
+    """Runs ``argv`` under pynish with these limits for its whole process tree, and returns the report.
+
+    Limits take numbers (seconds, bytes) or the CLI's text (``"1.5h"``, ``"500MB"``). The command's output goes
+    where ``stdout``/``stderr`` say (inherited by default). Bad limits raise ``ValueError``/``TypeError`` before
+    anything runs; a command that cannot be started gives a report with ``verdict == "spawn_error"``.
+    """
+    if isinstance(argv, (str, bytes)) or not argv:
+        raise ValueError("`argv` must be a non-empty sequence of arguments, e.g. ['make', 'test']")
+    flags = limit_args(wall_time, cpu_time, memory, processes, grace, signal, memory_kind, backend, label)
+    if preserve_status:
+        flags.append("--preserve-status")
+    with tempfile.TemporaryDirectory(prefix="pynish-run-") as private:
+        path = os.path.join(private, "report.json")
+        cmd = [binary(), "--quiet", "--report", path, *flags, "--", *map(os.fspath, argv)]
+        proc = subprocess.run(
+            cmd, cwd=cwd, env=None if env is None else dict(env), stdin=stdin, stdout=stdout, stderr=stderr
+        )
+        try:
+            with open(path) as f:
+                text = f.read()
+        except FileNotFoundError:
+            raise ValueError(
+                f"pynish refused these arguments (exit {proc.returncode}); its one-line reason is on stderr"
+            ) from None
+        return parse_report(text)

@@ -1,0 +1,56 @@
+"""What this platform can enforce: pynisher's ``supports`` family, answered for pynish."""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = [
+    "contexts",
+    "supports",
+    "supports_walltime",
+    "supports_cputime",
+    "supports_memory",
+    "supports_limit_decorator",
+]
+
+#: The start methods a limited function can be run with.
+contexts: list[str] = ["fork", "spawn", "forkserver"] if not sys.platform.startswith("win") else ["spawn"]
+
+
+def _linux() -> bool:
+    # The pynish binary supervises Linux process trees only.
+    return sys.platform.startswith("linux")
+
+
+def supports_walltime() -> bool:
+    """Whether a wall-time limit is enforced here."""
+    return _linux()
+
+
+def supports_cputime() -> bool:
+    """Whether a CPU-time limit is enforced here."""
+    return _linux()
+
+
+def supports_memory() -> bool:
+    """Whether a memory limit is enforced here."""
+    return _linux()
+
+
+def supports_limit_decorator() -> bool:
+    """Whether ``@restricted`` works here."""
+    return _linux()
+
+
+def supports(limit: str) -> bool:
+    """Whether ``limit`` ("wall_time", "cpu_time", "memory" or "decorator") is supported on this system."""
+    mapping = {
+        "wall_time": supports_walltime,
+        "cpu_time": supports_cputime,
+        "memory": supports_memory,
+        "decorator": supports_limit_decorator,
+    }
+    check = mapping.get(limit.lower())
+    if check is None:
+        raise ValueError(f"Not a known feature, must be one of {list(mapping.keys())}")
+    return check()

@@ -1,0 +1,34 @@
+"""The exceptions a limited call raises, with pynisher 1.x's names and hierarchy."""
+
+from __future__ import annotations
+
+__all__ = [
+    "PynisherException",
+    "TimeoutException",
+    "CpuTimeoutException",
+    "WallTimeoutException",
+    "MemoryLimitException",
+]
+
+
+class PynisherException(Exception):
+    """Base class of every pynish exception: a limit was hit, or the call could not give a result."""
+
+
+class TimeoutException(PynisherException):
+    """A time limit (wall time or CPU time) was hit."""
+
+
+class CpuTimeoutException(TimeoutException):
+    """The function's process tree used up its CPU time."""
+
+
+class WallTimeoutException(TimeoutException):
+    """The function did not finish within its wall time."""
+
+
+class MemoryLimitException(PynisherException, MemoryError):
+    """The function's process tree needed more memory than its limit.
+
+    Also a ``MemoryError``: a ``MemoryError`` raised inside a function with a memory limit arrives as this.
+    """
