@@ -38,6 +38,8 @@ Register-ArgumentCompleter -Native -CommandName 'pynish' -ScriptBlock {
             [CompletionResult]::new('--report-fd', '--report-fd', [CompletionResultType]::ParameterName, 'Write the JSON report to open descriptor FD (3>run.json)')
             [CompletionResult]::new('--label', '--label', [CompletionResultType]::ParameterName, 'A name for this run, carried into the report')
             [CompletionResult]::new('--backend', '--backend', [CompletionResultType]::ParameterName, 'How the tree is contained and measured')
+            [CompletionResult]::new('--adopt', '--adopt', [CompletionResultType]::ParameterName, 'Supervise this existing child of pynish instead of starting COMMAND (needs --adopt-fd)')
+            [CompletionResult]::new('--adopt-fd', '--adopt-fd', [CompletionResultType]::ParameterName, 'The write end of the pipe the adopted process waits on (see --adopt)')
             [CompletionResult]::new('--preserve-status', '--preserve-status', [CompletionResultType]::ParameterName, 'Exit with the command''s own status even when a limit was hit')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the JSON report on stderr once the whole tree is gone')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing of pynish''s own, not even a limit hit')

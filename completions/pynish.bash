@@ -35,7 +35,7 @@ _pynish() {
 
     case "${cmd}" in
         pynish)
-            opts="-w -c -m -p -g -s -q -v -h -V --wall-time --cpu-time --memory --memory-kind --processes --grace --signal --preserve-status --json --report --report-fd --label --quiet --verbose --backend --delegate --help --version check help"
+            opts="-w -c -m -p -g -s -q -v -h -V --wall-time --cpu-time --memory --memory-kind --processes --grace --signal --preserve-status --json --report --report-fd --label --quiet --verbose --backend --delegate --adopt --adopt-fd --help --version check help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -160,6 +160,20 @@ _pynish() {
                     ;;
                 --backend)
                     COMPREPLY=($(compgen -W "auto cgroup2 cgroup1 proc" -- "${cur}"))
+                    return 0
+                    ;;
+                --adopt)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --adopt-fd)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
                     return 0
                     ;;
                 *)

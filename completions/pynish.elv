@@ -35,6 +35,8 @@ set edit:completion:arg-completer[pynish] = {|@words|
             cand --report-fd 'Write the JSON report to open descriptor FD (3>run.json)'
             cand --label 'A name for this run, carried into the report'
             cand --backend 'How the tree is contained and measured'
+            cand --adopt 'Supervise this existing child of pynish instead of starting COMMAND (needs --adopt-fd)'
+            cand --adopt-fd 'The write end of the pipe the adopted process waits on (see --adopt)'
             cand --preserve-status 'Exit with the command''s own status even when a limit was hit'
             cand --json 'Print the JSON report on stderr once the whole tree is gone'
             cand -q 'Print nothing of pynish''s own, not even a limit hit'

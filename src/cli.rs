@@ -158,7 +158,7 @@ pub struct Cli {
     /// If pynish cannot set the run up it kills PID, writes nothing, and exits 125. COMMAND is not run: it is the
     /// argv shown in messages and the report. The held process should arm PR_SET_PDEATHSIG and run only after
     /// reading the byte.
-    #[arg(long, value_name = "PID", value_hint = ValueHint::Other, value_parser = clap::value_parser!(i32).range(2..), requires = "adopt_fd", conflicts_with = "delegate", hide_short_help = true, help_heading = "Adopting a process")]
+    #[arg(long, value_name = "PID", value_hint = ValueHint::Other, value_parser = clap::value_parser!(i32).range(1..), requires = "adopt_fd", conflicts_with = "delegate", hide_short_help = true, help_heading = "Adopting a process")]
     pub adopt: Option<i32>,
 
     /// The write end of the pipe the adopted process waits on (see --adopt)

@@ -4,6 +4,7 @@
 mod harness;
 mod util;
 
+mod adopt;
 mod adversarial;
 mod artifacts;
 mod cgroup;

@@ -6,9 +6,10 @@ function's whole process tree (cgroups where available), and the exception names
 
 from __future__ import annotations
 
-from ._limit import EMPTY, Pynisher, limit, restricted
-from ._report import Enforcement, Escalation, Limits, Report, Usage
-from ._run import run
+# Not from typing: importing it costs a fresh child interpreter milliseconds on every call; type checkers know
+# the name.
+TYPE_CHECKING = False
+
 from ._support import (
     contexts,
     supports,
@@ -24,6 +25,13 @@ from .exceptions import (
     TimeoutException,
     WallTimeoutException,
 )
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ._limit import EMPTY, Pynisher, limit, restricted
+    from ._report import Enforcement, Escalation, Limits, Report, Usage
+    from ._run import run
 
 __all__ = [
     "Pynisher",
@@ -48,3 +56,33 @@ __all__ = [
     "Escalation",
     "Enforcement",
 ]
+
+# The rest loads on first use: a fresh child that runs a limited function imports this package too, and every
+# millisecond of its start is paid on every call.
+_LAZY = {
+    "EMPTY": "_limit",
+    "Pynisher": "_limit",
+    "limit": "_limit",
+    "restricted": "_limit",
+    "run": "_run",
+    "Report": "_report",
+    "Limits": "_report",
+    "Usage": "_report",
+    "Escalation": "_report",
+    "Enforcement": "_report",
+}
+
+
+def __getattr__(name: str) -> "Any":
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pynish' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(__all__))

@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any, Callable, Optional
 
-from . import _child
+from . import _child, _main
 from ._binary import binary
 
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -107,22 +107,13 @@ def start_fork(
     return Launched(pid)
 
 
-def _preparation(name: Optional[str]) -> dict:
-    from multiprocessing import spawn
-
-    data = spawn.get_preparation_data(name or "pynish-call")
-    # AuthenticationString refuses to be pickled outside multiprocessing's own spawning.
-    data["authkey"] = bytes(data["authkey"])
-    return data
-
-
 def start_fresh(
     flags: list[str], func: Callable, args: tuple, kwargs: dict, opts: Any, directory: str
 ) -> Launched:
     import cloudpickle
 
     with open(os.path.join(directory, _child.CALL_FILE), "wb") as f:
-        pickle.dump(_preparation(opts.name), f, protocol=5)
+        pickle.dump(_main.describe(), f, protocol=5)
         cloudpickle.dump((func, args, kwargs, opts), f, protocol=5)
     interpreter = [sys.executable]
     try:

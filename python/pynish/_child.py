@@ -13,7 +13,10 @@ import os
 import pickle
 import sys
 import traceback
-from typing import Any, Callable, Optional
+
+TYPE_CHECKING = False  # not from typing: a fresh child does not pay for importing it
+if TYPE_CHECKING:
+    from typing import Any, Callable, Optional
 
 from .exceptions import CpuTimeoutException, MemoryLimitException, PynisherException, WallTimeoutException
 
@@ -242,10 +245,11 @@ def main(directory: str) -> None:
     opts: Optional[Options] = None
     try:
         with open(os.path.join(directory, CALL_FILE), "rb") as f:
-            preparation = pickle.load(f)
-            from multiprocessing import spawn
+            from ._main import take_on
 
-            spawn.prepare(preparation)
+            take_on(pickle.load(f))
+            # A function of an importable module comes by reference (imported here), one from __main__, a lambda
+            # or a closure by value (cloudpickle is imported only then, by the pickle itself).
             func, args, kwargs, opts = pickle.load(f)
     except BaseException as e:
         tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))

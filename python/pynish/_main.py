@@ -1,0 +1,52 @@
+"""The caller's interpreter state a fresh child takes on, as multiprocessing's spawn does: ``sys.path``,
+``sys.argv``, the working directory, and the main module, re-run as ``__mp_main__`` so that what a ``__main__``
+script defines at module level exists in the child too. Done here, without importing multiprocessing into the
+child (which costs a fresh interpreter more than the rest of its start)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Dict
+
+_ORIGINAL_DIR = os.path.abspath(os.getcwd())
+
+
+def describe() -> Dict[str, Any]:
+    """In the caller: what the child needs to look like it."""
+    path = list(sys.path)
+    if "" in path:
+        path[path.index("")] = _ORIGINAL_DIR
+    data: Dict[str, Any] = {"sys_path": path, "sys_argv": list(sys.argv), "dir": os.getcwd()}
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name is not None:
+        data["main_name"] = name
+    else:
+        file = getattr(main, "__file__", None)
+        if file is not None:
+            data["main_path"] = os.path.normpath(os.path.join(_ORIGINAL_DIR, file))
+    return data
+
+
+def take_on(data: Dict[str, Any]) -> None:
+    """In the fresh child: becomes like the caller before the call is unpickled."""
+    sys.path[:] = data["sys_path"]
+    sys.argv[:] = data["sys_argv"]
+    os.chdir(data["dir"])
+    name = data.get("main_name")
+    path = data.get("main_path")
+    if name is not None and (name == "__main__" or name.endswith(".__main__")):
+        return  # a package's __main__ runs its main-only code unconditionally: multiprocessing skips it too
+    if name is None and (path is None or os.path.splitext(os.path.basename(path))[0] == "ipython"):
+        return
+    import runpy
+    import types
+
+    module = types.ModuleType("__mp_main__")
+    if name is not None:
+        content = runpy.run_module(name, run_name="__mp_main__", alter_sys=True)
+    else:
+        content = runpy.run_path(path, run_name="__mp_main__")
+    module.__dict__.update(content)
+    sys.modules["__main__"] = sys.modules["__mp_main__"] = module
