@@ -79,6 +79,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=5, help="repetitions of each precision case")
     ap.add_argument("--sections", default="cost,precision")
     ap.add_argument("--markdown", help="also write the markdown section here")
+    ap.add_argument("--results", help="put the section into this file (bench/RESULTS.md), between its markers")
     ap.add_argument("--raw", help="write the raw samples (JSON) here")
     args = ap.parse_args()
     sections = set(args.sections.split(","))
@@ -142,7 +143,29 @@ def main() -> int:
     if args.markdown:
         with open(args.markdown, "w") as fh:
             fh.write(md)
+    if args.results:
+        into_results(args.results, md)
     return 0
+
+
+START, END = "<!-- python-bench:start -->", "<!-- python-bench:end -->"
+
+
+def into_results(path: str, md: str) -> None:
+    """Replace the measured part of the Python section (between the markers), or append the section."""
+    try:
+        with open(path) as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        text = ""
+    block = f"{START}\n{md.rstrip()}\n{END}"
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n## Python API: pynish against pynisher 1.0.10\n\n" + block + "\n"
+    with open(path, "w") as fh:
+        fh.write(text)
 
 
 def markdown(raw, meta) -> str:
