@@ -108,10 +108,10 @@ def main() -> int:
         if "precision" in sections:
             prec = {}
             cases = [("wall", {}), ("setsid", {}), ("cpu1", {"op": "cpu", "threads": 1}),
-                     ("cpu2", {"op": "cpu", "threads": 2}), ("memory", {})]  # fmt: skip
+                     ("cpu2", {"op": "cpu", "threads": 2}), ("memory", {}), ("bigret", {})]  # fmt: skip
             for name, req in cases:
                 req = req or {"op": name}
-                reps = max(1, args.reps // 2) if name in ("memory", "setsid") else args.reps
+                reps = max(1, args.reps // 2) if name in ("memory", "setsid", "bigret") else args.reps
                 for r in range(reps):
                     order = IMPLS if r % 2 == 0 else IMPLS[::-1]
                     for i in order:
@@ -231,6 +231,12 @@ def markdown(raw, meta) -> str:
             extra = f"; peak {statistics.median(peak):.0f} MiB (pynish's usage)" if peak else ""
             cells.append(f"{excs(f'{i}/memory')} after {m:.2f} s ({lo:.2f}–{hi:.2f}); {lft} of {st} left{extra}")
         w(f"| `memory=(200, \"MB\")`, 4 workers × 100 MB, `wall_time=20` | outcome | {cells[0]} | {cells[1]} |")
+        cells = []
+        for i in IMPLS:
+            m, lo, hi = summary(f"{i}/bigret")
+            rss = max(r["caller_maxrss_mb"] for r in p[f"{i}/bigret"])
+            cells.append(f"{m:.2f} s ({lo:.2f}–{hi:.2f}); caller's peak RSS {rss:.0f} MiB")
+        w(f"| a 500 MiB `bytes` return value | time of the call; caller's memory | {cells[0]} | {cells[1]} |")
         w("")
     return "\n".join(out)
 

@@ -66,3 +66,11 @@ def setsid_grandchild(piddir):
     code = "import os, sys, time; open(os.path.join(sys.argv[1], f'{os.getpid()}.pid'), 'w').close(); time.sleep(60)"
     subprocess.Popen([sys.executable, "-c", code, piddir], start_new_session=True)
     time.sleep(60)
+
+
+def big_return(nbytes):
+    """A bytes value of nbytes (every page touched) to send back to the caller."""
+    buf = bytearray(nbytes)
+    for i in range(0, nbytes, 4096):
+        buf[i] = 1
+    return bytes(buf)

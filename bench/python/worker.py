@@ -88,6 +88,16 @@ def handle(req):
         if usage is not None:
             out["reported_cpu"] = usage.cpu_time_s
         return out
+    if op == "bigret":
+        n = 500 * 2**20
+        lf = impl.limit(bench_funcs.big_return, wall_time=120, warnings=False)
+        t0 = time.perf_counter()
+        value = lf(n)
+        took = time.perf_counter() - t0
+        ok = len(value) == n
+        del value
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return {"s": took, "exc": None if ok else "wrong length", "caller_maxrss_mb": maxrss}
     raise ValueError(op)
 
 
