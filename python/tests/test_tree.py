@@ -90,6 +90,17 @@ def test_500_mb_return_value_arrives_intact(context, tmp_path, heavy_memory):
     print(f"500 MB return ({context}): {took:.2f}s")
 
 
+@pytest.mark.pynisher_weakness  # pynisher: the caller peaks at 1017 MiB (pipe buffer + unpickled copy)
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_500_mb_return_value_costs_the_caller_one_copy(context, tmp_path, heavy_memory):
+    """No needless copy through a pipe: the caller's peak memory is about the value itself, not twice it."""
+    proc = u.run_script(u.HERE / "scripts" / "big_return.py", context, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    peak_mib = int(proc.stdout.split()[-1])
+    print(f"500 MiB return ({context}): caller peak {peak_mib} MiB")
+    assert peak_mib < 500 + 200, peak_mib
+
+
 @pytest.mark.pynish_only
 def test_the_limit_named_is_the_one_hit(piddir):
     """All three limits set; only the wall time is reached (a sleeper uses neither CPU nor memory)."""
