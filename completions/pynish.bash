@@ -35,7 +35,7 @@ _pynish() {
 
     case "${cmd}" in
         pynish)
-            opts="-w -c -m -p -g -s -q -v -h -V --wall-time --cpu-time --memory --memory-kind --processes --grace --signal --preserve-status --json --report --report-fd --label --quiet --verbose --backend --delegate --adopt --adopt-fd --help --version check help"
+            opts="-w -c -m -p -g -s -q -v -h -V --wall-time --cpu-time --memory --memory-kind --processes --grace --signal --preserve-status --leave-leftovers --json --report --report-fd --label --quiet --verbose --backend --delegate --adopt --adopt-fd --help --version check help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -106,6 +106,16 @@ pub struct Cli {
     #[arg(long, help_heading = "Escalation")]
     pub preserve_status: bool,
 
+    /// When the command's first process ends, leave what it left behind running and end pynish there
+    ///
+    /// By default pynish ends every process the command left behind (daemons, setsid grandchildren) once the
+    /// command's first process has ended. With this flag pynish reports and exits at once instead, and the
+    /// leftovers run on unsupervised and unlimited, as under `timeout`. It needs the proc backend (a cgroup's
+    /// members die with the group pynish removes): `--backend auto` then means proc, and a cgroup backend is
+    /// refused. Limits still hold until the first process ends.
+    #[arg(long, hide_short_help = true, help_heading = "Escalation")]
+    pub leave_leftovers: bool,
+
     /// Print the JSON report on stderr once the whole tree is gone
     ///
     /// One object on one line, after everything the command printed.

@@ -263,6 +263,10 @@ impl Monitor<'_> {
             self.handle_signals(wakeup.take());
             let now = Instant::now();
             match self.phase {
+                Phase::Running if self.facts.status.is_some() && self.settings.leave_leftovers => {
+                    self.log.event(format_args!("command ended; leaving what it left behind (--leave-leftovers)"));
+                    break;
+                }
                 Phase::Running if self.facts.status.is_some() => {
                     self.log.event(format_args!("command ended; ending what it left behind"));
                     self.escalate(self.settings.signal);

@@ -29,6 +29,8 @@ pub struct Settings {
     pub grace: Duration,
     pub signal: Signal,
     pub preserve_status: bool,
+    /// `--leave-leftovers`: exit when the command's first process ends, leaving the rest running.
+    pub leave_leftovers: bool,
     pub json: bool,
     pub report: Option<PathBuf>,
     pub report_fd: Option<i32>,
@@ -80,6 +82,13 @@ impl Settings {
                 bail!("--report-fd {fd} is open for reading only");
             }
         }
+        let backend = match (cli.leave_leftovers, cli.backend) {
+            (true, BackendChoice::Auto) => BackendChoice::Proc,
+            (true, BackendChoice::Cgroup1 | BackendChoice::Cgroup2) => {
+                bail!("--leave-leftovers needs the proc backend (a cgroup's members die with its group)")
+            }
+            (_, backend) => backend,
+        };
         Ok(Settings {
             limits: Limits {
                 wall_time: cli.wall_time,
@@ -91,13 +100,14 @@ impl Settings {
             grace: cli.grace,
             signal: cli.signal,
             preserve_status: cli.preserve_status,
+            leave_leftovers: cli.leave_leftovers,
             json: cli.json,
             report: cli.report,
             report_fd: cli.report_fd,
             label: cli.label,
             quiet: cli.quiet,
             verbose: cli.verbose,
-            backend: cli.backend,
+            backend,
             delegate: cli.delegate,
             command: cli.command,
             adopt: cli.adopt.zip(cli.adopt_fd).map(|(pid, fd)| Adopt { pid, fd }),

@@ -13,6 +13,7 @@ mod exit_codes;
 mod flags;
 mod input;
 mod json;
+mod leftovers;
 mod limits;
 mod output;
 mod passthrough;

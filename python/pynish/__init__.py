@@ -6,9 +6,6 @@ function's whole process tree (cgroups where available), and the exception names
 
 from __future__ import annotations
 
-# Not from typing: importing it costs a fresh child interpreter milliseconds on every call; type checkers know
-# the name.
-TYPE_CHECKING = False
 
 from ._support import (
     contexts,
@@ -26,6 +23,9 @@ from .exceptions import (
     WallTimeoutException,
 )
 
+# Not from typing: importing it costs a fresh child interpreter milliseconds on every call; type checkers know
+# the name.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 

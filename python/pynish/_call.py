@@ -4,8 +4,8 @@
 caller's memory: no pickling) and execs ``pynish --adopt B --adopt-fd W``, holding B on a pipe. pynish, now A,
 puts B in its process group, cgroups and rlimits, then releases it by writing one byte on W.
 
-"spawn" and "forkserver": the call is pickled with cloudpickle into a private folder, and pynish starts a fresh
-interpreter that reads it (``pynish._child.main``).
+"spawn": the call is pickled with cloudpickle into a private folder, and pynish starts a fresh interpreter that
+reads it (``pynish._child.main``). "forkserver": see ``_forkserver``.
 
 pynish runs in a session of its own: Ctrl-C at the terminal reaches the caller only, which passes it on to
 pynish (SIGINT), and pynish ends the whole tree.
@@ -24,12 +24,9 @@ from typing import Any, Callable, Optional
 from . import _child, _main
 from ._binary import binary
 
-_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: What the fresh interpreter runs: this very package, even when only the caller's sys.path could find it.
-_BOOT = (
-    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
-    "from pynish._child import main; main(sys.argv.pop(1))"
-)
+_BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._child import main; main(sys.argv.pop(1))"
 
 _prctl: Optional[Callable[[int, int], int]] = None
 
@@ -47,9 +44,11 @@ def _libc_prctl() -> Callable[[int, int], int]:
 class Launched:
     """pynish running one call: its pid, and a way to wait for it."""
 
-    def __init__(self, pid: int, popen: Optional[subprocess.Popen] = None) -> None:
+    def __init__(self, pid: int, popen: Optional[subprocess.Popen] = None, ended: Optional[int] = None) -> None:
         self.pid = pid
         self.popen = popen
+        #: Read end of a pipe only pynish holds (forkserver: pynish is not our child): EOF once it has exited.
+        self.ended = ended
         self.status: Optional[int] = None
 
     def wait(self, timeout: Optional[float] = None) -> Optional[int]:
@@ -61,6 +60,16 @@ class Launched:
                 self.status = self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
                 return None
+            return self.status
+        if self.ended is not None:
+            import select
+
+            readable, _, _ = select.select([self.ended], [], [], timeout)
+            if not readable:
+                return None
+            os.close(self.ended)
+            self.ended = None
+            self.status = 0  # not our child: the report tells how it ended
             return self.status
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -85,6 +94,12 @@ def start_fork(
 ) -> Launched:
     prctl = _libc_prctl()
     program = binary()
+    # What the caller printed but not yet flushed would otherwise be printed again by the child.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
     hold_read, hold_write = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -94,7 +109,8 @@ def start_fork(
             worker = os.fork()
             if worker == 0:
                 os.close(hold_write)
-                _child.held(hold_read, me, prctl, func, args, kwargs, opts, directory)
+                _child.wait_for_release(hold_read, me, prctl)
+                _child.execute(func, args, kwargs, opts, directory)
             os.close(hold_read)
             os.set_inheritable(hold_write, True)
             argv = [program, "--adopt", str(worker), "--adopt-fd", str(hold_write), *flags, "--", *display]
@@ -107,22 +123,47 @@ def start_fork(
     return Launched(pid)
 
 
-def start_fresh(
-    flags: list[str], func: Callable, args: tuple, kwargs: dict, opts: Any, directory: str
-) -> Launched:
+def interpreter_flags() -> list[str]:
+    """The running interpreter's options (-O, -X ...), for a fresh one, as multiprocessing passes them."""
+    try:
+        return list(subprocess._args_from_interpreter_flags())  # type: ignore[attr-defined]
+    except Exception:
+        return []
+
+
+def write_call(directory: str, func: Callable, args: tuple, kwargs: dict, opts: Any) -> None:
     import cloudpickle
 
     with open(os.path.join(directory, _child.CALL_FILE), "wb") as f:
         pickle.dump(_main.describe(), f, protocol=5)
         cloudpickle.dump((func, args, kwargs, opts), f, protocol=5)
-    interpreter = [sys.executable]
-    try:
-        interpreter += subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
-    except Exception:
-        pass
-    argv = [binary(), *flags, "--", *interpreter, "-c", _BOOT, _PACKAGE_PARENT, directory]
+
+
+def start_spawn(flags: list[str], func: Callable, args: tuple, kwargs: dict, opts: Any, directory: str) -> Launched:
+    write_call(directory, func, args, kwargs, opts)
+    interpreter = [sys.executable, *interpreter_flags()]
+    argv = [binary(), *flags, "--", *interpreter, "-c", _BOOT, PACKAGE_PARENT, directory]
     popen = subprocess.Popen(argv, start_new_session=True, close_fds=True)
     return Launched(popen.pid, popen)
+
+
+def start_forkserver(
+    flags: list[str], display: list[str], func: Callable, args: tuple, kwargs: dict, opts: Any, directory: str
+) -> Launched:
+    from . import _forkserver
+
+    write_call(directory, func, args, kwargs, opts)
+    program = binary()
+    ended_read, ended_write = os.pipe()
+    try:
+        server = _forkserver.client(program)
+        pid = server.start((directory, [program, *flags], display), ended_write)
+    except BaseException:
+        os.close(ended_read)
+        raise
+    finally:
+        os.close(ended_write)
+    return Launched(pid, ended=ended_read)
 
 
 def wait(launched: Launched, forceful_keyboard_interrupt: bool) -> int:

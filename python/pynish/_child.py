@@ -1,10 +1,12 @@
 """The child side of a limited call: run the function once, write its outcome to a file, exit.
 
-Two ways in: a forked child held on a pipe until pynish has adopted it (``held``, context "fork"), or a fresh
-interpreter that pynish started (``main``, contexts "spawn" and "forkserver"), which first takes on the
-caller's ``sys.path``, working directory and main module as multiprocessing's spawn does, then unpickles the
-call. Either way the outcome is one pickle in a private file: ``("ok", value)`` or ``("err", exception,
-traceback_text)``, written beside and renamed into place, so that the caller finds all of it or none.
+Three ways in: a child forked from the caller and held on a pipe until pynish has adopted it
+(``wait_for_release``, context "fork"); the same, forked from a forkserver, which then reads the call from a
+file (``load_and_execute``, context "forkserver"); or a fresh interpreter that pynish started (``main``, context
+"spawn"), which first takes on the caller's ``sys.path``, working directory and main module as
+multiprocessing's spawn does, then reads the call. Either way the outcome is one pickle in a private file:
+``("ok", value)`` or ``("err", exception, traceback_text)``, written beside and renamed into place, so that the
+caller finds all of it or none.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import pickle
 import sys
 import traceback
 
+from .exceptions import CpuTimeoutException, MemoryLimitException, PynisherException, WallTimeoutException
+
 TYPE_CHECKING = False  # not from typing: a fresh child does not pay for importing it
 if TYPE_CHECKING:
     from typing import Any, Callable, Optional
-
-from .exceptions import CpuTimeoutException, MemoryLimitException, PynisherException, WallTimeoutException
 
 #: The byte pynish writes on the hold pipe once the adopted child is in place; EOF without it means "do not run".
 GO = b"G"
@@ -179,15 +181,6 @@ def execute(func: Callable, args: tuple, kwargs: dict, opts: Options, directory:
             outcome = ("err", wrap_error(e, opts, callstring(func, args, kwargs)), tb)
         write_outcome(os.path.join(directory, RESULT_FILE), outcome)
         del outcome
-        if not opts.terminate_children:
-            # As a multiprocessing child ends: daemonic children are terminated, the others waited for.
-            # pynish ends whatever is left once this process has ended.
-            try:
-                from multiprocessing import util
-
-                util._exit_function()
-            except Exception:
-                pass
     except BaseException:
         code = 1
     finally:
@@ -211,18 +204,9 @@ def _forget_parent_children() -> None:
         pass
 
 
-def held(
-    hold_fd: int,
-    parent: int,
-    prctl: Callable[[int, int], int],
-    func: Callable,
-    args: tuple,
-    kwargs: dict,
-    opts: Options,
-    directory: str,
-) -> None:
-    """Context "fork": the grandchild of the caller waits on the hold pipe until pynish has adopted it, then runs
-    the call. Never returns."""
+def wait_for_release(hold_fd: int, parent: int, prctl: Callable[[int, int], int]) -> None:
+    """Contexts "fork" and "forkserver": the held child waits on the hold pipe until pynish (its parent, pid
+    ``parent``) has adopted it. Returns once released; exits unrun if pynish could not set the run up."""
     try:
         # Die with pynish: armed before checking the parent, so that no moment is left uncovered.
         PR_SET_PDEATHSIG = 1
@@ -237,17 +221,16 @@ def held(
         _forget_parent_children()
     except BaseException:
         os._exit(125)
-    execute(func, args, kwargs, opts, directory)
 
 
-def main(directory: str) -> None:
-    """Contexts "spawn" and "forkserver": the entry point of the fresh interpreter. Never returns."""
-    opts: Optional[Options] = None
+def load_and_execute(directory: str, whole_main: bool) -> None:
+    """Reads the call from ``directory`` and runs it (never returns). ``whole_main``: a fresh interpreter, which
+    takes on the caller's main module too; else a forkserver's child, whose server already did."""
     try:
         with open(os.path.join(directory, CALL_FILE), "rb") as f:
             from ._main import take_on
 
-            take_on(pickle.load(f))
+            take_on(pickle.load(f), whole_main)
             # A function of an importable module comes by reference (imported here), one from __main__, a lambda
             # or a closure by value (cloudpickle is imported only then, by the pickle itself).
             func, args, kwargs, opts = pickle.load(f)
@@ -256,3 +239,8 @@ def main(directory: str) -> None:
         write_outcome(os.path.join(directory, RESULT_FILE), ("err", e, tb))
         os._exit(0)
     execute(func, args, kwargs, opts, directory)
+
+
+def main(directory: str) -> None:
+    """Context "spawn": the entry point of the fresh interpreter. Never returns."""
+    load_and_execute(directory, True)

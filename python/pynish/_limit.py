@@ -67,12 +67,6 @@ def _scratch() -> Optional[str]:
     return None
 
 
-def _backend() -> Optional[str]:
-    """``proc`` for a call that limits neither memory nor CPU time, unless $PYNISH_BACKEND says otherwise: it
-    holds the tree just as well (pynish is its subreaper) and saves the milliseconds of making cgroups."""
-    return None if "PYNISH_BACKEND" in os.environ else "proc"
-
-
 class _RemoteTraceback(Exception):
     """The child's traceback text, when the exception's own class cannot carry it."""
 
@@ -210,23 +204,39 @@ class Pynisher(Generic[T]):
                 *limit_args(
                     wall_time=self.wall_time,
                     cpu_time=self.cpu_time,
-                    memory=self.memory,
+                    memory=None if self.memory is None else int(self.memory),
                     grace=GRACE_S,
                     label=self.name,
-                    backend=_backend() if self.memory is None and self.cpu_time is None else None,
+                    backend=self._backend(),
                 ),
             ]
+            if not self.terminate_child_processes:
+                # pynish ends when the function's process does and leaves its children running, as pynisher.
+                flags.append("--leave-leftovers")
+            display = ["python", f"<{method}>", _child.callstring(self.func, (), {})[:-2]]
             if method == "fork":
-                display = ["python", "<fork>", _child.callstring(self.func, (), {})[:-2]]
                 launched = _call.start_fork(flags, display, self.func, args, kwargs, opts, directory)
+            elif method == "forkserver":
+                launched = _call.start_forkserver(flags, display, self.func, args, kwargs, opts, directory)
             else:
-                launched = _call.start_fresh(flags, self.func, args, kwargs, opts, directory)
+                launched = _call.start_spawn(flags, self.func, args, kwargs, opts, directory)
             status = _call.wait(launched, self.forceful_keyboard_interrupt)
             report = self._read_report(report_path, status)
             self.last_run = report
             return self._outcome(report, os.path.join(directory, _child.RESULT_FILE), args, kwargs)
         finally:
             shutil.rmtree(directory, ignore_errors=True)
+
+    def _backend(self) -> Optional[str]:
+        """``proc`` where it serves as well as a cgroup: for a call that limits neither memory nor CPU time
+        (unless $PYNISH_BACKEND says otherwise), since making cgroups costs milliseconds per call and pynish
+        holds the tree as its subreaper anyway; and always with ``terminate_child_processes=False``, whose
+        leftovers must outlive the run's cgroups. Else pynish's choice (``auto``: a cgroup where it can)."""
+        if not self.terminate_child_processes:
+            return "proc"
+        if self.memory is None and self.cpu_time is None and "PYNISH_BACKEND" not in os.environ:
+            return "proc"
+        return None
 
     # -- deciding what a call gives back ---------------------------------------------------------------------
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Dict
+
+TYPE_CHECKING = False  # not from typing: a fresh child does not pay for importing it
+if TYPE_CHECKING:
+    from typing import Any, Dict
 
 _ORIGINAL_DIR = os.path.abspath(os.getcwd())
 
@@ -29,11 +32,14 @@ def describe() -> Dict[str, Any]:
     return data
 
 
-def take_on(data: Dict[str, Any]) -> None:
-    """In the fresh child: becomes like the caller before the call is unpickled."""
+def take_on(data: Dict[str, Any], whole_main: bool = True) -> None:
+    """In the fresh child: becomes like the caller before the call is unpickled (``whole_main``: re-run the
+    caller's main module too)."""
     sys.path[:] = data["sys_path"]
     sys.argv[:] = data["sys_argv"]
     os.chdir(data["dir"])
+    if not whole_main:
+        return
     name = data.get("main_name")
     path = data.get("main_path")
     if name is not None and (name == "__main__" or name.endswith(".__main__")):
@@ -47,6 +53,7 @@ def take_on(data: Dict[str, Any]) -> None:
     if name is not None:
         content = runpy.run_module(name, run_name="__mp_main__", alter_sys=True)
     else:
+        assert path is not None
         content = runpy.run_path(path, run_name="__mp_main__")
     module.__dict__.update(content)
     sys.modules["__main__"] = sys.modules["__mp_main__"] = module

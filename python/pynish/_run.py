@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from typing import Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from ._binary import binary
 from ._report import Report, parse_report
@@ -91,11 +91,13 @@ def run(
     preserve_status: bool = False,
     cwd: Optional[Union[str, "os.PathLike[str]"]] = None,
     env: Optional[Mapping[str, str]] = None,
-    stdin: Optional[int] = None,
-    stdout: Optional[int] = None,
-    stderr: Optional[int] = None,
+    stdin: Any = None,
+    stdout: Any = None,
+    stderr: Any = None,
 ) -> Report:
     """Runs ``argv`` under pynish with these limits for its whole process tree, and returns the report.
+
+    ``stdin``/``stdout``/``stderr`` are passed to ``subprocess.run`` (a file, a descriptor, ``subprocess.DEVNULL``).
 
     Limits take numbers (seconds, bytes) or the CLI's text (``"1.5h"``, ``"500MB"``). The command's output goes
     where ``stdout``/``stderr`` say (inherited by default). Bad limits raise ``ValueError``/``TypeError`` before

@@ -17,6 +17,7 @@ import pynish_testutil as u
 
 if u.IS_PYNISHER:
     sys.path.insert(0, str(u.SHIM_DIR))
+    collect_ignore = ["test_smoke.py"]  # the package's own smoke tests use pynish's extras throughout
 
 
 def pytest_configure(config):

@@ -1,0 +1,193 @@
+"""Context "forkserver": one long-lived fresh interpreter per caller that forks a held child per call.
+
+The server is started once, on the first call, as a fresh interpreter in a session of its own (so no terminal
+signal reaches it), and takes on the caller's ``sys.path``, working directory and main module (``_main``), as
+multiprocessing's forkserver preloads ``__main__``. For each call the caller sends, over a Unix socket, the
+call's folder, pynish's flags and the write end of an "ended" pipe; the server forks A, which starts a session,
+forks B (held on a pipe, exactly as in the fork context) and execs ``pynish --adopt B``. Only pynish holds the
+"ended" pipe: the caller sees end-of-file on it once pynish has exited, that is once the whole tree is gone.
+B, once released, reads the call from the folder (cloudpickle), so a function never crosses the socket.
+
+The server ends when the caller's end of the socket closes: at the caller's exit (``shutdown`` runs then and
+waits for it), or when the caller calls ``shutdown()``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pickle
+import signal
+import socket
+import struct
+import sys
+import threading
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, List, Tuple
+
+_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._forkserver import serve; serve(int(sys.argv.pop(1)))"
+)
+
+
+def _send(sock: socket.socket, obj: Any, fds: List[int] = ()) -> None:  # type: ignore[assignment]
+    data = pickle.dumps(obj, protocol=5)
+    socket.send_fds(sock, [struct.pack("!I", len(data)) + data], list(fds))
+
+
+def _recv(sock: socket.socket) -> Tuple[Any, List[int]]:
+    # Exactly one message: the stream may already hold the next one. The descriptors come with its first bytes.
+    header, fds, _, _ = socket.recv_fds(sock, 4, 4)
+    while header and len(header) < 4:
+        more = sock.recv(4 - len(header))
+        if not more:
+            break
+        header += more
+    if len(header) < 4:
+        raise EOFError("the other end closed")
+    (size,) = struct.unpack("!I", header)
+    data = b""
+    while len(data) < size:
+        more = sock.recv(size - len(data))
+        if not more:
+            raise EOFError("the other end closed")
+        data += more
+    return pickle.loads(data), fds
+
+
+# -- in the caller ------------------------------------------------------------------------------------------
+
+
+class _Client:
+    def __init__(self, program: str) -> None:
+        import subprocess
+
+        from . import _call, _main
+
+        self.owner = os.getpid()
+        self.program = program
+        self.lock = threading.Lock()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            argv = [sys.executable, *_call.interpreter_flags(), "-c", _BOOT, _call.PACKAGE_PARENT, str(theirs.fileno())]
+            self.process = subprocess.Popen(argv, pass_fds=[theirs.fileno()], start_new_session=True, close_fds=True)
+        finally:
+            theirs.close()
+        self.sock = ours
+        _send(ours, _main.describe())
+
+    def alive(self) -> bool:
+        return self.owner == os.getpid() and self.process.poll() is None
+
+    def start(self, request: tuple, ended_write: int) -> int:
+        with self.lock:
+            _send(self.sock, request, [ended_write])
+            pid, _ = _recv(self.sock)
+        if isinstance(pid, BaseException):
+            raise pid
+        return pid
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+            self.process.wait(5)
+        except Exception:
+            pass
+
+
+_clients: dict = {}
+_clients_lock = threading.Lock()
+
+
+def shutdown() -> None:
+    """Stops this process's forkserver(s) and waits for them (also run at exit); the next call starts one again."""
+    with _clients_lock:
+        found = [c for c in _clients.values() if c.owner == os.getpid()]
+        _clients.clear()
+    for c in found:
+        c.close()
+
+
+atexit.register(shutdown)
+
+
+def client(program: str) -> _Client:
+    """The caller's server for this pynish binary, started on first use (and again after a fork or a crash)."""
+    with _clients_lock:
+        found = _clients.get(program)
+        if found is None or not found.alive():
+            found = _clients[program] = _Client(program)
+        return found
+
+
+# -- in the server ------------------------------------------------------------------------------------------
+
+
+def serve(fd: int) -> None:
+    """The server's loop (never returns)."""
+    # _child is imported here once, not in every call's child.
+    from . import _child, _main  # noqa: F401
+
+    sock = socket.socket(fileno=fd)
+    try:
+        data, _ = _recv(sock)
+        _main.take_on(data)
+        # Imported once here rather than in every call's child: what reading a call and writing its outcome needs.
+        import cloudpickle  # noqa: F401
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        # Ended children are reaped by the kernel: the server never waits for a call.
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        while True:
+            (directory, flags, display), fds = _recv(sock)
+            ended = fds[0]
+            answer: Any
+            try:
+                answer = _fork_call(
+                    sock, prctl, program=flags[0], flags=flags[1:], display=display, directory=directory, ended=ended
+                )
+            except Exception as e:  # the caller raises it
+                answer = e
+            finally:
+                os.close(ended)
+            _send(sock, answer)
+    except EOFError:
+        pass
+    finally:
+        os._exit(0)
+
+
+def _fork_call(
+    sock: socket.socket, prctl: Any, program: str, flags: List[str], display: List[str], directory: str, ended: int
+) -> int:
+    from . import _child
+
+    hold_read, hold_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            sock.close()
+            os.setsid()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            me = os.getpid()
+            worker = os.fork()
+            if worker == 0:
+                os.close(hold_write)
+                os.close(ended)
+                _child.wait_for_release(hold_read, me, prctl)
+                _child.load_and_execute(directory, False)
+            os.close(hold_read)
+            os.set_inheritable(hold_write, True)
+            os.set_inheritable(ended, True)
+            argv = [program, "--adopt", str(worker), "--adopt-fd", str(hold_write), *flags, "--", *display]
+            os.execv(program, argv)
+        finally:
+            os._exit(125)
+    os.close(hold_read)
+    os.close(hold_write)
+    return pid
