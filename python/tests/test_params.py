@@ -214,9 +214,9 @@ def test_wrap_errors_dict_for_time_limits():
 # ---------------------------------------------------------------- terminate_child_processes
 
 
-@pytest.mark.parametrize("kind", ["popen", "mp_daemon", "mp_nondaemon"])
-def test_children_are_terminated_by_default(kind, piddir):
-    pid = limit(u.start_children, wall_time=30)(kind.replace("mp_nondaemon", "mp").replace("mp_daemon", "mp"), piddir, kind != "mp_nondaemon")
+@pytest.mark.parametrize("kind,daemon", [("popen", False), ("mp", True), ("mp", False)], ids=["popen", "mp-daemon", "mp"])
+def test_children_are_terminated_by_default(kind, daemon, piddir):
+    pid = limit(u.start_children, wall_time=30)(kind, piddir, daemon)
     assert u.pids_in(piddir) == [pid]
     assert u.wait_gone([pid]) == []
 
