@@ -27,11 +27,15 @@ def sleeper(piddir):
 
 
 def spinner(threads):
+    """Spin in `threads` threads that really run in parallel (hashing 1 MiB releases the GIL)."""
+    import hashlib
     import threading
+
+    data = bytes(2**20)
 
     def loop():
         while True:
-            pass
+            hashlib.sha256(data).digest()
 
     for _ in range(threads - 1):
         threading.Thread(target=loop, daemon=True).start()
