@@ -22,7 +22,11 @@ pub const GO: u8 = b'G';
 
 /// The parent pid and state letter of `pid`, from `/proc/PID/stat`.
 fn parent_and_state(pid: i32) -> Option<(i32, char)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The parent pid and state letter from the text of a `/proc/PID/stat` file.
+fn parse_stat(stat: &str) -> Option<(i32, char)> {
     // The command name may contain anything, ")" included: the fields start after the last ")".
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace();
@@ -104,5 +108,23 @@ pub fn adopt(adopt: Adopt, plan: &Plan) -> Result<Pid, SpawnError> {
             let _ = waitpid(pid, None);
             Err(SpawnError::Setup(error.context(format!("cannot adopt process {}", adopt.pid))))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_found_after_the_last_parenthesis() {
+        assert_eq!(parse_stat("42 (sh) S 7 42 42 0 -1"), Some((7, 'S')));
+        assert_eq!(parse_stat("42 (a) Z (b)) R 9 1 1"), Some((9, 'R')));
+        assert_eq!(parse_stat("42 (truncated"), None);
+    }
+
+    #[test]
+    fn a_non_child_is_refused() {
+        let error = validate(Adopt { pid: 1, fd: 1 }).unwrap_err().to_string();
+        assert!(error.contains("not a child of this pynish"), "{error}");
     }
 }

@@ -149,22 +149,6 @@ def write_outcome(path: str, outcome: tuple) -> None:
             pass
 
 
-def _warn_memory(opts: Options) -> None:
-    if not (opts.warnings and opts.memory):
-        return
-    try:
-        with open("/proc/self/statm") as f:
-            resident = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return
-    if resident >= opts.memory:
-        print(
-            f"pynish: the new process already holds {resident}B but the memory limit is {opts.memory}B;"
-            " it is likely to fail, try a higher limit",
-            file=sys.stderr,
-        )
-
-
 def execute(func: Callable, args: tuple, kwargs: dict, opts: Options, directory: str) -> None:
     """Runs the call, writes its outcome, and ends this process (never returns)."""
     code = 0
@@ -173,7 +157,6 @@ def execute(func: Callable, args: tuple, kwargs: dict, opts: Options, directory:
             import multiprocessing
 
             multiprocessing.current_process().name = opts.name
-        _warn_memory(opts)
         try:
             outcome: tuple = ("ok", func(*args, **kwargs))
         except BaseException as e:  # KeyboardInterrupt and SystemExit too: the caller decides

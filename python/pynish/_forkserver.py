@@ -67,6 +67,7 @@ class _Client:
         from . import _call, _main
 
         self.owner = os.getpid()
+        self.broken = False
         self.program = program
         self.lock = threading.Lock()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -79,12 +80,19 @@ class _Client:
         _send(ours, _main.describe())
 
     def alive(self) -> bool:
-        return self.owner == os.getpid() and self.process.poll() is None
+        return not self.broken and self.owner == os.getpid() and self.process.poll() is None
 
     def start(self, request: tuple, ended_write: int) -> int:
         with self.lock:
-            _send(self.sock, request, [ended_write])
-            pid, _ = _recv(self.sock)
+            try:
+                _send(self.sock, request, [ended_write])
+                pid, _ = _recv(self.sock)
+            except BaseException:
+                # Interrupted between request and answer (Ctrl-C) or the server died: the stream may hold a
+                # stale answer, so this server is not used again; the next call starts a new one.
+                self.broken = True
+                self.sock.close()
+                raise
         if isinstance(pid, BaseException):
             raise pid
         return pid

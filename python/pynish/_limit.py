@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import pickle
 import shutil
+import sys
 import tempfile
 from multiprocessing.context import BaseContext
 from typing import Any, Callable, Dict, Generic, List, Optional, Tuple, Type, TypeVar, Union
@@ -65,6 +66,23 @@ def _scratch() -> Optional[str]:
     if "TMPDIR" not in os.environ and os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK | os.X_OK):
         return "/dev/shm"
     return None
+
+
+def _warn_memory(limit: Optional[int]) -> None:
+    """pynisher's warning when the limit is below what the new process starts with. Said here, by the caller: a
+    child under such a limit may be killed before it could print anything. The caller's resident memory stands
+    for the child's (a forked child shares it; a fresh interpreter needs about 10 MB more than nothing)."""
+    try:
+        with open("/proc/self/statm") as f:
+            resident = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return
+    if limit is not None and resident >= limit:
+        print(
+            f"pynish: the memory limit {limit}B is below the {resident}B the calling process holds; the new"
+            " process is likely to fail, try increasing the memory limit",
+            file=sys.stderr,
+        )
 
 
 class _RemoteTraceback(Exception):
@@ -194,6 +212,8 @@ class Pynisher(Generic[T]):
             self.wrap_errors,
             self.terminate_child_processes,
         )
+        if self.warnings and self.memory is not None:
+            _warn_memory(self.memory)
         directory = tempfile.mkdtemp(prefix="pynish-call-", dir=_scratch())
         try:
             report_path = os.path.join(directory, "report.json")
