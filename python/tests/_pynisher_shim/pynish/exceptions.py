@@ -1,0 +1,1 @@
+from pynisher.exceptions import *  # noqa: F401,F403
