@@ -6,6 +6,7 @@ mod util;
 
 mod adversarial;
 mod artifacts;
+mod backend_choice;
 mod cgroup;
 mod escalation;
 mod exit_codes;
