@@ -143,7 +143,7 @@ fn auto_choice(group: Option<&'static str>) -> Vec<AutoChoice> {
             .to_string(),
         Some(backend) => format!(
             "memory or process limit: the kernel holds them exactly in a group, worth the group's set-up at each \
-             run (on cgroup v1 joining a group waits for an RCU grace period, about 10 ms when runs are apart), so \
+             run (on cgroup v1 joining a group waits for an RCU grace period, about 12 ms when runs are apart), so \
              {backend} is used for these only"
         ),
     };
