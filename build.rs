@@ -35,7 +35,8 @@ fn main() {
     if std::fs::create_dir_all(&dir).is_err() {
         return;
     }
-    let script = format!("/* pynish build.rs: -lgcc_s links the static unwinder */\nINPUT({})\n", archive.display());
+    let script =
+        format!("/* pynish build.rs: -lgcc_s links the static unwinder */\nINPUT(\"{}\")\n", archive.display());
     if std::fs::write(dir.join("libgcc_s.so"), script).is_ok() {
         println!("cargo:rustc-link-search=native={}", dir.display());
     }
