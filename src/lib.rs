@@ -11,7 +11,8 @@
 //!
 //! **Watch loop.** One single-threaded loop (`monitor`) sleeps in `ppoll` on a self-pipe fed by the signals it
 //! handles, with a timeout that is the nearest deadline: the wall-clock limit, the next adaptive sample of the
-//! tree (`tree`: a cgroup when one can be made, else `/proc`), or the end of the grace period.
+//! tree (`tree`: a cgroup when a memory or process limit needs one and one can be made, else `/proc`), or the end
+//! of the grace period.
 //!
 //! **Escalation.** On the first limit crossed (or a terminating signal received, or the command's first process
 //! ending while others live on) the first signal goes to every member, then SIGCONT; after the grace period
