@@ -4,7 +4,8 @@
 //! Why: pynish's cost on a short command is mostly its own start-up, and loading `libgcc_s` is the largest part of
 //! it that pynish can avoid: one more object for the dynamic loader to map and relocate, and a constructor
 //! (`__cpu_indicator_init`) that runs CPUID, which traps to the hypervisor in a virtual machine. Measured on the
-//! development VM: 0.13 ms of CPU per start of an empty C program, a tenth of `timeout 100 true` (bench/RESULTS.md).
+//! development machine (a VM): an empty C program linked with `-lgcc_s` starts 0.10 ms slower (0.13 ms more CPU),
+//! about 7 % of `timeout 100 true` (README, Benchmark).
 //!
 //! How: rustc links the unwinder with `-lgcc_s` (the `unwind` crate of std). A linker script named `libgcc_s.so` in
 //! a directory searched first makes that `-lgcc_s` resolve to `libgcc_eh.a`, the same unwinder as a static archive:

@@ -37,9 +37,11 @@ MIN_SAMPLE_S = 0.001  # pynish's closest sampling period (src/monitor.rs MIN_SAM
 ISOLATION_GAP_MS = 50  # idle time before each "isolated" overhead run
 APART_GAP_MS = 300  # idle time before each run of the default-path measurement "0.3 s apart" (issue 10)
 
-FULL = dict(default=300, default_apart=60, overhead=200, isolated=60, warmup=10, wall=30, cpu=10, mem=10, supervise_s=10.0, supervise_reps=2,
+FULL = dict(default=300, default_apart=60,
+            overhead=200, isolated=60, warmup=10, wall=30, cpu=10, mem=10, supervise_s=10.0, supervise_reps=2,
             scale_overhead=200, scale_cpu=5, tree_overhead=50, idle=2000, tree=200, hyperfine=200)
-QUICK = dict(default=40, default_apart=10, overhead=30, isolated=10, warmup=3, wall=5, cpu=3, mem=3, supervise_s=2.0, supervise_reps=1,
+QUICK = dict(default=40, default_apart=10,
+             overhead=30, isolated=10, warmup=3, wall=5, cpu=3, mem=3, supervise_s=2.0, supervise_reps=1,
              scale_overhead=20, scale_cpu=2, tree_overhead=10, idle=2000, tree=200, hyperfine=30)
 
 
