@@ -35,10 +35,13 @@ ALLOC_MBPS = 1000  # ~1 GB/s
 ALLOC_STEP_MB = 1
 MIN_SAMPLE_S = 0.001  # pynish's closest sampling period (src/monitor.rs MIN_SAMPLE)
 ISOLATION_GAP_MS = 50  # idle time before each "isolated" overhead run
+APART_GAP_MS = 300  # idle time before each run of the default-path measurement "0.3 s apart" (issue 10)
 
-FULL = dict(overhead=200, isolated=60, warmup=10, wall=30, cpu=10, mem=10, supervise_s=10.0, supervise_reps=2,
+FULL = dict(default=300, default_apart=60,
+            overhead=200, isolated=60, warmup=10, wall=30, cpu=10, mem=10, supervise_s=10.0, supervise_reps=2,
             scale_overhead=200, scale_cpu=5, tree_overhead=50, idle=2000, tree=200, hyperfine=200)
-QUICK = dict(overhead=30, isolated=10, warmup=3, wall=5, cpu=3, mem=3, supervise_s=2.0, supervise_reps=1,
+QUICK = dict(default=40, default_apart=10,
+             overhead=30, isolated=10, warmup=3, wall=5, cpu=3, mem=3, supervise_s=2.0, supervise_reps=1,
              scale_overhead=20, scale_cpu=2, tree_overhead=10, idle=2000, tree=200, hyperfine=30)
 
 
@@ -151,9 +154,13 @@ class Bench:
             else:
                 why = (d.get("stderr") or "").strip().splitlines()
                 self.notes.append(f"backend `{b}` not usable here: {why[0] if why else 'exit ' + str(d['code'])}")
-        d = self.run([self.pynish, "--json", "--", self.which["true"]], want_err=True)
-        rep = self.pynish_json(d)
-        self.auto_backend = rep.get("backend") if rep else "?"
+        picks = []
+        for limits in ([], ["--memory", "1GB"]):
+            d = self.run([self.pynish, "--json", *limits, "--", self.which["true"]], want_err=True)
+            rep = self.pynish_json(d)
+            picks.append(rep.get("backend") if rep else "?")
+        self.auto_backend = f"{picks[0]} without a memory or process limit, {picks[1]} with one"
+        self.auto_group = picks[1]
         log(f"pynish backends usable: {self.backends} (auto picks {self.auto_backend})")
 
     def setup_mem_group(self):
@@ -225,6 +232,44 @@ class Bench:
         if self.mem_root:
             self.rmtree_cgroup(self.mem_root)
         shutil.rmtree(self.work, ignore_errors=True)
+
+    # ---- 0. the default path ---------------------------------------------------------------------------
+
+    def section_default(self):
+        """What a user who installed with `cargo install --path .` and never picks a backend pays on a short
+        command: `pynish -- true` against `timeout 100 true`, alternated, back to back and 0.3 s apart."""
+        n, apart = self.p["default"], self.p["default_apart"]
+        log(f"0. default path: {n} rounds back to back, {apart} rounds {APART_GAP_MS} ms apart; alternated")
+        true = self.which["true"]
+        group = self.auto_group  # what auto takes with a memory limit
+        runs = [("pynish", [self.pynish, "--", true], True),
+                (f"pynish --memory 1GB (auto: {group})", [self.pynish, "--memory", "1GB", "--", true], False)]
+        cases = [("back to back", n, 0, 1.1), (f"{APART_GAP_MS / 1000:g} s apart", apart, APART_GAP_MS, 1.5)]
+        rows, raw = [], {}
+        for label, argv, target in runs:
+            tools = [("timeout 100", [self.which["timeout"], "100", true]), (label, argv)]
+            for name, rounds, gap, bound in cases:
+                res = self.overhead(tools, rounds, self.p["warmup"] if gap == 0 else 2, gap)
+                raw[f"{label}, {name}"] = res
+                base, base10 = med(res["timeout 100"]), pct(res["timeout 100"], 10)
+                for tool, t in res.items():
+                    rows.append([name, f"`{tool}`", ms(med(t), 3), f"{med(t) / base:.2f}×", ms(pct(t, 10), 3),
+                                 f"{pct(t, 10) / base10:.2f}×", ms(pct(t, 95), 3)])
+                r = med(res[label]) / base
+                if target:
+                    self.targets.append((f"default binary, `pynish -- true`, {name}: ≤ {bound}× timeout (median)",
+                                         f"{r:.2f}× ({ms(med(res[label]), 3)} vs {ms(base, 3)} ms)", r <= bound))
+        self.raw["default"] = raw
+        text = [f"The binary as built by `cargo build --release` (what `cargo install --path .` installs; "
+                f"{self.linkage()}), with no flag but the command: `--backend auto`, which takes `proc` when no "
+                "memory or process limit is asked. Wall time from spawn until no process is left, the two tools "
+                f"alternated in every round: {n} rounds back to back, and {apart} rounds with {APART_GAP_MS} ms of "
+                "idling before each run (a script or a person running one command at a time). Ratios to `timeout` "
+                "in the same case; the p10 column shows the same comparison with the scheduling noise of a busy "
+                "machine mostly removed. Then the same with a memory limit, for which auto makes a group (no "
+                "target: the cost of a group where a limit needs one).", "",
+                table(["case", "tool", "median ms", "ratio", "p10 ms", "p10 ratio", "p95 ms"], rows)]
+        self.md.append(("0. The default path", "\n".join(text)))
 
     # ---- 1. overhead -----------------------------------------------------------------------------------
 
@@ -715,7 +760,7 @@ class Bench:
         self.loads = []
         self.detect_backends()
         self.setup_mem_group()
-        for name, fn in (("overhead", self.section_overhead), ("wall", self.section_wall),
+        for name, fn in (("default", self.section_default), ("overhead", self.section_overhead), ("wall", self.section_wall),
                          ("cpu", self.section_cpu), ("memory", self.section_memory),
                          ("supervise", self.section_supervise), ("scale", self.section_scale)):
             if self.want(name):
@@ -735,7 +780,7 @@ class Bench:
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--sections", help="comma-separated subset: overhead,wall,cpu,memory,supervise,scale")
+    ap.add_argument("--sections", help="comma-separated subset: default,overhead,wall,cpu,memory,supervise,scale")
     ap.add_argument("--harness", required=True)
     ap.add_argument("--load", required=True)
     ap.add_argument("--pynish", required=True)

@@ -5,8 +5,9 @@
 #
 #   bench/run.sh                full run (~6-7 min on 2 cores)     -> bench/RESULTS.md
 #   bench/run.sh --quick        smoke run (~2 min, few samples)    -> bench/out/RESULTS-quick.md
-#   bench/run.sh --sections overhead,wall,cpu,memory,supervise,scale   only those parts
+#   bench/run.sh --sections default,overhead,wall,cpu,memory,supervise,scale   only those parts
 #   bench/run.sh --no-install   do not call apt-get (the peers must already be there)
+#   bench/run.sh --static       measure the static-pie build (`cargo build-static`) instead of the default one
 #
 # Needs: root (cgroup v1 memory group for the memory measurement, apt-get), gcc, python3 (stdlib only), cargo.
 # CARGO_TARGET_DIR is honoured. Every process the benchmark starts runs below `harness guard`, a child
@@ -17,14 +18,16 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 quick=0
 install=1
+static=0
 sections=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
         --no-install) install=0 ;;
+        --static) static=1 ;;
         --sections) sections="$2"; shift ;;
         --sections=*) sections="${1#*=}" ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -52,10 +55,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # ---- builds ------------------------------------------------------------------------------------------------
-# The build pynish ships on x86_64 Linux is the static one (`cargo build-static`, see .cargo/config.toml);
-# elsewhere the ordinary release build.
+# The build users get: `cargo install --path .` builds exactly this. `--static`: the static-pie build of
+# .cargo/config.toml (x86_64 glibc only).
 build=(build --release --bin pynish)
-if [ "$(uname -m)" = x86_64 ] && ldd --version 2>&1 | grep -qi 'gnu libc\|glibc'; then
+if [ "$static" = 1 ]; then
     build=(build-static)
 fi
 say "building pynish (cargo ${build[*]})"

@@ -36,7 +36,7 @@ complete -c pynish -n "__fish_pynish_needs_command" -l report -d 'Write the JSON
 complete -c pynish -n "__fish_pynish_needs_command" -l report-fd -d 'Write the JSON report to open descriptor FD (3>run.json)' -r -f
 complete -c pynish -n "__fish_pynish_needs_command" -l timeline -d 'Write usage over time to FILE, as JSON lines (pynish plot draws it)' -r -F
 complete -c pynish -n "__fish_pynish_needs_command" -l label -d 'A name for this run, carried into the report' -r -f
-complete -c pynish -n "__fish_pynish_needs_command" -l backend -d 'How the tree is contained and measured' -r -f -a "auto\t'cgroup v2, else cgroup v1, else proc'
+complete -c pynish -n "__fish_pynish_needs_command" -l backend -d 'How the tree is contained and measured' -r -f -a "auto\t'proc, unless --memory or --processes needs a kernel group: then cgroup v2, else v1, else proc'
 cgroup2\t'A cgroup v2 group of its own (needs write access to a delegated group)'
 cgroup1\t'cgroup v1 groups in the memory, cpuacct, pids and freezer hierarchies'
 proc\t'Sample /proc for the tree, with rlimits as the kernel\'s backstop'"

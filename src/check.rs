@@ -28,11 +28,22 @@ struct Limit {
 }
 
 #[derive(Debug, Serialize)]
+struct AutoChoice {
+    /// The limits asked for.
+    limits: &'static str,
+    backend: Option<&'static str>,
+    why: String,
+}
+
+#[derive(Debug, Serialize)]
 struct Findings {
     uid: u32,
     kernel: String,
-    /// The backend `--backend auto` picks.
+    /// The backend `--backend auto` picks for a run with a memory or process limit (a kernel group, where one can be
+    /// made). A run without either takes `proc` (see `auto_choice`).
     auto: Option<&'static str>,
+    /// Which backend `auto` picks for which limits, and why.
+    auto_choice: Vec<AutoChoice>,
     backends: Vec<Backend>,
     limits: Vec<Limit>,
     hints: Vec<String>,
@@ -55,7 +66,11 @@ pub fn summary() -> String {
     let findings = gather();
     let each: Vec<String> =
         findings.backends.iter().map(|b| format!("{} {}", b.name, if b.usable { "yes" } else { "no" })).collect();
-    format!("backends: {}; auto uses {}", each.join(", "), findings.auto.unwrap_or("none"))
+    format!(
+        "backends: {}; auto uses {} for --memory/--processes, else proc",
+        each.join(", "),
+        findings.auto.unwrap_or("none")
+    )
 }
 
 fn try_v2() -> Backend {
@@ -89,30 +104,66 @@ fn try_proc() -> Backend {
     Backend { name: "proc", usable: readable && !blind, detail }
 }
 
-fn limits(backend: Option<&'static str>) -> Vec<Limit> {
-    let cgroup = backend.filter(|b| b.starts_with("cgroup"));
-    let (cpu, memory, processes) = match (cgroup, backend) {
+/// How each limit is held when it is asked for with `--backend auto`: wall and CPU time alone by the timer and
+/// proc, memory and processes by `group` (the cgroup backend auto takes for them, or proc without one). CPU time
+/// asked together with memory or processes is read from the same group.
+fn limits(group: Option<&'static str>) -> Vec<Limit> {
+    let cgroup = group.filter(|b| b.starts_with("cgroup"));
+    let proc_cpu = "alone or with --wall-time: proc, CPU of the tree from the live members' CPU clocks plus what \
+                    pynish reaped, exact to the sample; RLIMIT_CPU (whole seconds, per process) as a backstop";
+    let cpu = match cgroup {
+        Some(_) => format!(
+            "{proc_cpu}; with --memory or --processes: the group's CPU counter (all members, ended ones included)"
+        ),
+        None => proc_cpu.to_string(),
+    };
+    let (memory, processes) = match (cgroup, group) {
         (Some(_), _) => (
-            "the group's CPU counter (all members, ended ones included), read by pynish with sub-second precision; \
-             RLIMIT_CPU as a backstop",
             "the kernel holds the group to the limit (page cache included) and reports its OOM kill",
             "the kernel refuses forks beyond the group's pids.max (threads count as tasks)",
         ),
         (None, Some(_)) => (
-            "CPU of the tree from /proc plus what pynish reaped, sampled; RLIMIT_CPU (whole seconds, per process) \
-             as a backstop",
             "resident memory summed over the tree, sampled: a fast allocator can overshoot between two samples \
              (--memory-kind virtual: RLIMIT_AS per process)",
             "live processes counted by sampling: a fast fork bomb can overshoot between two samples (RLIMIT_NPROC \
              counts every process of the user, so pynish does not use it)",
         ),
-        (None, None) => ("no backend", "no backend", "no backend"),
+        (None, None) => ("no backend", "no backend"),
     };
     vec![
         Limit { name: "wall_time", enforced_by: Some("timer"), how: "pynish's own clock, with every backend".into() },
-        Limit { name: "cpu_time", enforced_by: backend, how: cpu.into() },
-        Limit { name: "memory", enforced_by: backend, how: memory.into() },
-        Limit { name: "processes", enforced_by: backend, how: processes.into() },
+        Limit { name: "cpu_time", enforced_by: group.map(|_| "proc"), how: cpu },
+        Limit { name: "memory", enforced_by: group, how: memory.into() },
+        Limit { name: "processes", enforced_by: group, how: processes.into() },
+    ]
+}
+
+/// Which backend auto takes for which limits, and why; `group` is the backend it takes for memory or processes.
+fn auto_choice(group: Option<&'static str>) -> Vec<AutoChoice> {
+    let group_why = match group {
+        Some("proc") | None => "memory or process limit, but no cgroup can be made here (see above): pynish samples \
+                                the tree from /proc"
+            .to_string(),
+        Some(backend) => format!(
+            "memory or process limit: the kernel holds them exactly in a group, worth the group's set-up at each \
+             run (on cgroup v1 joining a group waits for an RCU grace period, about 12 ms when runs are apart), so \
+             {backend} is used for these only"
+        ),
+    };
+    vec![
+        match (crate::procfs::foreign_reason(), group) {
+            (Some(reason), Some(backend)) if backend.starts_with("cgroup") => AutoChoice {
+                limits: "none, --wall-time, --cpu-time, --memory-kind virtual",
+                backend: Some(backend),
+                why: format!("proc could not sample the tree here ({reason}), so a group holds these too"),
+            },
+            _ => AutoChoice {
+                limits: "none, --wall-time, --cpu-time, --memory-kind virtual",
+                backend: Some("proc"),
+                why: crate::tree::NO_GROUP_NEEDED.to_string(),
+            },
+        },
+        AutoChoice { limits: "--memory, --processes", backend: group, why: group_why },
     ]
 }
 
@@ -151,20 +202,24 @@ fn gather() -> Findings {
         }
     }
     let ok = auto.is_some() && limits.iter().all(|l| l.enforced_by.is_some());
-    Findings { uid, kernel, auto, limits, backends, hints, ok }
+    Findings { uid, kernel, auto, auto_choice: auto_choice(auto), limits, backends, hints, ok }
 }
 
 fn render(findings: &Findings) -> String {
     let mut out = format!("pynish check: uid {}, Linux {}\n\nBackends", findings.uid, findings.kernel);
     match findings.auto {
-        Some(auto) => out += &format!(" (--backend auto uses {auto}):\n"),
+        Some(auto) => out += &format!(" (--backend auto uses {auto} for --memory/--processes, else proc):\n"),
         None => out += " (none usable):\n",
     }
     for backend in &findings.backends {
         let usable = if backend.usable { "yes" } else { "no" };
         out += &format!("  {:<8} {usable:<4} {}\n", backend.name, backend.detail);
     }
-    out += "\nLimits:\n";
+    out += "\nWhat --backend auto picks:\n";
+    for choice in &findings.auto_choice {
+        out += &format!("  {:<8} for {}: {}\n", choice.backend.unwrap_or("-"), choice.limits, choice.why);
+    }
+    out += "\nLimits (as held with --backend auto):\n";
     for limit in &findings.limits {
         out += &format!("  {:<10} {:<8} {}\n", limit.name, limit.enforced_by.unwrap_or("-"), limit.how);
     }
@@ -192,6 +247,7 @@ mod tests {
             uid: 1000,
             kernel: "6.1.0".into(),
             auto: Some("proc"),
+            auto_choice: auto_choice(Some("proc")),
             backends: vec![Backend { name: "cgroup2", usable: false, detail: "not delegated".into() }],
             limits: limits(Some("proc")),
             hints: vec![format!("cgroup v2 ...: {}", v2::DELEGATE_HINT)],
@@ -199,6 +255,10 @@ mod tests {
         };
         let text = render(&findings);
         assert!(text.contains("--backend auto uses proc"), "{text}");
+        assert!(
+            text.contains("proc     for none, --wall-time, --cpu-time, --memory-kind virtual: no memory"),
+            "{text}"
+        );
         assert!(text.contains("systemd-run --user --scope -p Delegate=yes"), "{text}");
         assert!(text.contains("cgroup2  no"), "{text}");
     }

@@ -4,7 +4,8 @@
 //!
 //! The scope runs pynish itself, with the same arguments, marked by `PYNISH_DELEGATED` in its environment so that
 //! it does not re-run again: inside, pynish takes whatever backend it finds there. Where a cgroup2 group can
-//! already be made, or with a backend other than auto/cgroup2, `--delegate` changes nothing.
+//! already be made, with a backend other than auto/cgroup2, or under auto without a memory or process limit (auto then
+//! takes proc, see `tree::select`), `--delegate` changes nothing.
 
 use crate::limits::Limits;
 use crate::settings::{BackendChoice, Settings};
@@ -48,6 +49,7 @@ fn user_manager_reachable() -> bool {
 pub fn maybe_rerun(settings: &Settings, limits: &Limits) -> Result<()> {
     if !settings.delegate
         || !matches!(settings.backend, BackendChoice::Auto | BackendChoice::Cgroup2)
+        || (settings.backend == BackendChoice::Auto && crate::tree::group_needed_for(limits).is_none())
         || std::env::var_os(MARK).is_some()
         || !v2_controllers_offered()
         || !user_manager_reachable()

@@ -12,7 +12,8 @@
 //!
 //! **Watch loop.** One single-threaded loop (`monitor`) sleeps in `ppoll` on a self-pipe fed by the signals it
 //! handles, with a timeout that is the nearest deadline: the wall-clock limit, the next adaptive sample of the
-//! tree (`tree`: a cgroup when one can be made, else `/proc`), or the end of the grace period.
+//! tree (`tree`: a cgroup when a memory or process limit needs one and one can be made, else `/proc`), or the end
+//! of the grace period.
 //!
 //! **Escalation.** On the first limit crossed (or a terminating signal received, or the command's first process
 //! ending while others live on) the first signal goes to every member, then SIGCONT; after the grace period
@@ -73,8 +74,9 @@ fn say_out(line: std::fmt::Arguments) {
     let _ = writeln!(std::io::stdout(), "{line}");
 }
 
-/// Parses the command line and runs; every error, bad input included, ends with 125 and one line on stderr.
-pub fn main() -> std::process::ExitCode {
+/// Parses the command line and runs; returns pynish's exit status. Every error, bad input included, ends with 125
+/// and one line on stderr.
+pub fn main() -> u8 {
     inherit::reset_sigchld();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -88,25 +90,48 @@ pub fn main() -> std::process::ExitCode {
     {
         let _ = cli;
         say(format_args!("pynish: only Linux is supported so far"));
-        std::process::ExitCode::from(exit_code::ERROR)
+        exit_code::ERROR
     }
 }
 
 /// clap's errors span several lines and exit 2; pynish promises one line and 125 (help and version still exit 0).
-fn usage_error(error: clap::Error) -> std::process::ExitCode {
+fn usage_error(error: clap::Error) -> u8 {
     use clap::error::ErrorKind;
     #[cfg(target_os = "linux")]
     if error.kind() == ErrorKind::DisplayVersion {
         say_out(format_args!("pynish {} ({})", env!("CARGO_PKG_VERSION"), check::summary()));
-        return std::process::ExitCode::SUCCESS;
+        return 0;
     }
     if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
         let _ = error.print();
-        return std::process::ExitCode::SUCCESS;
+        return 0;
     }
     let rendered = error.render().to_string();
     let first = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
     let first = first.trim().strip_prefix("error: ").unwrap_or(first.trim());
     say(format_args!("pynish: {first} (see pynish --help)"));
-    std::process::ExitCode::from(exit_code::ERROR)
+    exit_code::ERROR
+}
+
+/// What Rust's runtime does before `fn main` that pynish keeps, for the C `main` in main.rs (see there): SIGPIPE
+/// ignored (a reader that goes away is an EPIPE that pynish ignores, not its death with the tree still running),
+/// and descriptors 0, 1 and 2 that were closed opened on /dev/null, so that no file pynish opens takes their
+/// number and receives what is meant for stdout or stderr.
+#[cfg(unix)]
+pub fn prepare_process() {
+    use nix::libc;
+    // SAFETY: SIG_IGN installs no handler code; poll reads the three pollfd entries it is given; open with a
+    // constant C string. Nothing else runs yet: pynish is single-threaded here.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        let mut fds = [0, 1, 2].map(|fd| libc::pollfd { fd, events: 0, revents: 0 });
+        while libc::poll(fds.as_mut_ptr(), 3, 0) < 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+        {}
+        for fd in fds {
+            if fd.revents & libc::POLLNVAL != 0 && libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) < 0 {
+                libc::abort();
+            }
+        }
+    }
 }

@@ -19,13 +19,14 @@ enum Exit {
     Signal(Signal),
 }
 
-pub fn run(cli: Cli) -> std::process::ExitCode {
+/// Runs and returns pynish's exit status (unless it dies of the command's signal first).
+pub fn run(cli: Cli) -> u8 {
     match supervise(cli) {
-        Ok(Exit::Code(code)) => std::process::ExitCode::from(code),
+        Ok(Exit::Code(code)) => code,
         Ok(Exit::Signal(signal)) => die_of(signal),
         Err(error) => {
             crate::say(format_args!("pynish: {error:#}"));
-            std::process::ExitCode::from(exit_code::ERROR)
+            exit_code::ERROR
         }
     }
 }
@@ -143,7 +144,7 @@ fn emit(settings: &Settings, report: &Report) -> Result<()> {
 
 /// Ends pynish by `signal`, as the command ended, so that a calling shell sees a real signal death (and, for
 /// SIGINT, stops its script as it would without pynish). Core dumps of pynish itself are disabled first.
-fn die_of(signal: Signal) -> std::process::ExitCode {
+fn die_of(signal: Signal) -> u8 {
     use nix::sys::resource::{Resource, setrlimit};
     use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, sigprocmask};
     let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
@@ -154,5 +155,5 @@ fn die_of(signal: Signal) -> std::process::ExitCode {
     let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
     let _ = nix::sys::signal::raise(signal);
     // Still here: the signal's default action does not terminate (e.g. SIGCHLD); use the shell's number.
-    std::process::ExitCode::from(u8::from(ExitCode::Signal(signal)))
+    u8::from(ExitCode::Signal(signal))
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 /// Which mechanism contains and measures the tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {
-    /// cgroup v2, else cgroup v1, else proc
+    /// proc, unless --memory or --processes needs a kernel group: then cgroup v2, else v1, else proc
     Auto,
     /// A cgroup v2 group of its own (needs write access to a delegated group)
     Cgroup2,

@@ -7,6 +7,7 @@ mod util;
 mod adopt;
 mod adversarial;
 mod artifacts;
+mod backend_choice;
 mod cgroup;
 mod concurrency;
 mod escalation;

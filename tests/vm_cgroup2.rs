@@ -22,6 +22,7 @@ const CASES: &[&str] = &[
     "unpriv_delegated",
     "unpriv_fallback",
     "timeline",
+    "cost",
     "no_leftover_groups",
 ];
 
@@ -65,4 +66,8 @@ fn cgroup2_backend_in_vm() {
         })
         .collect();
     assert!(missing.is_empty(), "cases without a PASS line: {missing:?}\n{stdout}\n{stderr}");
+    // The cost case's figures (ratios to GNU timeout inside the VM), for README's Benchmark section.
+    for line in lines.iter().filter(|l| l.starts_with("PYNISH-VM-CASE cost ")) {
+        eprintln!("{line}");
+    }
 }

@@ -127,10 +127,32 @@ pub trait Tree {
     }
 }
 
-/// The backend for this run: the one asked for, or under `auto` the best one that works here (cgroup v2, else
-/// cgroup v1, else proc), with the reason it was chosen (shown by `-v`). A cgroup backend that was asked for and
-/// cannot be used here is an error that says why. Any cgroup choice first sweeps the groups an earlier pynish
-/// left behind when it was killed (see `cgroup`).
+/// Why a run's limits need a kernel group, or None when pynish's own timer and counters hold them all.
+///
+/// Only a resident memory limit and a process limit do: in a group the kernel holds them exactly (no fork, no
+/// page past the limit), where the proc backend can only sample and overshoot between two samples. Wall time is
+/// pynish's own clock with every backend, and CPU time is exact with proc too (every member is reaped by its parent
+/// or by pynish, the subreaper, so `RUSAGE_CHILDREN` plus the live members' CPU clocks miss nothing).
+/// `--memory-kind virtual` is RLIMIT_AS with every backend.
+pub fn group_needed_for(limits: &crate::limits::Limits) -> Option<&'static str> {
+    use crate::limits::MemoryKind;
+    match (limits.memory, limits.memory_kind, limits.processes) {
+        (Some(_), MemoryKind::Resident, Some(_)) => Some("--memory and --processes"),
+        (Some(_), MemoryKind::Resident, None) => Some("--memory"),
+        (_, _, Some(_)) => Some("--processes"),
+        _ => None,
+    }
+}
+
+/// Why `auto` takes proc for a run without a memory or process limit (`-v`, `pynish check`).
+pub const NO_GROUP_NEEDED: &str = "no memory or process limit: wall and CPU time are exact with proc (pynish's own \
+     timer and CPU counters), without the cost of making and joining a cgroup";
+
+/// The backend for this run: the one asked for, or under `auto` proc when no limit needs a kernel group (see
+/// `group_needed_for`), else the best one that works here (cgroup v2, else cgroup v1, else proc), with the reason
+/// it was chosen (shown by `-v`). A cgroup backend that was asked for and cannot be used here is an error that
+/// says why. Any cgroup choice first sweeps the groups an earlier pynish left behind when it was killed (see
+/// `cgroup`).
 pub fn select(
     choice: crate::settings::BackendChoice,
     limits: &crate::limits::Limits,
@@ -138,42 +160,75 @@ pub fn select(
     use crate::settings::BackendChoice;
     use cgroup::{v1::V1Tree, v2::V2Tree};
     use std::fmt::Write;
-    if choice != BackendChoice::Proc {
-        cgroup::sweep_everywhere();
-    }
+    let proc = || -> Box<dyn Tree> { Box::new(proc::ProcTree::new(limits.processes)) };
     match choice {
-        BackendChoice::Proc => {
-            Ok((Box::new(proc::ProcTree::new(limits.processes)), "asked for with --backend proc".into()))
-        }
+        BackendChoice::Proc => Ok((proc(), "asked for with --backend proc".into())),
         BackendChoice::Cgroup2 => {
+            cgroup::sweep_everywhere();
             let tree = V2Tree::open(limits).map_err(|e| e.context("cannot use --backend cgroup2"))?;
             let why = format!("asked for with --backend cgroup2; {}", tree.placement());
             Ok((Box::new(tree), why))
         }
         BackendChoice::Cgroup1 => {
+            cgroup::sweep_everywhere();
             let tree = V1Tree::open(limits).map_err(|e| e.context("cannot use --backend cgroup1"))?;
             let why = format!("asked for with --backend cgroup1; {}", tree.placement());
             Ok((Box::new(tree), why))
         }
         BackendChoice::Auto => {
+            let mut why = match (group_needed_for(limits), proc::refusal(limits)) {
+                (Some(needed), _) => format!("{needed} asked for: a cgroup lets the kernel hold it exactly; "),
+                // A /proc of another pid namespace: what proc would sample there, a group still holds.
+                (None, Some(refused)) => format!("proc cannot hold these limits here ({refused}); "),
+                (None, None) => {
+                    let why = format!("{NO_GROUP_NEEDED}; auto uses a cgroup for --memory or --processes");
+                    return Ok((proc(), why));
+                }
+            };
+            cgroup::sweep_everywhere();
             let v2 = match V2Tree::open(limits) {
                 Ok(tree) => {
-                    let why = tree.placement().to_string();
+                    let _ = write!(why, "{}", tree.placement());
                     return Ok((Box::new(tree), why));
                 }
                 Err(e) => e,
             };
-            let mut why = format!("cgroup v2 not usable: {v2:#}");
+            let _ = write!(why, "cgroup v2 not usable: {v2:#}");
             match V1Tree::open(limits) {
                 Ok(tree) => {
                     let _ = write!(why, "; {}", tree.placement());
                     Ok((Box::new(tree), why))
                 }
                 Err(v1) => {
-                    let _ = write!(why, "; cgroup v1 not usable: {v1:#}");
-                    Ok((Box::new(proc::ProcTree::new(limits.processes)), why))
+                    let _ = write!(why, "; cgroup v1 not usable: {v1:#}; proc samples it instead");
+                    Ok((proc(), why))
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::{Limits, MemoryKind};
+    use std::time::Duration;
+
+    #[test]
+    fn only_memory_and_process_limits_need_a_group() {
+        let mut limits = Limits::default();
+        assert_eq!(group_needed_for(&limits), None);
+        limits.wall_time = Some(Duration::from_secs(1));
+        limits.cpu_time = Some(Duration::from_secs(1));
+        assert_eq!(group_needed_for(&limits), None);
+        limits.memory = Some(1 << 30);
+        limits.memory_kind = MemoryKind::Virtual;
+        assert_eq!(group_needed_for(&limits), None, "RLIMIT_AS needs no group");
+        limits.memory_kind = MemoryKind::Resident;
+        assert_eq!(group_needed_for(&limits), Some("--memory"));
+        limits.processes = Some(10);
+        assert_eq!(group_needed_for(&limits), Some("--memory and --processes"));
+        limits.memory = None;
+        assert_eq!(group_needed_for(&limits), Some("--processes"));
     }
 }

@@ -46,7 +46,7 @@ if ! echo "+memory +pids +cpu" >$CG/cgroup.subtree_control; then
 fi
 
 CASE_TIMEOUT=20 # seconds, for each pynish run
-ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline no_leftover_groups"
+ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost no_leftover_groups"
 CASES=$(sed -n 's/.*pynish\.cases=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
 [ -n "$CASES" ] || CASES=$ALL_CASES
 
@@ -277,6 +277,29 @@ case_timeline() {
     LOG="$LOG
 timeline: $(grep -c . $T) lines, events: $(grep -o '"event":"[a-z_]*"' $T | tr '\n' ' ')"
     DETAIL="exit=$RC samples=$samples memory=$peak processes=$procs events=$(grep -o '"event":"[a-z_]*"' $T | cut -d'"' -f4 | tr '\n' ,)"
+}
+
+# cost: pynish's cost on `true` against GNU timeout in this VM, as ratios (TCG emulates every instruction, so
+# only ratios measured side by side here mean anything): the default path (auto without a memory or process
+# limit: proc) and auto with --memory (a cgroup2 group: made, joined by the child before exec, removed), back to
+# back and 0.3 s apart. Passes when every run succeeded on the expected backend; the figures are in the detail.
+case_cost() {
+    run_pynish cost_default - - --json -- /bin/true
+    expect_eq default.backend "$(jget "$JSON" backend)" proc
+    run_pynish cost_memory - - --memory 1GB --json -- /bin/true
+    expect_eq memory.backend "$(jget "$JSON" backend)" cgroup2
+    for spec in "back_to_back 30 0" "apart_0.3s 12 300"; do
+        set -- $spec
+        /bin/alternate "$2" "$3" -- timeout /bin/gnu-timeout 100 /bin/true ::: default /bin/pynish -- /bin/true \
+            ::: memory /bin/pynish --memory 1GB -- /bin/true >/tmp/cost.txt 2>&1
+        LOG="$LOG
+$1: $(tr '\n' ';' </tmp/cost.txt)"
+        base=$(awk '$1 == "timeout" { print $2 }' /tmp/cost.txt)
+        fails=$(awk '{ n += $4 } END { print n + 0 }' /tmp/cost.txt)
+        expect_eq "$1.failed_runs" "$fails" 0
+        DETAIL="$DETAIL $1:$(awk -v b="$base" 'NF == 4 && b > 0 {
+            printf " %s=%.2fx", $1, $2 / b } END { printf " (timeout %.1f ms)", b / 1000 }' /tmp/cost.txt)"
+    done
 }
 
 case_no_leftover_groups() {

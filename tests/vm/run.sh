@@ -22,7 +22,7 @@
 #   PYNISH_VM_KEEP     if set, keep the temporary directory and print its path
 set -u -o pipefail
 
-ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline no_leftover_groups"
+ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost no_leftover_groups"
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -130,6 +130,20 @@ if ldd "$pynish_bin" >"$work/ldd.txt" 2>&1; then
         esac
         copy_lib "${lib%% (*}"
     done <"$work/ldd.txt"
+fi
+
+# GNU timeout, the peer of the cost case (busybox has its own, static and cheaper).
+timeout_bin=$(command -v timeout)
+cp -L "$timeout_bin" "$root/bin/gnu-timeout"
+if ldd "$timeout_bin" >"$work/ldd-timeout.txt" 2>&1; then
+    while read -r line; do
+        case $line in
+        *'=> /'*) lib=${line#*=> } ;;
+        /*) lib=$line ;;
+        *) continue ;;
+        esac
+        copy_lib "${lib%% (*}"
+    done <"$work/ldd-timeout.txt"
 fi
 
 # Static helper programs.
