@@ -754,6 +754,10 @@ class Bench:
             out += ["## Notes", ""] + [f"- {n}" for n in self.notes] + [""]
         return "\n".join(out)
 
+    def kept_sections(self):
+        """What other benchmarks wrote at the end of the results file, so that a rerun of this one keeps it."""
+        return _kept(self.args.output)
+
     def main(self):
         t0 = time.time()
         self.load_start = self.loadavg()
@@ -767,7 +771,7 @@ class Bench:
                 self.loads.append(float(self.loadavg().split()[0]))
                 fn()
         self.loads.append(float(self.loadavg().split()[0]))
-        text = self.render(time.time() - t0)
+        text = self.render(time.time() - t0) + self.kept_sections()
         with open(self.args.output, "w") as f:
             f.write(text)
         os.makedirs(os.path.dirname(self.args.raw), exist_ok=True)
@@ -775,6 +779,20 @@ class Bench:
             json.dump(self.raw, f, default=str)
         print(text)
         log(f"wrote {self.args.output} and {self.args.raw} in {time.time() - t0:.0f} s")
+
+
+#: Sections of RESULTS.md that other benchmarks write (bench/python/bench.py): kept as they are on a rewrite.
+KEPT_SECTIONS = ("## Python API",)
+
+
+def _kept(path):
+    try:
+        with open(path) as f:
+            old = f.read()
+    except OSError:
+        return ""
+    starts = [old.find("\n" + h) for h in KEPT_SECTIONS if old.find("\n" + h) >= 0]
+    return "\n" + old[min(starts) + 1:] if starts else ""
 
 
 def main():
