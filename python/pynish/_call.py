@@ -13,6 +13,7 @@ pynish (SIGINT), and pynish ends the whole tree.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import signal
@@ -100,26 +101,14 @@ def start_fork(
             stream.flush()
         except Exception:
             pass
-    hold_read, hold_write = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             os.setsid()
-            me = os.getpid()
-            worker = os.fork()
-            if worker == 0:
-                os.close(hold_write)
-                _child.wait_for_release(hold_read, me, prctl)
-                _child.execute(func, args, kwargs, opts, directory)
-            os.close(hold_read)
-            os.set_inheritable(hold_write, True)
-            argv = [program, "--adopt", str(worker), "--adopt-fd", str(hold_write), *flags, "--", *display]
-            os.execv(program, argv)
+            run = functools.partial(_child.execute, func, args, kwargs, opts, directory)
+            _child.hold_and_exec(program, flags, display, prctl, run)
         finally:
-            # exec failed: B sees the pipe close without the go byte and exits unrun.
             os._exit(125)
-    os.close(hold_read)
-    os.close(hold_write)
     return Launched(pid)
 
 

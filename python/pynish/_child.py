@@ -20,7 +20,7 @@ from .exceptions import CpuTimeoutException, MemoryLimitException, PynisherExcep
 
 TYPE_CHECKING = False  # not from typing: a fresh child does not pay for importing it
 if TYPE_CHECKING:
-    from typing import Any, Callable, Optional
+    from typing import Any, Callable, List, Optional, Tuple
 
 #: The byte pynish writes on the hold pipe once the adopted child is in place; EOF without it means "do not run".
 GO = b"G"
@@ -204,6 +204,33 @@ def wait_for_release(hold_fd: int, parent: int, prctl: Callable[[int, int], int]
         _forget_parent_children()
     except BaseException:
         os._exit(125)
+
+
+def hold_and_exec(
+    program: str,
+    flags: List[str],
+    display: List[str],
+    prctl: Callable[[int, int], int],
+    run: Callable[[], None],
+    inherit: Tuple[int, ...] = (),
+) -> None:
+    """Contexts "fork" and "forkserver", in a freshly forked process A: forks the held child B, which calls
+    ``run`` once pynish has adopted it, then execs ``pynish --adopt B`` (A becomes pynish, B's parent). The
+    descriptors in ``inherit`` go to pynish only. Never returns; if the exec fails the caller exits, and B sees
+    the hold pipe close without the go byte and exits unrun."""
+    hold_read, hold_write = os.pipe()
+    me = os.getpid()
+    worker = os.fork()
+    if worker == 0:
+        os.close(hold_write)
+        for fd in inherit:
+            os.close(fd)
+        wait_for_release(hold_read, me, prctl)
+        run()
+    os.close(hold_read)
+    for fd in (hold_write, *inherit):
+        os.set_inheritable(fd, True)
+    os.execv(program, [program, "--adopt", str(worker), "--adopt-fd", str(hold_write), *flags, "--", *display])
 
 
 def load_and_execute(directory: str, whole_main: bool) -> None:

@@ -15,6 +15,7 @@ waits for it), or when the caller calls ``shutdown()``.
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import pickle
 import signal
@@ -174,7 +175,6 @@ def _fork_call(
 ) -> int:
     from . import _child
 
-    hold_read, hold_write = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
@@ -182,20 +182,8 @@ def _fork_call(
             os.setsid()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            me = os.getpid()
-            worker = os.fork()
-            if worker == 0:
-                os.close(hold_write)
-                os.close(ended)
-                _child.wait_for_release(hold_read, me, prctl)
-                _child.load_and_execute(directory, False)
-            os.close(hold_read)
-            os.set_inheritable(hold_write, True)
-            os.set_inheritable(ended, True)
-            argv = [program, "--adopt", str(worker), "--adopt-fd", str(hold_write), *flags, "--", *display]
-            os.execv(program, argv)
+            run = functools.partial(_child.load_and_execute, directory, False)
+            _child.hold_and_exec(program, flags, display, prctl, run, inherit=(ended,))
         finally:
             os._exit(125)
-    os.close(hold_read)
-    os.close(hold_write)
     return pid
