@@ -221,6 +221,11 @@ pub fn write_file(path: &std::path::Path, json: &str) -> Result<()> {
     destination::write(path, &format!("{json}\n"))
 }
 
+/// Whether two destinations lead to the same file (see `destination::same_file`).
+pub fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    destination::same_file(a, b)
+}
+
 /// Refuses, before the run, a `--report` path that cannot take a report.
 pub fn check_destination(path: &std::path::Path) -> Result<()> {
     destination::check(path)

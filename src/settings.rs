@@ -63,7 +63,7 @@ impl Settings {
         }
         if let Some(path) = &cli.timeline {
             check_destination(path, "timeline")?;
-            if cli.report.as_ref() == Some(path) {
+            if cli.report.as_ref().is_some_and(|report| crate::report::same_file(report, path)) {
                 bail!("--report and --timeline name the same file {}", path.display());
             }
         }

@@ -6,6 +6,7 @@ mod util;
 
 mod adopt;
 mod adversarial;
+mod adversarial_new;
 mod artifacts;
 mod backend_choice;
 mod cgroup;

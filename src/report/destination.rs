@@ -9,16 +9,22 @@
 //! - A FIFO, a device, or whatever a `/proc/PID/fd/N` link (`/dev/stdout`) leads to is opened and written in
 //!   place: renaming over them would put a regular file where a device node or a pipe was (as root, over
 //!   `/dev/null` for everyone). A regular file reached only that way is appended to, so that the command's own
-//!   output already in it stays.
+//!   output already in it stays. A `/proc` fd link to a descriptor that is not open is refused before the run.
+//! - Writing in place waits at most `IN_PLACE_PATIENCE`: a FIFO that no reader opens (or one that stops reading)
+//!   would otherwise hold pynish forever once the tree is gone, and the caller would never get the verdict's exit
+//!   status. The report is then lost, and said on stderr.
 
 use anyhow::{Context, Result, bail};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// How many symbolic links in a row are followed, as the kernel's own limit (ELOOP).
 const MAX_LINKS: usize = 40;
+/// How long a write in place (a FIFO's reader) may take before pynish gives up the report and exits.
+const IN_PLACE_PATIENCE: Duration = Duration::from_secs(5);
 
 /// How a report reaches its destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +95,7 @@ fn destination(path: &Path) -> Result<Destination> {
             // Nothing there yet, or a link to nothing: the file is made where the links lead.
             let real = follow(path)
                 .with_context(|| format!("cannot follow the links of {shown}"))?
+                .filter(|real| !in_proc(real))
                 .with_context(|| format!("report file {shown} names a descriptor that is not open"))?;
             let dir = parent(&real);
             let meta =
@@ -119,8 +126,39 @@ pub fn write(path: &Path, line: &str) -> Result<()> {
             }
             result => result.with_context(context),
         },
-        Destination::InPlace { append } => in_place(path, line, append).with_context(context),
+        Destination::InPlace { append } => in_place_bounded(path, line, append).with_context(context),
     }
+}
+
+/// Whether `a` and `b` lead to the same regular file, existing or not (links followed), so that `--report` and
+/// `--timeline` cannot name one file in two ways (the report, renamed over it at the end, would erase the
+/// timeline). A FIFO or a device (`/dev/stdout` on a pipe) can take both.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    if let (Ok(a), Ok(b)) = (fs::metadata(a), fs::metadata(b)) {
+        return a.is_file() && (a.dev(), a.ino()) == (b.dev(), b.ino());
+    }
+    // One does not exist yet: compare where each would be made, its real directory and its name.
+    let made_at = |path: &Path| {
+        let real = follow(path).ok()??;
+        Some((fs::canonicalize(parent(&real)).ok()?, real.file_name()?.to_os_string()))
+    };
+    made_at(a).is_some_and(|a| Some(a) == made_at(b))
+}
+
+/// `in_place` on a thread, waited for at most `IN_PLACE_PATIENCE`. A thread rather than O_NONBLOCK: opening a
+/// FIFO has no readiness to wait on, and its write can block too. A thread left blocked ends with pynish.
+fn in_place_bounded(path: &Path, line: &str, append: bool) -> io::Result<()> {
+    let (done, result) = std::sync::mpsc::sync_channel(1);
+    let (path, line) = (path.to_path_buf(), line.to_string());
+    std::thread::Builder::new().name("report".into()).spawn(move || {
+        let _ = done.send(in_place(&path, &line, append));
+    })?;
+    result.recv_timeout(IN_PLACE_PATIENCE).unwrap_or_else(|_| {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no reader took it within {IN_PLACE_PATIENCE:?} (a FIFO without a reader?)"),
+        ))
+    })
 }
 
 /// A temporary file next to `real`, with the mode (and owner) of the file it replaces, renamed over it.

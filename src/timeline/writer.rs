@@ -35,12 +35,16 @@ const STACK: usize = 256 * 1024;
 pub struct Opened {
     file: File,
     path: PathBuf,
+    /// pynish made the file: if even the header cannot be written (a full disk), it is removed again, so that a
+    /// refused run leaves nothing behind.
+    created: bool,
 }
 
 /// Creates or truncates `path` (close-on-exec: the command does not inherit it).
 pub fn open(path: &Path) -> Result<Opened> {
+    let created = std::fs::symlink_metadata(path).is_err();
     let file = File::create(path).with_context(|| format!("cannot write the timeline to {}", path.display()))?;
-    Ok(Opened { file, path: path.to_path_buf() })
+    Ok(Opened { file, path: path.to_path_buf(), created })
 }
 
 pub struct Writer {
@@ -56,11 +60,14 @@ pub struct Writer {
 impl Writer {
     /// Writes `header` now (a destination that fails even this is bad input), then starts the thread.
     pub fn start(opened: Opened, header: &str) -> Result<Writer> {
-        let Opened { file, path } = opened;
+        let Opened { file, path, created } = opened;
         let mut out = BufWriter::with_capacity(64 * 1024, file);
-        writeln!(out, "{header}")
-            .and_then(|_| out.flush())
-            .with_context(|| format!("cannot write the timeline to {}", path.display()))?;
+        if let Err(error) = writeln!(out, "{header}").and_then(|_| out.flush()) {
+            if created {
+                let _ = std::fs::remove_file(&path);
+            }
+            return Err(error).with_context(|| format!("cannot write the timeline to {}", path.display()));
+        }
         let (to_thread, records) = sync_channel(CAPACITY);
         let (report, done) = sync_channel(1);
         std::thread::Builder::new()

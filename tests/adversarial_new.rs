@@ -1,0 +1,129 @@
+//! What a demanding user throws at the newer destinations (`--report` on a FIFO, `--report` and `--timeline` on
+//! one file named two ways, `/proc/self/fd/N` of a closed descriptor, a full disk): each found once to hang, to
+//! lose a file, or to run the command and then lose its report. Everything happens in a temporary directory.
+
+use crate::util::*;
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::time::Duration;
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `sh -c 'touch MARKER; exit 3'`: the command, and the proof that it ran.
+fn marked(marker: &Path) -> Vec<String> {
+    vec!["sh".into(), "-c".into(), format!("touch '{}'; exit 3", marker.display())]
+}
+
+#[test]
+fn a_report_fifo_without_a_reader_still_ends_with_the_verdict() {
+    // Once hung forever once the tree was gone, blocked opening the FIFO; SIGTERM did not end it either.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("report.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (out, took) = timed(pynish().arg("--report").arg(&fifo).args(["-w", "30", "--", "sh", "-c", "exit 3"]));
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("no reader took it"), "{}", stderr(&out));
+    assert!(took < Duration::from_secs(30), "pynish waited {took:?} for a reader");
+}
+
+#[test]
+fn report_and_timeline_on_one_file_named_two_ways_are_refused_before_the_run() {
+    // Once accepted: the report, renamed over the path at the end, erased the timeline.
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name);
+    symlink("run.json", at("link")).unwrap();
+    let dotted = dir.path().join(".").join("run.json");
+    for (report, timeline) in [(at("link"), at("run.json")), (dotted.clone(), at("run.json")), (at("run.json"), dotted)]
+    {
+        let marker = at("ran");
+        let mut cmd = pynish();
+        cmd.arg("--report").arg(&report).arg("--timeline").arg(&timeline).arg("--").args(marked(&marker));
+        let out = cmd.output().unwrap();
+        assert_eq!(code(&out), 125, "{report:?} {timeline:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("same file"), "{}", stderr(&out));
+        assert!(!marker.exists(), "the command ran");
+    }
+    // An existing file, named through a link: also refused, and left as it was.
+    fs::write(at("run.json"), "old").unwrap();
+    let out = pynish()
+        .arg("--report")
+        .arg(at("link"))
+        .arg("--timeline")
+        .arg(at("run.json"))
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 125);
+    assert_eq!(fs::read_to_string(at("run.json")).unwrap(), "old");
+}
+
+#[test]
+fn report_and_timeline_may_share_a_pipe() {
+    // Not a file the report would be renamed over: both go down stdout, the timeline first.
+    let out = pynish().args(["--report", "/dev/stdout", "--timeline", "/dev/stdout", "--", "true"]).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.first().is_some_and(|l| l.contains("\"timeline\":1")), "{text}");
+    let report = report_line(lines.last().unwrap(), code(&out));
+    assert_eq!(report["verdict"], "completed");
+}
+
+#[test]
+fn a_report_on_a_closed_descriptors_proc_link_is_refused_before_the_run() {
+    // Once: the command ran, and the report was lost at the end (pynish tried to make a file in /proc).
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let out = pynish().args(["--report", "/proc/self/fd/987", "--"]).args(marked(&marker)).output().unwrap();
+    assert_eq!(code(&out), 125, "{}", stderr(&out));
+    assert!(stderr(&out).contains("not open"), "{}", stderr(&out));
+    assert!(!marker.exists(), "the command ran");
+}
+
+/// A 64 KiB tmpfs, filled, unmounted when dropped; None where mounting is not allowed (not root).
+struct FullDisk(tempfile::TempDir);
+
+impl FullDisk {
+    fn mount() -> Option<FullDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("SKIP full disk: cannot mount a tmpfs here");
+            return None;
+        }
+        let disk = FullDisk(dir);
+        let _ = fs::write(disk.0.path().join("fill"), vec![0u8; 128 * 1024]); // ENOSPC once full
+        Some(disk)
+    }
+}
+
+impl Drop for FullDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_a_timeline_and_keeps_the_verdict_without_a_report() {
+    let Some(disk) = FullDisk::mount() else { return };
+    let dir = disk.0.path();
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = scratch.path().join("ran");
+    let out = pynish().arg("--timeline").arg(dir.join("tl")).arg("--").args(marked(&marker)).output().unwrap();
+    assert_eq!(code(&out), 125, "{}", stderr(&out));
+    assert!(!marker.exists(), "the command ran");
+
+    let out = pynish().arg("--report").arg(dir.join("r.json")).args(["--"]).args(marked(&marker)).output().unwrap();
+    assert_eq!(code(&out), 3, "the verdict's exit status stands: {}", stderr(&out));
+    assert!(stderr(&out).contains("No space left"), "{}", stderr(&out));
+    let left: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("fill")], "no temporary file left behind");
+}
