@@ -33,7 +33,14 @@ struct AutoChoice {
     limits: &'static str,
     backend: Option<&'static str>,
     why: String,
+    /// What this choice gives up against a group, when it is proc (README, "What a run on proc gives up").
+    gives_up: Option<&'static str>,
 }
+
+/// What auto's proc gives up against a group, said where it is chosen.
+const PROC_GIVES_UP: &str = "a pynish killed by SIGKILL leaves the command's deeper descendants (a setsid daemon) \
+     running, where a group's members are killed by the next run that uses a group; ask for one with --backend \
+     cgroup2/cgroup1 where that matters";
 
 #[derive(Debug, Serialize)]
 struct Findings {
@@ -156,14 +163,21 @@ fn auto_choice(group: Option<&'static str>) -> Vec<AutoChoice> {
                 limits: "none, --wall-time, --cpu-time, --memory-kind virtual",
                 backend: Some(backend),
                 why: format!("proc could not sample the tree here ({reason}), so a group holds these too"),
+                gives_up: None,
             },
             _ => AutoChoice {
                 limits: "none, --wall-time, --cpu-time, --memory-kind virtual",
                 backend: Some("proc"),
                 why: crate::tree::NO_GROUP_NEEDED.to_string(),
+                gives_up: Some(PROC_GIVES_UP),
             },
         },
-        AutoChoice { limits: "--memory, --processes", backend: group, why: group_why },
+        AutoChoice {
+            limits: "--memory, --processes",
+            backend: group,
+            why: group_why,
+            gives_up: matches!(group, Some("proc") | None).then_some(PROC_GIVES_UP),
+        },
     ]
 }
 
@@ -218,6 +232,9 @@ fn render(findings: &Findings) -> String {
     out += "\nWhat --backend auto picks:\n";
     for choice in &findings.auto_choice {
         out += &format!("  {:<8} for {}: {}\n", choice.backend.unwrap_or("-"), choice.limits, choice.why);
+        if let Some(gives_up) = choice.gives_up {
+            out += &format!("           gives up: {gives_up}\n");
+        }
     }
     out += "\nLimits (as held with --backend auto):\n";
     for limit in &findings.limits {

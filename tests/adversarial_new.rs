@@ -127,3 +127,33 @@ fn a_full_disk_refuses_a_timeline_and_keeps_the_verdict_without_a_report() {
     let left: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, vec![std::ffi::OsString::from("fill")], "no temporary file left behind");
 }
+
+/// Kills a process the test learnt about when dropped, whatever the test's outcome.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+#[test]
+fn auto_on_proc_says_that_a_daemon_outlives_a_sigkilled_pynish() {
+    // What `auto` gives up by taking proc for a wall-time-only run, seen and said by `pynish check`.
+    use std::io::BufRead;
+    let out = pynish().args(["check", "--json"]).output().unwrap();
+    let findings: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let proc_choice = &findings["auto_choice"][0];
+    assert_eq!(proc_choice["backend"], "proc", "{findings}");
+    assert!(proc_choice["gives_up"].as_str().unwrap().contains("SIGKILL"), "{findings}");
+
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pynish"));
+    cmd.env_remove("PYNISH_BACKEND").args(["-w", "60", "--", "sh", "-c", "setsid sleep 300 & echo $!; exec sleep 300"]);
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let daemon = KillOnDrop(line.trim().parse().expect("the daemon's pid"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(pid_alive(daemon.0), "the setsid daemon died with pynish on proc: README and check say it survives");
+}
