@@ -371,6 +371,12 @@ impl Monitor<'_> {
     }
 
     fn sample(&mut self, now: Instant) {
+        // Debug builds only (release builds have no such switch): a panic with the tree running, once the file
+        // the variable names exists, so that the tests see this monitor's drop kill the tree through the C main.
+        #[cfg(debug_assertions)]
+        if std::env::var_os("PYNISH_DEBUG_PANIC_AT").is_some_and(|path| std::path::Path::new(&path).exists()) {
+            panic!("PYNISH_DEBUG_PANIC_AT: a panic forced with the tree running");
+        }
         let Ok(sample) = self.tree.sample() else {
             self.next_sample = now + MAX_SAMPLE;
             return;

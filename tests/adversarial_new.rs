@@ -157,3 +157,31 @@ fn auto_on_proc_says_that_a_daemon_outlives_a_sigkilled_pynish() {
     child.wait().unwrap();
     assert!(pid_alive(daemon.0), "the setsid daemon died with pynish on proc: README and check say it survives");
 }
+
+/// A panic in pynish with the tree running (forced, in debug builds only): the C main still catches it after
+/// the unwinding ran the monitor's drop, which kills the whole tree, a setsid daemon included; pynish exits 101.
+#[cfg(debug_assertions)]
+#[test]
+fn a_panic_kills_the_tree_and_exits_101_on_every_backend() {
+    use std::io::BufRead;
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("panic-now");
+        // The sleeps hold no pipe of the test's: only pynish's end ends the output.
+        let script = format!(
+            "setsid sleep 300 >/dev/null 2>&1 & echo $!; echo $$; touch '{}'; exec sleep 300 >/dev/null 2>&1",
+            marker.display()
+        );
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pynish"));
+        cmd.env("PYNISH_DEBUG_PANIC_AT", &marker).args(["--backend", backend, "-w", "60", "--", "sh", "-c", &script]);
+        let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut pid = || KillOnDrop(lines.next().unwrap().unwrap().trim().parse().expect("a pid"));
+        let (daemon, command) = (pid(), pid());
+        let out = child.wait_with_output().unwrap();
+        let stderr = stderr(&out);
+        assert_eq!(code(&out), 101, "{backend}: {stderr}");
+        assert!(stderr.contains("a panic forced"), "{backend}: {stderr}");
+        assert_dead(&[daemon.0, command.0]);
+    }
+}
