@@ -185,3 +185,31 @@ fn a_panic_kills_the_tree_and_exits_101_on_every_backend() {
         assert_dead(&[daemon.0, command.0]);
     }
 }
+
+#[test]
+fn a_run_refused_after_the_timeline_was_opened_leaves_no_file_and_keeps_an_old_one() {
+    // The proc backend refuses --memory in a pid namespace whose /proc is another's: found after the timeline
+    // was opened. Once: a new timeline stayed behind empty, an old one was truncated.
+    let dir = tempfile::tempdir().unwrap();
+    let (new, old) = (dir.path().join("new.tl"), dir.path().join("old.tl"));
+    fs::write(&old, "the previous run's timeline\n").unwrap();
+    for timeline in [&new, &old] {
+        let out = std::process::Command::new("unshare")
+            .args(["--pid", "--fork"])
+            .arg(env!("CARGO_BIN_EXE_pynish"))
+            .args(["--backend", "proc", "--memory", "64MB", "--timeline"])
+            .arg(timeline)
+            .args(["--", "true"])
+            .env_remove("PYNISH_BACKEND")
+            .output()
+            .unwrap();
+        if code(&out) != 125 && !stderr(&out).contains("another pid namespace") {
+            eprintln!("SKIP: cannot make a pid namespace here: {}", stderr(&out));
+            return;
+        }
+        assert_eq!(code(&out), 125, "{}", stderr(&out));
+        assert!(stderr(&out).contains("another pid namespace"), "{}", stderr(&out));
+    }
+    assert!(!new.exists(), "a refused run left a timeline behind");
+    assert_eq!(fs::read_to_string(&old).unwrap(), "the previous run's timeline\n");
+}

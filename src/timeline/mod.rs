@@ -165,8 +165,8 @@ pub struct Timeline {
     last_t: Duration,
 }
 
-/// Opens (creates or truncates) the timeline file before anything runs: a destination that cannot be written is
-/// bad input, like `--report`'s.
+/// Opens (creates) the timeline file before anything runs: a destination that cannot be written is bad input,
+/// like `--report`'s. It is truncated only when the run goes ahead (`Timeline::start`).
 pub fn open(path: &Path) -> Result<Opened> {
     writer::open(path)
 }

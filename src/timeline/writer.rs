@@ -33,18 +33,34 @@ const STACK: usize = 256 * 1024;
 
 /// The timeline file, open, before the run.
 pub struct Opened {
-    file: File,
+    /// Taken by `Writer::start`.
+    file: Option<File>,
     path: PathBuf,
-    /// pynish made the file: if even the header cannot be written (a full disk), it is removed again, so that a
-    /// refused run leaves nothing behind.
+    /// pynish made the file: if the run is refused after all (a full disk fails the header, a backend refuses
+    /// the limits), it is removed again, so that a refused run leaves nothing behind.
     created: bool,
 }
 
-/// Creates or truncates `path` (close-on-exec: the command does not inherit it).
+/// A run refused between `open` and `Writer::start` (a backend refusing the limits) leaves no file it made.
+impl Drop for Opened {
+    fn drop(&mut self) {
+        if self.created && self.file.is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Creates `path`, or opens it as it is (close-on-exec: the command does not inherit it).
 pub fn open(path: &Path) -> Result<Opened> {
     let created = std::fs::symlink_metadata(path).is_err();
-    let file = File::create(path).with_context(|| format!("cannot write the timeline to {}", path.display()))?;
-    Ok(Opened { file, path: path.to_path_buf(), created })
+    // Truncated only once the run goes ahead (`Writer::start`): a run refused in between keeps an old timeline.
+    let file = File::options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("cannot write the timeline to {}", path.display()))?;
+    Ok(Opened { file: Some(file), path: path.to_path_buf(), created })
 }
 
 pub struct Writer {
@@ -60,10 +76,16 @@ pub struct Writer {
 impl Writer {
     /// Writes `header` now (a destination that fails even this is bad input), then starts the thread.
     pub fn start(opened: Opened, header: &str) -> Result<Writer> {
-        let Opened { file, path, created } = opened;
+        let mut opened = opened;
+        let file = opened.file.take().expect("taken only here");
+        let path = opened.path.clone();
+        let truncated = match file.metadata() {
+            Ok(meta) if meta.is_file() => file.set_len(0),
+            _ => Ok(()), // a FIFO or a device: nothing to truncate
+        };
         let mut out = BufWriter::with_capacity(64 * 1024, file);
-        if let Err(error) = writeln!(out, "{header}").and_then(|_| out.flush()) {
-            if created {
+        if let Err(error) = truncated.and_then(|_| writeln!(out, "{header}")).and_then(|_| out.flush()) {
+            if opened.created {
                 let _ = std::fs::remove_file(&path);
             }
             return Err(error).with_context(|| format!("cannot write the timeline to {}", path.display()));
