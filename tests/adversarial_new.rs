@@ -213,3 +213,40 @@ fn a_run_refused_after_the_timeline_was_opened_leaves_no_file_and_keeps_an_old_o
     assert!(!new.exists(), "a refused run left a timeline behind");
     assert_eq!(fs::read_to_string(&old).unwrap(), "the previous run's timeline\n");
 }
+
+/// pynish run by `unshare --pid --fork [extra]` as pid 1 of a new pid namespace; None where that cannot be made.
+fn in_new_pid_namespace(extra: &[&str], args: &[&str]) -> Option<std::process::Output> {
+    let works = std::process::Command::new("unshare").args(["--pid", "--fork", "true"]).status();
+    if !works.is_ok_and(|s| s.success()) {
+        eprintln!("SKIP: cannot make a pid namespace here");
+        return None;
+    }
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--pid", "--fork"]).args(extra).arg(env!("CARGO_BIN_EXE_pynish")).args(args);
+    Some(cmd.env_remove("PYNISH_BACKEND").output().unwrap())
+}
+
+#[test]
+fn auto_holds_cpu_time_in_a_group_under_a_foreign_proc_instead_of_refusing() {
+    let findings: serde_json::Value =
+        serde_json::from_slice(&pynish().args(["check", "--json"]).output().unwrap().stdout).unwrap();
+    let Some(group) = findings["auto"].as_str().filter(|b| b.starts_with("cgroup")) else {
+        eprintln!("SKIP: no cgroup backend here");
+        return;
+    };
+    let spin = ["--json", "--cpu-time", "0.3", "-w", "30", "--", "sh", "-c", "while :; do :; done"];
+    let Some(out) = in_new_pid_namespace(&[], &spin) else { return };
+    let report = report(&out);
+    assert_eq!(report["backend"], group, "{report}");
+    assert_eq!(report["verdict"], "cpu_time", "{report}");
+    assert_eq!(code(&out), 123, "{report}");
+}
+
+#[test]
+fn with_its_own_proc_a_pid_namespace_uses_proc_as_usual() {
+    let args = ["--json", "--backend", "proc", "--memory", "64MB", "--", "sh", "-c", "exit 2"];
+    let Some(out) = in_new_pid_namespace(&["--mount-proc"], &args) else { return };
+    let report = report(&out);
+    assert_eq!(report["backend"], "proc", "{report}");
+    assert_eq!((code(&out), &report["verdict"]), (2, &serde_json::json!("completed")), "{report}");
+}
