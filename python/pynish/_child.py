@@ -201,10 +201,30 @@ def write_outcome(path: str, outcome: tuple) -> None:
             pass
 
 
+def _close_stdin() -> None:
+    """As multiprocessing does in its children (so pynisher too): the function reads end-of-file, never the
+    caller's input, and its subprocesses get /dev/null on descriptor 0."""
+    if sys.stdin is None:
+        return
+    try:
+        sys.stdin.close()
+    except (OSError, ValueError):
+        pass
+    try:
+        fd = os.open(os.devnull, os.O_RDONLY)
+        if fd != 0:
+            os.dup2(fd, 0)
+            os.close(fd)
+        sys.stdin = open(0, encoding="utf-8", closefd=False)
+    except (OSError, ValueError):
+        pass
+
+
 def execute(func: Callable, args: tuple, kwargs: dict, opts: Options, directory: str) -> None:
     """Runs the call, writes its outcome, and ends this process (never returns)."""
     code = 0
     try:
+        _close_stdin()
         if opts.name is not None:
             import multiprocessing
 

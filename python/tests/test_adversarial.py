@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -183,3 +184,22 @@ def test_many_calls_leak_nothing(context, calls, tmp_path, monkeypatch):
 def test_infinite_and_boolean_times_run_as_pynisher_runs_them(limits):
     # pynisher: math.inf is no limit, True is 1 second; pynish's CLI refused "inf", and True failed at the call.
     assert limit(u.identity, **limits)(4) == 4
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+@pytest.mark.pynish_only
+def test_the_function_does_not_read_the_callers_stdin(context, tmp_path):
+    # As multiprocessing's children (pynisher): sys.stdin reads end-of-file. Better than pynisher: a subprocess
+    # of the function gets /dev/null too (pynisher's took the caller's input). pynish's fork child read it.
+    e = u.script_env()
+    proc = subprocess.run(
+        [sys.executable, str(u.HERE / "scripts" / "read_stdin.py"), context],
+        input="hello world\n",
+        cwd=tmp_path,
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "RESULT ('', '') 'hello world\\n'"
