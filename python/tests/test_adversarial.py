@@ -203,3 +203,29 @@ def test_the_function_does_not_read_the_callers_stdin(context, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1] == "RESULT ('', '') 'hello world\\n'"
+
+
+@pytest.mark.parametrize("layout", ["prefix", "target"])
+@pytest.mark.pynish_only
+def test_binary_found_beside_the_package_when_path_lacks_it(layout, tmp_path):
+    # pip install --prefix/--target/--user puts the binary in a bin folder that need not be on PATH (cron,
+    # systemd); pynish looked only beside the interpreter and on PATH.
+    import sysconfig
+
+    from pynish._binary import binary
+
+    if os.path.exists(os.path.join(sysconfig.get_path("scripts"), "pynish")):
+        pytest.skip("this interpreter's environment has its own pynish binary, which comes first")
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    site = tmp_path / "lib" / version / "site-packages" if layout == "prefix" else tmp_path
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "pynish").symlink_to(u.PYTHON_DIR / "pynish")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "pynish").symlink_to(binary())
+    env = {k: v for k, v in os.environ.items() if k not in ("PYNISH_BIN", "PYTHONPATH")}
+    env.update(PATH="/usr/bin:/bin", PYTHONPATH=str(site))
+    code = "import pynish, pynish._binary as b; print(b.binary()); print(pynish.limit(pow, context='fork')(2, 10))"
+    argv = [sys.executable, "-c", code]
+    proc = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(tmp_path / "bin" / "pynish"), "1024"]
