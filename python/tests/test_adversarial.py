@@ -229,3 +229,17 @@ def test_binary_found_beside_the_package_when_path_lacks_it(layout, tmp_path):
     proc = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [str(tmp_path / "bin" / "pynish"), "1024"]
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+@pytest.mark.pynish_only
+def test_a_memory_limit_below_the_interpreters_own_footprint(context, cgroup_backend, capfd):
+    # Deliberately different: pynisher's address-space rlimit below the current use stops only new allocations,
+    # so a trivial function returns; pynish holds the limit to what the process really holds, interpreter
+    # included, and says so: the warning first, then MemoryLimitException with the usage of the call.
+    limited = limit(u.identity, context=context, memory=(1, "MB"), wall_time=30)
+    with pytest.raises(pynisher.MemoryLimitException):
+        limited(1)
+    assert "the memory limit 1048576B is below" in capfd.readouterr().err
+    assert limited.last_run.verdict == "memory"
+    assert limited.usage.peak_memory_bytes >= 2**20
