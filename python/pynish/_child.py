@@ -290,6 +290,11 @@ def hold_and_exec(
     ``run`` once pynish has adopted it, then execs ``pynish --adopt B`` (A becomes pynish, B's parent). The
     descriptors in ``inherit`` go to pynish only. Never returns; if the exec fails the caller exits, and B sees
     the hold pipe close without the go byte and exits unrun."""
+    # The calling thread's blocked signals would be inherited by pynish and the function: pynish's SIGTERM then
+    # waits for SIGKILL, and pynish misses the SIGINT passed on for Ctrl-C. Both start unblocked, as in spawn.
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
     hold_read, hold_write = os.pipe()
     me = os.getpid()
     worker = os.fork()

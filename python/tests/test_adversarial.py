@@ -243,3 +243,30 @@ def test_a_memory_limit_below_the_interpreters_own_footprint(context, cgroup_bac
     assert "the memory limit 1048576B is below" in capfd.readouterr().err
     assert limited.last_run.verdict == "memory"
     assert limited.usage.peak_memory_bytes >= 2**20
+
+
+def blocked_signals():
+    return sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+@pytest.mark.pynish_only
+def test_a_caller_thread_with_blocked_signals(context):
+    # The fork context inherited the calling thread's mask: the function ignored pynish's SIGTERM until the
+    # SIGKILL a grace period later (pynisher's fork context likewise; its forkserver hung for 90 s here).
+    box = {}
+
+    def call():
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM, signal.SIGINT, signal.SIGCHLD])
+        box["mask"] = limit(blocked_signals, context=context, wall_time=30)()
+        stubborn = limit(u.sleep_for, context=context, wall_time=1)
+        try:
+            stubborn(30)
+        except pynisher.WallTimeoutException:
+            box["escalation"] = stubborn.last_run.escalation
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    thread.join(60)
+    assert box["mask"] == []
+    assert box["escalation"].first_signal == "SIGTERM" and not box["escalation"].sigkill_sent
