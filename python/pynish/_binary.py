@@ -14,10 +14,10 @@ __all__ = ["binary"]
 def _lookup(override: str | None) -> str:
     if override:
         return override
-    # The wheel installs the binary into the environment's scripts folder, next to this interpreter.
-    beside = os.path.join(sysconfig.get_path("scripts"), "pynish")
-    if os.access(beside, os.X_OK):
-        return beside
+    for folder in _script_folders():
+        beside = os.path.join(folder, "pynish")
+        if os.path.isfile(beside) and os.access(beside, os.X_OK):
+            return beside
     found = shutil.which("pynish")
     if found:
         return found
@@ -27,6 +27,21 @@ def _lookup(override: str | None) -> str:
     )
 
 
+def _script_folders() -> list:
+    """Where pip puts the wheel's binary: the environment's scripts folder (next to this interpreter), the one of
+    the prefix this package was installed into (``--prefix``: <prefix>/lib/pythonX.Y/site-packages/pynish;
+    ``--target``: <target>/pynish beside <target>/bin), and the user scheme's (``--user``: ~/.local/bin). None
+    of them need be on PATH (cron, systemd)."""
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    prefix = os.path.dirname(os.path.dirname(os.path.dirname(package_parent)))
+    folders = [sysconfig.get_path("scripts"), os.path.join(prefix, "bin"), os.path.join(package_parent, "bin")]
+    try:
+        folders.append(sysconfig.get_path("scripts", f"{os.name}_user"))
+    except KeyError:
+        pass
+    return folders
+
+
 def binary() -> str:
-    """The pynish binary: ``$PYNISH_BIN``, else the one beside this interpreter, else the first on PATH."""
+    """The pynish binary: ``$PYNISH_BIN``, else the one pip installed with this package, else the first on PATH."""
     return _lookup(os.environ.get("PYNISH_BIN"))

@@ -74,7 +74,13 @@ class Launched:
             return self.status
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            pid, raw = os.waitpid(self.pid, 0 if deadline is None else os.WNOHANG)
+            try:
+                pid, raw = os.waitpid(self.pid, 0 if deadline is None else os.WNOHANG)
+            except ChildProcessError:
+                # The caller ignores SIGCHLD: the kernel reaped pynish (waitpid blocked until then), so its status
+                # is lost; the report tells how it ended.
+                self.status = 0
+                return self.status
             if pid == self.pid:
                 self.status = os.waitstatus_to_exitcode(raw) if hasattr(os, "waitstatus_to_exitcode") else raw
                 return self.status
@@ -120,12 +126,30 @@ def interpreter_flags() -> list[str]:
         return []
 
 
-def write_call(directory: str, func: Callable, args: tuple, kwargs: dict, opts: Any) -> None:
+def _pickler(f: Any) -> Any:
+    """cloudpickle, except that a function or class defined at the top level of the caller's ``__main__`` goes by name
+    when the child's re-run main module defines it too, as multiprocessing sends it: the child's own pickling (a
+    ``multiprocessing.Pool`` inside the function) then finds the very object it names. By value otherwise
+    (defined under ``if __name__ == "__main__":``, or no main module to re-run)."""
+    import types
+
     import cloudpickle
 
+    class Pickler(cloudpickle.Pickler):  # type: ignore[misc, name-defined]
+        def reducer_override(self, obj: Any) -> Any:
+            if isinstance(obj, (types.FunctionType, type)) and obj.__module__ == "__main__":
+                name = obj.__qualname__
+                if getattr(sys.modules.get("__main__"), name, None) is obj:
+                    return _child.main_function, (name, cloudpickle.dumps(obj, protocol=5))
+            return super().reducer_override(obj)
+
+    return Pickler(f, protocol=5)
+
+
+def write_call(directory: str, func: Callable, args: tuple, kwargs: dict, opts: Any) -> None:
     with open(os.path.join(directory, _child.CALL_FILE), "wb") as f:
         pickle.dump(_main.describe(), f, protocol=5)
-        cloudpickle.dump((func, args, kwargs, opts), f, protocol=5)
+        _pickler(f).dump((func, args, kwargs, opts))
 
 
 def start_spawn(flags: list[str], func: Callable, args: tuple, kwargs: dict, opts: Any, directory: str) -> Launched:

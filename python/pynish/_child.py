@@ -60,11 +60,22 @@ class Options:
             setattr(self, k, v)
 
 
+def _short_repr(value: Any) -> str:
+    """A bounded repr: the full repr of a 200 MB bytes argument would cost the call seconds and memory."""
+    import reprlib
+
+    limited = reprlib.Repr()
+    limited.maxstring = limited.maxother = 80
+    if isinstance(value, (bytes, bytearray)) and len(value) > 80:
+        return repr(value[:80]) + f"...({len(value)} bytes)"
+    return limited.repr(value)
+
+
 def callstring(func: Callable, args: tuple, kwargs: dict) -> str:
     """``f(1, x=2)``, for messages."""
     import functools
 
-    parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    parts = [_short_repr(a) for a in args] + [f"{k}={_short_repr(v)}" for k, v in kwargs.items()]
     if isinstance(func, functools.partial):
         name = getattr(func.func, "__qualname__", repr(func.func))
     else:
@@ -125,8 +136,48 @@ def _dump(outcome: tuple, f: Any) -> None:
         cloudpickle.dump(outcome, f, protocol=5)
 
 
+def rebuild_exception(cls: Any, args: tuple, state: dict) -> BaseException:
+    """Makes an exception again without calling its constructor (see ``_Rebuilt``)."""
+    err = cls.__new__(cls, *args)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
+
+class _Rebuilt:
+    """An exception whose class cannot be made again from its ``args`` (a constructor that takes other
+    arguments, which plain pickling calls): sent as class, args and attributes instead, so that the caller still
+    gets its type, message and attributes."""
+
+    def __init__(self, err: BaseException) -> None:
+        self.err = err
+
+    def __reduce__(self) -> tuple:
+        return rebuild_exception, (type(self.err), self.err.args, getattr(self.err, "__dict__", {}))
+
+
+def _loads_back(err: BaseException) -> bool:
+    # False only when pickling works but unpickling does not; a failure to pickle is handled by _dump.
+    try:
+        data = pickle.dumps(err, protocol=5)
+    except Exception:
+        try:
+            import cloudpickle  # a class sent by value (a lambda's, a -c script's)
+
+            data = cloudpickle.dumps(err, protocol=5)
+        except Exception:
+            return True
+    try:
+        pickle.loads(data)
+    except Exception:
+        return False
+    return True
+
+
 def write_outcome(path: str, outcome: tuple) -> None:
     part = path + ".part"
+    if outcome[0] == "err" and not _loads_back(outcome[1]):
+        outcome = ("err", _Rebuilt(outcome[1]), outcome[2])
     try:
         with open(part, "wb") as f:
             try:
@@ -134,7 +185,8 @@ def write_outcome(path: str, outcome: tuple) -> None:
             except Exception as e:
                 f.seek(0)
                 f.truncate()
-                what = "result" if outcome[0] == "ok" else f"exception {type(outcome[1]).__name__}"
+                sent = outcome[1].err if isinstance(outcome[1], _Rebuilt) else outcome[1]
+                what = "result" if outcome[0] == "ok" else f"exception {type(sent).__name__}"
                 tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
                 if outcome[0] == "err":
                     tb = outcome[2] + "\nWhile sending it back:\n" + tb
@@ -149,10 +201,30 @@ def write_outcome(path: str, outcome: tuple) -> None:
             pass
 
 
+def _close_stdin() -> None:
+    """As multiprocessing does in its children (so pynisher too): the function reads end-of-file, never the
+    caller's input, and its subprocesses get /dev/null on descriptor 0."""
+    if sys.stdin is None:
+        return
+    try:
+        sys.stdin.close()
+    except (OSError, ValueError):
+        pass
+    try:
+        fd = os.open(os.devnull, os.O_RDONLY)
+        if fd != 0:
+            os.dup2(fd, 0)
+            os.close(fd)
+        sys.stdin = open(0, encoding="utf-8", closefd=False)
+    except (OSError, ValueError):
+        pass
+
+
 def execute(func: Callable, args: tuple, kwargs: dict, opts: Options, directory: str) -> None:
     """Runs the call, writes its outcome, and ends this process (never returns)."""
     code = 0
     try:
+        _close_stdin()
         if opts.name is not None:
             import multiprocessing
 
@@ -218,6 +290,11 @@ def hold_and_exec(
     ``run`` once pynish has adopted it, then execs ``pynish --adopt B`` (A becomes pynish, B's parent). The
     descriptors in ``inherit`` go to pynish only. Never returns; if the exec fails the caller exits, and B sees
     the hold pipe close without the go byte and exits unrun."""
+    # The calling thread's blocked signals would be inherited by pynish and the function: pynish's SIGTERM then
+    # waits for SIGKILL, and pynish misses the SIGINT passed on for Ctrl-C. Both start unblocked, as in spawn.
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
     hold_read, hold_write = os.pipe()
     me = os.getpid()
     worker = os.fork()
@@ -231,6 +308,15 @@ def hold_and_exec(
     for fd in (hold_write, *inherit):
         os.set_inheritable(fd, True)
     os.execv(program, [program, "--adopt", str(worker), "--adopt-fd", str(hold_write), *flags, "--", *display])
+
+
+def main_function(name: str, by_value: bytes) -> Any:
+    """Unpickles a function or class of the caller's ``__main__`` (see ``_call._pickler``): the child's re-run
+    main module's own, else the copy sent by value."""
+    found = getattr(sys.modules.get("__main__"), name, None)
+    if callable(found) and getattr(found, "__qualname__", None) == name:
+        return found
+    return pickle.loads(by_value)
 
 
 def load_and_execute(directory: str, whole_main: bool) -> None:

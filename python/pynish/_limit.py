@@ -50,6 +50,8 @@ def _time(value: Any) -> Any:
     if isinstance(value, tuple):
         x, unit = value
         return round(x * _TIME_UNITS[unit.lower()])
+    if isinstance(value, bool):
+        return int(value)  # pynisher takes True as 1 second
     return value
 
 

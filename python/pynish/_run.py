@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import tempfile
@@ -53,9 +54,10 @@ def limit_args(
 ) -> list[str]:
     """The pynish flags for these limits."""
     args: list[str] = []
-    if wall_time is not None:
+    # An infinite time is no limit (pynisher runs wall_time=math.inf unlimited; the CLI has no word for it).
+    if wall_time is not None and wall_time != math.inf:
         args += ["--wall-time", cli_duration(wall_time, "wall_time")]
-    if cpu_time is not None:
+    if cpu_time is not None and cpu_time != math.inf:
         args += ["--cpu-time", cli_duration(cpu_time, "cpu_time")]
     if memory is not None:
         args += ["--memory", cli_size(memory, "memory")]
