@@ -250,15 +250,10 @@ class Pynisher(Generic[T]):
             shutil.rmtree(directory, ignore_errors=True)
 
     def _backend(self) -> Optional[str]:
-        """``proc`` where it serves as well as a cgroup: for a call that limits neither memory nor CPU time
-        (unless $PYNISH_BACKEND says otherwise), since making cgroups costs milliseconds per call and pynish
-        holds the tree as its subreaper anyway; and always with ``terminate_child_processes=False``, whose
-        leftovers must outlive the run's cgroups. Else pynish's choice (``auto``: a cgroup where it can)."""
-        if not self.terminate_child_processes:
-            return "proc"
-        if self.memory is None and self.cpu_time is None and "PYNISH_BACKEND" not in os.environ:
-            return "proc"
-        return None
+        """``proc`` with ``terminate_child_processes=False``, whose leftovers must outlive the run's cgroups; else
+        pynish's own choice (``auto``: a cgroup only where a memory limit needs one, since making one costs
+        milliseconds per call; $PYNISH_BACKEND overrides)."""
+        return None if self.terminate_child_processes else "proc"
 
     # -- deciding what a call gives back ---------------------------------------------------------------------
 
