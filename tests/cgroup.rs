@@ -57,16 +57,7 @@ fn spawn_piped(cmd: &mut Command) -> Child {
 
 /// Live processes (not zombies) that carry `mark`.
 fn survivors(mark: &str) -> Vec<i32> {
-    let needle = format!("{MARKER}={mark}\0");
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
-        if environ.windows(needle.len()).any(|w| w == needle.as_bytes()) && pid_alive(pid) {
-            found.push(pid);
-        }
-    }
-    found
+    crate::util::marked_alive(MARKER, mark)
 }
 
 /// Every directory under the cgroup mounts.

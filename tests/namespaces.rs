@@ -140,16 +140,7 @@ fn line(reader: &mut impl BufRead) -> String {
 
 /// Live processes (not zombies) that carry `mark`, by their pids here.
 fn survivors(mark: &str) -> Vec<i32> {
-    let needle = format!("{MARKER}={mark}\0");
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
-        if environ.windows(needle.len()).any(|w| w == needle.as_bytes()) && pid_alive(pid) {
-            found.push(pid);
-        }
-    }
-    found
+    crate::util::marked_alive(MARKER, mark)
 }
 
 /// Run groups named after the pid namespace `ns` (`pynish-<pid>-ns<ns>-<start>`).

@@ -209,3 +209,17 @@ pub fn assert_dead(pids: &[i32]) {
 pub fn f(value: &Value) -> f64 {
     value.as_f64().unwrap_or_else(|| panic!("not a number: {value}"))
 }
+
+/// Live processes (not zombies) whose environment has `var=mark`: a census of what a test's runs left behind.
+pub fn marked_alive(var: &str, mark: &str) -> Vec<i32> {
+    let needle = format!("{var}={mark}\0");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+        if environ.windows(needle.len()).any(|w| w == needle.as_bytes()) && pid_alive(pid) {
+            found.push(pid);
+        }
+    }
+    found
+}
