@@ -40,6 +40,8 @@ fn main() {
         format!("/* pynish build.rs: -lgcc_s links the static unwinder */\nINPUT(\"{}\")\n", archive.display());
     if std::fs::write(dir.join("libgcc_s.so"), script).is_ok() {
         println!("cargo:rustc-link-search=native={}", dir.display());
+        // For tests/startup.rs, which then expects no libgcc_s among the libraries the binary needs.
+        println!("cargo:rustc-env=PYNISH_STATIC_UNWINDER=1");
     }
 }
 

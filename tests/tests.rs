@@ -26,6 +26,7 @@ mod recipes;
 mod report_dest;
 mod resources;
 mod signals;
+mod startup;
 mod terminal;
 mod timeline;
 mod tree;
