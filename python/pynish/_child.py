@@ -28,6 +28,9 @@ GO = b"G"
 CALL_FILE = "call.pkl"
 RESULT_FILE = "result.pkl"
 
+#: In a limited function's process: its call's folder, where the calls it makes put theirs (``_folder``).
+running_in: Optional[str] = None
+
 
 class Options:
     """What the child needs besides the function: pynisher's per-call settings."""
@@ -222,7 +225,9 @@ def _close_stdin() -> None:
 
 def execute(func: Callable, args: tuple, kwargs: dict, opts: Options, directory: str) -> None:
     """Runs the call, writes its outcome, and ends this process (never returns)."""
+    global running_in
     code = 0
+    running_in = directory
     try:
         _close_stdin()
         if opts.name is not None:

@@ -6,13 +6,11 @@ import functools
 import multiprocessing
 import os
 import pickle
-import shutil
 import sys
-import tempfile
 from multiprocessing.context import BaseContext
 from typing import Any, Callable, Dict, Generic, List, Optional, Tuple, Type, TypeVar, Union
 
-from . import _call, _child, exceptions
+from . import _call, _child, _ending, _folder, exceptions
 from ._report import Report, Usage, parse_report
 from ._run import limit_args
 from ._support import contexts as valid_contexts
@@ -60,14 +58,6 @@ def _memory(value: Any) -> Any:
         x, unit = value
         return round(x * _MEMORY_UNITS[unit.upper()])
     return value
-
-
-def _scratch() -> Optional[str]:
-    """Where a call's private folder goes: memory (/dev/shm) when there is one, since creating and removing
-    its few files on a disk file system costs milliseconds per call; else the temp folder ($TMPDIR)."""
-    if "TMPDIR" not in os.environ and os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK | os.X_OK):
-        return "/dev/shm"
-    return None
 
 
 def _warn_memory(limit: Optional[int]) -> None:
@@ -216,7 +206,9 @@ class Pynisher(Generic[T]):
         )
         if self.warnings and self.memory is not None:
             _warn_memory(self.memory)
-        directory = tempfile.mkdtemp(prefix="pynish-call-", dir=_scratch())
+        folder = _folder.Folder()
+        directory = folder.path
+        guarded = _ending.guard()
         try:
             report_path = os.path.join(directory, "report.json")
             flags = [
@@ -242,12 +234,17 @@ class Pynisher(Generic[T]):
                 launched = _call.start_forkserver(flags, display, self.func, args, kwargs, opts, directory)
             else:
                 launched = _call.start_spawn(flags, self.func, args, kwargs, opts, directory)
-            status = _call.wait(launched, self.forceful_keyboard_interrupt)
+            _ending.started(launched, folder)
+            try:
+                status = _call.wait(launched, self.forceful_keyboard_interrupt)
+            finally:
+                _ending.ended(launched)
             report = self._read_report(report_path, status)
             self.last_run = report
             return self._outcome(report, os.path.join(directory, _child.RESULT_FILE), args, kwargs)
         finally:
-            shutil.rmtree(directory, ignore_errors=True)
+            folder.remove()
+            _ending.unguard(guarded)
 
     def _backend(self) -> Optional[str]:
         """``proc`` with ``terminate_child_processes=False``, whose leftovers must outlive the run's cgroups; else
