@@ -61,6 +61,7 @@ __all__ = [
 #: The working directory when pynish was first imported, as multiprocessing keeps it (``ORIGINAL_DIR``): a fresh
 #: child finds the caller's modules there (``sys.path``'s "") even after the caller changed directory. Taken here,
 #: not in the lazily loaded modules, which the first call may only load after such a change.
+_ORIGINAL_DIR: "str | None"
 try:
     _ORIGINAL_DIR = _os.path.abspath(_os.getcwd())
 except OSError:  # started in a folder that was removed

@@ -86,7 +86,7 @@ def guard() -> List[Tuple[int, _Ender]]:
     to undo."""
     if threading.current_thread() is not threading.main_thread():
         return []
-    installed = []
+    installed: List[Tuple[int, _Ender]] = []
     for signum in SIGNALS:
         current = signal.getsignal(signum)
         if isinstance(current, _Ender) or current in (signal.SIG_IGN, None):
@@ -102,8 +102,9 @@ def guard() -> List[Tuple[int, _Ender]]:
 def unguard(installed: List[Tuple[int, _Ender]]) -> None:
     """Puts back the caller's handlers that ``guard`` replaced (unless the caller has set others since)."""
     for signum, ender in installed:
+        previous = ender.previous
         if signal.getsignal(signum) is ender:
-            signal.signal(signum, ender.previous)
+            signal.signal(signum, previous)
 
 
 def _forget_in_child() -> None:
@@ -116,7 +117,7 @@ def _forget_in_child() -> None:
         try:
             current = signal.getsignal(signum)
             if isinstance(current, _Ender):
-                signal.signal(signum, current.previous)
+                signal.signal(signum, current.previous)  # type: ignore[arg-type]
         except (ValueError, OSError):
             pass
 

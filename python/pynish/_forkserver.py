@@ -96,10 +96,11 @@ class _Client:
     def alive(self) -> bool:
         return not self.broken and self.owner == os.getpid() and self.process.poll() is None
 
-    def start(self, request: tuple, ended_write: int) -> int:
+    def start(self, request: tuple, fds: List[int]) -> int:
+        """Has the server start a call; ``fds``: the "ended" pipe's write end, the call's and outcome's pipes."""
         with self.lock:
             try:
-                _send(self.sock, request, [ended_write])
+                _send(self.sock, request, fds)
                 pid, _ = _recv(self.sock)
             except BaseException:
                 # Interrupted between request and answer (Ctrl-C) or the server died: the stream may hold a
@@ -182,7 +183,9 @@ def serve(fd: int, lifeline: int) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         while True:
             (directory, flags, display), fds = _recv(sock)
-            ended = fds[0]
+            ended, call, result = fds
+            for fd in fds:
+                os.set_inheritable(fd, False)  # to the call's child only; "ended" goes to pynish through exec
             answer: Any
             try:
                 answer = _fork_call(
@@ -193,11 +196,13 @@ def serve(fd: int, lifeline: int) -> None:
                     display=display,
                     directory=directory,
                     inherit=(ended, lifeline),
+                    pipes=(call, result),
                 )
             except Exception as e:  # the caller raises it
                 answer = e
             finally:
-                os.close(ended)
+                for fd in fds:
+                    os.close(fd)
             _send(sock, answer)
     except EOFError:
         pass
@@ -213,6 +218,7 @@ def _fork_call(
     display: List[str],
     directory: str,
     inherit: Tuple[int, ...],
+    pipes: Tuple[int, int],
 ) -> int:
     from . import _child
 
@@ -223,7 +229,7 @@ def _fork_call(
             os.setsid()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            run = functools.partial(_child.load_and_execute, directory, False)
+            run = functools.partial(_child.load_and_execute, directory, False, *pipes)
             _child.hold_and_exec(program, flags, display, prctl, run, inherit=inherit)
         finally:
             os._exit(125)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
-import pickle
 import sys
 from multiprocessing.context import BaseContext
 from typing import Any, Callable, Dict, Generic, List, Optional, Tuple, Type, TypeVar, Union
@@ -241,7 +240,7 @@ class Pynisher(Generic[T]):
                 _ending.ended(launched)
             report = self._read_report(report_path, status)
             self.last_run = report
-            return self._outcome(report, os.path.join(directory, _child.RESULT_FILE), args, kwargs)
+            return self._outcome(report, launched.loaded, args, kwargs)
         finally:
             folder.remove()
             _ending.unguard(guarded)
@@ -263,12 +262,11 @@ class Pynisher(Generic[T]):
                 f"pynish ended with status {status} and wrote no report (its message, if any, is on stderr)"
             ) from None
 
-    def _outcome(self, report: Report, result_path: str, args: tuple, kwargs: dict) -> Any:
+    def _outcome(self, report: Report, loaded: Optional[tuple], args: tuple, kwargs: dict) -> Any:
         call = _child.callstring(self.func, args, kwargs)
         err: Optional[BaseException] = None
         tb: Optional[str] = None
         result: Any = EMPTY
-        loaded = self._load(result_path)
         if loaded is not None:
             if loaded[0] == "ok":
                 result = loaded[1]
@@ -312,19 +310,6 @@ class Pynisher(Generic[T]):
         if isinstance(err, MemoryError) and not isinstance(err, exceptions.MemoryLimitException) and self.memory:
             err = exceptions.MemoryLimitException(f"MemoryError raised with limit {self.memory}B")
         return _raise_with(err, tb)
-
-    @staticmethod
-    def _load(path: str) -> Optional[tuple]:
-        try:
-            f = open(path, "rb")
-        except FileNotFoundError:
-            return None
-        with f:
-            try:
-                return pickle.load(f)
-            except Exception as e:
-                # e.g. an exception class whose constructor takes other arguments than it pickles.
-                return ("err", exceptions.PynisherException(f"The function's outcome could not be read: {e!r}"), None)
 
 
 limit = Pynisher

@@ -196,3 +196,66 @@ def test_the_working_directory_of_the_first_import_is_kept(tmp_path, context):
     )
     # The caller's modules are imported from where it started; the function runs where the caller is now.
     assert out.stdout.split() == ["9", "elsewhere"], out.stderr
+
+
+SMALL_SHM_SCRIPT = """
+import os, sys
+import pynish
+
+def big(n):
+    return bytes(n)
+
+if __name__ == "__main__":
+    results = []
+    for context in ("fork", "spawn", "forkserver"):
+        got = pynish.limit(big, context=context, wall_time=60)(100 * 2**20)
+        results.append(len(got))
+        results.append(pynish.limit(len, context=context, wall_time=60)(bytes(100 * 2**20)))
+    print(*results)
+"""
+
+
+def test_results_and_arguments_larger_than_dev_shm_and_tmpdir(tmp_path, heavy_memory):
+    """In a private mount namespace, /dev/shm and $TMPDIR are 64 MiB tmpfs (Docker's default /dev/shm): a 100 MiB
+    result and a 100 MiB argument still travel, in every context."""
+    if os.geteuid() != 0 or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs root and unshare(1) for a private mount namespace with a small /dev/shm")
+    small_tmp = tmp_path / "tmp"
+    small_tmp.mkdir()
+    script = tmp_path / "small_shm.py"
+    script.write_text(SMALL_SHM_SCRIPT)
+    shell = (
+        'mount --make-rprivate / && mount -t tmpfs -o size=64m tmpfs /dev/shm && mount -t tmpfs -o size=64m tmpfs "$1"'
+        ' && exec "$2" "$3"'
+    )
+    for tmpdir in (None, str(small_tmp)):
+        env = u.script_env()
+        env.pop("TMPDIR", None)
+        if tmpdir:
+            env["TMPDIR"] = tmpdir
+        out = subprocess.run(
+            ["unshare", "-m", "sh", "-c", shell, "sh", str(small_tmp), sys.executable, str(script)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == [str(100 * 2**20)] * 6, out.stderr
+
+
+def big_return(n):
+    return b"x" * n  # every page touched (bytes(n) would be untouched zero pages)
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_a_large_result_is_not_charged_to_the_memory_limit(context, cgroup_backend, heavy_memory):
+    """A 300 MiB result under a 500 MiB limit held by a cgroup: the result's travel costs the function nothing
+    (through a tmpfs file it was charged twice: 602 MB)."""
+    import pynish
+
+    limited = pynish.limit(big_return, memory=(500, "MB"), context=context, wall_time=120)
+    got = limited(300 * 2**20)
+    assert len(got) == 300 * 2**20
+    peak = limited.usage.peak_memory_bytes
+    assert peak < 450 * 2**20, f"peak {peak / 2**20:.0f} MiB"
