@@ -25,6 +25,7 @@
 //! thins them and passes lines to a writer thread; `plot` draws the file afterwards.
 
 pub mod cli;
+mod destination;
 pub mod exit_code;
 mod inherit;
 pub mod limits;

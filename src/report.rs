@@ -2,8 +2,6 @@
 //!
 //! Both are written only after the whole tree is gone, so they never interleave with the command's output.
 
-mod destination;
-
 use crate::exit_code::ExitCode;
 use crate::limits::{LimitKind, Limits, MemoryKind};
 use crate::monitor::Outcome;
@@ -218,17 +216,7 @@ pub fn message(settings: &Settings, outcome: &Outcome, verdict: Verdict) -> Opti
 
 /// Writes `json` to `path`: atomically to a regular file, in place to a FIFO or a device (see `destination`).
 pub fn write_file(path: &std::path::Path, json: &str) -> Result<()> {
-    destination::write(path, &format!("{json}\n"))
-}
-
-/// Whether two destinations lead to the same file (see `destination::same_file`).
-pub fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
-    destination::same_file(a, b)
-}
-
-/// Refuses, before the run, a `--report` path that cannot take a report.
-pub fn check_destination(path: &std::path::Path) -> Result<()> {
-    destination::check(path)
+    crate::destination::write_report(path, &format!("{json}\n"))
 }
 
 /// Writes `json` to an open descriptor the caller passed.

@@ -1,8 +1,9 @@
 //! Turns the parsed command line into the typed `Settings` the rest of pynish works from.
 
 use crate::cli::Cli;
+use crate::destination;
 use crate::limits::Limits;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::ValueEnum;
 use nix::sys::signal::Signal;
 use std::ffi::OsString;
@@ -59,11 +60,11 @@ impl Settings {
             bail!("no command given (usage: pynish [OPTIONS] -- COMMAND [ARGS...])");
         }
         if let Some(path) = &cli.report {
-            crate::report::check_destination(path)?;
+            destination::check(path, "report")?;
         }
         if let Some(path) = &cli.timeline {
-            check_destination(path, "timeline")?;
-            if cli.report.as_ref().is_some_and(|report| crate::report::same_file(report, path)) {
+            destination::check(path, "timeline")?;
+            if cli.report.as_ref().is_some_and(|report| destination::same_file(report, path)) {
                 bail!("--report and --timeline name the same file {}", path.display());
             }
         }
@@ -111,21 +112,4 @@ impl Settings {
             adopt: cli.adopt.zip(cli.adopt_fd).map(|(pid, fd)| Adopt { pid, fd }),
         })
     }
-}
-
-/// The timeline file (`--report` has its own rules in `report::destination`) must go to a directory that exists
-/// and must not be a directory itself: found out before anything runs, not after.
-fn check_destination(path: &std::path::Path, what: &str) -> Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let meta = std::fs::metadata(&dir).with_context(|| format!("{what} directory {} is not usable", dir.display()))?;
-    if !meta.is_dir() {
-        bail!("{what} directory {} is not a directory", dir.display());
-    }
-    if path.is_dir() {
-        bail!("{what} file {} is a directory", path.display());
-    }
-    Ok(())
 }
