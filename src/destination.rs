@@ -319,7 +319,7 @@ fn open_following(dir: &Dir, name: &OsStr) -> nix::Result<(OwnedFd, bool)> {
 #[cfg(target_os = "linux")]
 fn locate(fd: &OwnedFd, st: &FileStat) -> Option<Entry> {
     use std::os::fd::AsRawFd;
-    let at = PathBuf::from(fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?);
+    let at = fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
     let name = at.file_name()?.to_os_string();
     let dir = Dir::open(parent(&at)).ok()?;
     dir.holds(&name, st).then_some(Entry { dir, name })
