@@ -331,7 +331,7 @@ fn locate(_fd: &OwnedFd, _st: &FileStat) -> Option<Entry> {
 }
 
 /// One attempt at opening `place`; None: a FIFO without a reader (yet).
-fn try_open(place: Place) -> Result<Result<Opened, Place>> {
+fn try_open(place: Place) -> Result<Result<Opened, Again>> {
     let (dir, name) = (&place.dir, place.name.as_os_str());
     // Nothing there: made here, by pynish (O_EXCL says so), never through a link.
     match openat(&dir.fd, name, base_flags() | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW, new_mode()) {
@@ -355,21 +355,29 @@ fn try_open(place: Place) -> Result<Result<Opened, Place>> {
         Err(Errno::ENXIO) => {
             let st = dir.lstat(name).map_err(|e| place.failed(e))?;
             place.refuse_foreign(&st)?;
-            return if is(&st, SFlag::S_IFIFO) { Ok(Err(place)) } else { Err(place.failed(Errno::ENXIO)) };
+            return if is(&st, SFlag::S_IFIFO) { Ok(Err(Again::Fifo(place))) } else { Err(place.failed(Errno::ENXIO)) };
         }
         // O_NOFOLLOW on a link: it is one (checked below), or it was removed meanwhile (tried again).
         Err(Errno::ELOOP | Errno::ENOENT) => {}
+        // The kernel's sticky rule refusing another user's entry (a link, in a race, once the check is past):
+        // said as the check says it.
+        Err(Errno::EACCES) => {
+            return match dir.lstat(name) {
+                Ok(st) => place.refuse_foreign(&st).and(Err(place.failed(Errno::EACCES))),
+                Err(_) => Ok(Err(Again::Raced(place))), // removed meanwhile
+            };
+        }
         Err(e) => return Err(place.failed(e)),
     }
     // A link: trusted only if pynish's user or the sticky directory's owner made it; then the kernel follows it.
     let link = match dir.lstat(name) {
         Ok(st) => st,
-        Err(Errno::ENOENT) => return Ok(Err(place)), // removed meanwhile: tried again
+        Err(Errno::ENOENT) => return Ok(Err(Again::Raced(place))), // removed meanwhile
         Err(e) => return Err(place.failed(e)),
     };
     place.refuse_foreign(&link)?;
     if !is(&link, SFlag::S_IFLNK) {
-        return Ok(Err(place)); // replaced meanwhile: tried again
+        return Ok(Err(Again::Raced(place))); // replaced meanwhile
     }
     let made = fstatat(&dir.fd, name, AtFlags::empty()) == Err(Errno::ENOENT);
     match open_following(dir, name) {
@@ -380,26 +388,49 @@ fn try_open(place: Place) -> Result<Result<Opened, Place>> {
         }
         Err(Errno::ENXIO) => {
             let st = fstatat(&dir.fd, name, AtFlags::empty()).map_err(|e| place.failed(e))?;
-            if is(&st, SFlag::S_IFIFO) { Ok(Err(place)) } else { Err(place.failed(Errno::ENXIO)) }
+            if is(&st, SFlag::S_IFIFO) { Ok(Err(Again::Fifo(place))) } else { Err(place.failed(Errno::ENXIO)) }
         }
         Err(Errno::ENOENT) if matches!(follow(place.path), Err(Some(_))) => Err(place.not_open()),
         Err(e) => Err(place.failed(e)),
     }
 }
 
+/// Why an attempt at opening is tried again.
+enum Again<'a> {
+    /// A FIFO without a reader yet: tried again until the deadline.
+    Fifo(Place<'a>),
+    /// The entry changed between two steps (someone making and removing it): tried again at once, a bounded
+    /// number of times.
+    Raced(Place<'a>),
+}
+
+/// How many times in a row an entry may change under pynish before it gives up.
+const MAX_RACES: usize = 1000;
+
 /// Opens `path` for `what` by the module's rules, waiting at most until `deadline` for a FIFO's reader.
 fn open(path: &Path, what: &'static str, deadline: Instant) -> Result<Opened> {
     let mut place = Place::new(path, what)?;
+    let mut races = 0;
     loop {
         place = match try_open(place)? {
             Ok(opened) => return Ok(opened),
-            Err(place) => place,
+            Err(Again::Raced(place)) if races < MAX_RACES => {
+                races += 1;
+                place
+            }
+            Err(Again::Raced(_)) => bail!("{what} file {} kept changing while pynish opened it", path.display()),
+            Err(Again::Fifo(place)) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    bail!(
+                        "{what} file {}: no reader took it within {PATIENCE:?} (a FIFO without a reader?)",
+                        path.display()
+                    );
+                }
+                std::thread::sleep(left.min(RETRY));
+                place
+            }
         };
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            bail!("{what} file {}: no reader took it within {PATIENCE:?} (a FIFO without a reader?)", path.display());
-        }
-        std::thread::sleep(left.min(RETRY));
     }
 }
 

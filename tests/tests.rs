@@ -20,6 +20,7 @@ mod json;
 mod leftovers;
 mod limits;
 mod namespaces;
+mod other_users;
 mod output;
 mod passthrough;
 mod recipes;
