@@ -26,6 +26,7 @@ mod passthrough;
 mod recipes;
 mod report_dest;
 mod resources;
+mod rough_edges;
 mod signals;
 mod startup;
 mod terminal;
