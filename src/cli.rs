@@ -100,7 +100,7 @@ pub struct Cli {
     /// The first signal, a name or number
     ///
     /// Sent to every member of the tree when a limit is reached (TERM, SIGINT, 9, ...); SIGKILL follows after
-    /// the grace period.
+    /// the grace period. A standard signal (1-31): real-time signals are refused.
     #[arg(short = 's', long, value_name = "SIG", value_hint = ValueHint::Other, value_parser = parse_signal, default_value = "TERM", env = "PYNISH_SIGNAL", help_heading = "Escalation")]
     pub signal: Signal,
 

@@ -226,6 +226,8 @@ fn race(uid: u32, gid: u32, runs: usize) -> (usize, usize, usize) {
     for run in 0..runs {
         let out = pynish().arg("--report").arg(&report).args(["--", "true"]).output().unwrap();
         let said = stderr(&out);
+        assert_eq!(fs::read_to_string(&precious).unwrap(), "precious\n", "run {run}: root's file was overwritten");
+        assert!(!dangling.exists(), "run {run}: a file was made through the other user's link");
         match code(&out) {
             125 => {
                 assert!(said.contains("of another user"), "run {run}: {said}");
@@ -244,8 +246,6 @@ fn race(uid: u32, gid: u32, runs: usize) -> (usize, usize, usize) {
             }
             other => panic!("run {run}: exit {other}: {said}"),
         }
-        assert_eq!(fs::read_to_string(&precious).unwrap(), "precious\n", "run {run}: root's file was overwritten");
-        assert!(!dangling.exists(), "run {run}: a file was made through the other user's link");
     }
     (written, refused, lost)
 }

@@ -119,3 +119,13 @@ fn an_unknown_time_unit_lists_weeks_which_are_accepted() {
     assert!(stderr(&out).contains("h, d, w)"), "{}", stderr(&out));
     pynish().args(["-w", "1w", "--", "true"]).assert().success();
 }
+
+#[test]
+fn a_real_time_signal_is_refused_as_what_it_is() {
+    // Once: "unknown signal number 34", though the help said "a name or number" and 34 is a signal.
+    for signal in ["34", "64", "RTMIN+2"] {
+        let out = pynish().args(["--signal", signal, "--", "true"]).output().unwrap();
+        assert_eq!(code(&out), 125, "{signal}");
+        assert!(stderr(&out).contains("real-time signal"), "{signal}: {}", stderr(&out));
+    }
+}
