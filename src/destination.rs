@@ -436,11 +436,11 @@ fn open(path: &Path, what: &'static str, deadline: Instant) -> Result<Opened> {
 
 /// A `--timeline` destination, opened before the run and written while it runs.
 pub struct Timeline {
-    /// The file, in blocking mode again (its writer is a thread of its own, which may wait on a slow reader).
+    /// The file, non-blocking until `begin` has written the header.
     pub file: File,
     /// Whether it is truncated when the run goes ahead: a regular file pynish may rewrite, not someone's open
     /// file reached through `/proc` (stdout redirected to a file), nor a FIFO or a device.
-    pub truncate: bool,
+    truncate: bool,
     /// The entry pynish made, removed again by `remove_made` if the run is refused.
     made: Option<Entry>,
 }
@@ -449,21 +449,35 @@ pub struct Timeline {
 /// FIFO's reader. Nothing is truncated yet: a run refused before it starts keeps an old timeline.
 pub fn open_timeline(path: &Path) -> Result<Timeline> {
     let opened = open(path, "timeline", Instant::now() + PATIENCE)?;
-    let file = opened.file;
-    let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL)
-        .and_then(|flags| {
-            let flags = OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK;
-            let flags = if opened.through_fd { flags | OFlag::O_APPEND } else { flags };
-            nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(flags))
-        })
-        .map_err(io::Error::from);
-    flags.with_context(|| format!("cannot write the timeline to {}", path.display()))?;
-    let regular = is(&opened.st, SFlag::S_IFREG);
+    if opened.through_fd {
+        set_flags(&opened.file, |flags| flags | OFlag::O_APPEND)
+            .with_context(|| format!("cannot write the timeline to {}", path.display()))?;
+    }
+    let truncate = is(&opened.st, SFlag::S_IFREG) && !opened.through_fd;
     let made = opened.entry.filter(|_| opened.created);
-    Ok(Timeline { file, truncate: regular && !opened.through_fd, made })
+    Ok(Timeline { file: opened.file, truncate, made })
+}
+
+/// Changes the status flags of `file`'s open description (shared by its duplicates).
+fn set_flags(file: &File, change: impl FnOnce(OFlag) -> OFlag) -> io::Result<()> {
+    use nix::fcntl::{FcntlArg, fcntl};
+    let flags = OFlag::from_bits_truncate(fcntl(file, FcntlArg::F_GETFL)?);
+    fcntl(file, FcntlArg::F_SETFL(change(flags)))?;
+    Ok(())
 }
 
 impl Timeline {
+    /// Once the run goes ahead: truncates the file (if it is one pynish may rewrite) and writes `header` and its
+    /// newline, waiting at most `PATIENCE` for a FIFO's reader to make room; then makes the file blocking, for
+    /// the writer thread (which may wait; the watch loop never does).
+    pub fn begin(&self, header: &str) -> io::Result<()> {
+        if self.truncate {
+            self.file.set_len(0)?;
+        }
+        write_by(&self.file, format!("{header}\n").as_bytes(), Instant::now() + PATIENCE)?;
+        set_flags(&self.file, |flags| flags & !OFlag::O_NONBLOCK)
+    }
+
     /// Removes the file pynish made, if its name still holds it: a refused run leaves nothing behind.
     pub fn remove_made(&mut self) {
         if let Some(entry) = self.made.take() {

@@ -291,6 +291,32 @@ fn a_timeline_fifo_without_a_reader_refuses_the_run_within_the_bound() {
 }
 
 #[test]
+fn a_timeline_fifo_with_no_room_for_the_header_refuses_the_run_within_the_bound() {
+    // A reader that opened the FIFO and never reads, its pipe full: the header, written before the run, once
+    // blocked pynish as long as that lasted.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("timeline.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // Read and write ends at once (O_RDWR never blocks), the pipe made small and filled.
+    let held = fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(&fifo).unwrap();
+    // SAFETY: F_SETPIPE_SZ takes an integer.
+    unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&held), libc::F_SETPIPE_SZ, 4096) };
+    while std::io::Write::write(&mut &held, &[b'x'; 512]).is_ok() {}
+    let marker = dir.path().join("ran");
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-s", "KILL", "60", env!("CARGO_BIN_EXE_pynish"), "--timeline"]).arg(&fifo);
+    cmd.args(["--", "touch"]).arg(&marker).env_remove("PYNISH_BACKEND");
+    let start = std::time::Instant::now();
+    let out = cmd.output().unwrap();
+    let took = start.elapsed();
+    drop(held);
+    assert_eq!(code(&out), 125, "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot write the timeline"), "{}", stderr(&out));
+    assert!(took < Duration::from_secs(30), "pynish waited {took:?}");
+    assert!(!marker.exists(), "the command ran");
+}
+
+#[test]
 fn a_run_refused_for_want_of_a_thread_leaves_no_timeline() {
     // Once: `ulimit -u 1` refused the timeline's writer thread after the header was written: the new file
     // stayed, and an old one was truncated. A uid of its own, so that no other process counts against the limit.

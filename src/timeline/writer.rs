@@ -82,10 +82,8 @@ impl Writer {
                 let _ = report.send(write_all(records, out));
             })
             .context("cannot start the timeline writer")?;
-        let mut file = &dest.file;
-        let truncated = if dest.truncate { file.set_len(0) } else { Ok(()) };
         // Dropping `opened` on an error ends the thread (its channel closes) and removes a file pynish made.
-        truncated.and_then(|()| writeln!(file, "{header}")).with_context(context)?;
+        dest.begin(header).with_context(context)?;
         opened.dest = None;
         Ok(Writer { path, to_thread: Some(to_thread), backlog: Vec::new(), dropped: 0, done })
     }
