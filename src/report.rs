@@ -219,21 +219,8 @@ pub fn write_file(path: &std::path::Path, json: &str) -> Result<()> {
     crate::destination::write_report(path, &format!("{json}\n"))
 }
 
-/// Writes `json` to an open descriptor the caller passed.
+/// Writes `json` to an open descriptor the caller passed (see `destination::write_fd`).
 pub fn write_fd(fd: i32, json: &str) -> Result<()> {
-    let line = format!("{json}\n");
-    let mut written = 0;
-    while written < line.len() {
-        // SAFETY: fd is a descriptor the user passed and pynish checked at start; write reads only `line`.
-        let n = unsafe { nix::libc::write(fd, line[written..].as_ptr().cast(), line.len() - written) };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err).with_context(|| format!("cannot write the report to fd {fd}"));
-        }
-        written += n as usize;
-    }
-    Ok(())
+    crate::destination::write_fd(fd, &format!("{json}\n"))
+        .with_context(|| format!("cannot write the report to fd {fd}"))
 }

@@ -69,16 +69,7 @@ impl Settings {
             }
         }
         if let Some(fd) = cli.report_fd {
-            // Refuse a descriptor that is not open now rather than lose the report at the end.
-            // SAFETY: F_GETFL only reads the descriptor's status flags; an unopened number yields EBADF.
-            let flags = unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFL) };
-            // A closed 0, 1 or 2 is open now only because Rust's runtime put /dev/null there.
-            if flags < 0 || crate::inherit::was_closed(fd) {
-                bail!("--report-fd {fd} is not an open file descriptor");
-            }
-            if flags & nix::libc::O_ACCMODE == nix::libc::O_RDONLY {
-                bail!("--report-fd {fd} is open for reading only");
-            }
+            destination::check_fd(fd, "--report-fd")?;
         }
         let backend = match (cli.leave_leftovers, cli.backend) {
             (true, BackendChoice::Auto) => BackendChoice::Proc,
