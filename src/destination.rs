@@ -85,6 +85,13 @@ impl Dir {
     }
 }
 
+/// The kind of `st` (as said in messages) when it is another user's link, FIFO or regular file in the shared
+/// sticky directory `dir`: one that belongs neither to pynish's user nor to the directory's owner.
+fn foreign(dir: &Dir, st: &FileStat) -> Option<&'static str> {
+    let (owner, kind) = (dir.shared_owner?, guarded_kind(st)?);
+    (st.st_uid != owner && st.st_uid != nix::unistd::geteuid().as_raw()).then_some(kind)
+}
+
 /// What kind of entry `st` is, as said in messages; None for what the sticky rule does not cover.
 fn guarded_kind(st: &FileStat) -> Option<&'static str> {
     match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
@@ -122,18 +129,17 @@ impl<'a> Place<'a> {
 
     /// The one-line refusal of another user's link, FIFO or file in a shared sticky directory.
     fn refuse_foreign(&self, st: &FileStat) -> Result<()> {
-        let (Some(owner), Some(kind)) = (self.dir.shared_owner, guarded_kind(st)) else { return Ok(()) };
-        if st.st_uid == owner || st.st_uid == nix::unistd::geteuid().as_raw() {
-            return Ok(());
+        match foreign(&self.dir, st) {
+            Some(kind) => bail!(
+                "{} file {} is a {kind} of another user (uid {}) in the shared sticky directory {}: refused, as \
+                 the kernel's protected_* rules refuse it to a shell's `>`; remove it or choose another path",
+                self.what,
+                self.path.display(),
+                st.st_uid,
+                parent(self.path).display()
+            ),
+            None => Ok(()),
         }
-        bail!(
-            "{} file {} is a {kind} of another user (uid {}) in the shared sticky directory {}: refused, as the \
-             kernel's protected_* rules refuse it to a shell's `>`; remove it or choose another path",
-            self.what,
-            self.path.display(),
-            st.st_uid,
-            parent(self.path).display()
-        )
     }
 
     fn not_open(&self) -> anyhow::Error {
@@ -290,6 +296,20 @@ struct Entry {
 }
 
 impl Entry {
+    /// Refuses the target `st` of the link `place`, found here, by the rule of `Place::refuse_foreign`.
+    fn refuse_foreign(&self, place: &Place, st: &FileStat) -> Result<()> {
+        match foreign(&self.dir, st) {
+            Some(kind) => bail!(
+                "{} file {} leads to a {kind} of another user (uid {}) in a shared sticky directory: refused, as \
+                 the kernel's protected_* rules refuse it to a shell's `>`",
+                place.what,
+                place.path.display(),
+                st.st_uid
+            ),
+            None => Ok(()),
+        }
+    }
+
     /// Removes the entry if it still names `file` (a file pynish made), never what replaced it.
     fn remove_if_holds(&self, file: &File) {
         if let Ok(st) = fstat(file)
@@ -362,7 +382,7 @@ fn locate(_fd: &OwnedFd, _st: &FileStat) -> Option<Entry> {
     None
 }
 
-/// One attempt at opening `place`; None: a FIFO without a reader (yet).
+/// One attempt at opening `place`, or why it is tried again.
 fn try_open(place: Place) -> Result<Result<Opened, Again>> {
     let (dir, name) = (&place.dir, place.name.as_os_str());
     // Nothing there: made here, by pynish (O_EXCL says so), never through a link.
@@ -415,7 +435,12 @@ fn try_open(place: Place) -> Result<Result<Opened, Again>> {
     match open_following(dir, name) {
         Ok((fd, through_fd)) => {
             let st = fstat(&fd).map_err(|e| place.failed(e))?;
-            let entry = if is(&st, SFlag::S_IFREG) && !through_fd { locate(&fd, &st) } else { None };
+            let entry = if through_fd { None } else { locate(&fd, &st) };
+            // Where the link leads is held to the same rule, in its own directory.
+            if let Some(entry) = &entry {
+                entry.refuse_foreign(&place, &st)?;
+            }
+            let entry = entry.filter(|_| is(&st, SFlag::S_IFREG));
             Ok(Ok(Opened { file: fd.into(), st, entry, created: made && !through_fd, through_fd }))
         }
         Err(Errno::ENXIO) => {

@@ -146,16 +146,13 @@ fn the_owners_own_entries_in_a_sticky_directory_are_written_as_before() {
 }
 
 #[test]
-fn the_kernels_protected_rules_hold_for_pynish_as_for_a_shell() {
-    // Root's own link in one sticky directory, to another user's file or FIFO in another: the kernel's
-    // protected_regular and protected_fifos refuse the shell's `>`, and pynish opens as the shell does. Once:
-    // pynish replaced the file (and chowned it to that user) and wrote into the FIFO.
+fn a_link_to_another_users_file_or_fifo_in_a_sticky_directory_is_refused_with_or_without_the_sysctls() {
+    // Root's own link in one sticky directory, to another user's file or FIFO in another. With
+    // protected_regular and protected_fifos the kernel refuses the shell's `>`, and pynish, opening as the shell
+    // does, gets the same EACCES; without them pynish applies the same rule itself. Once: pynish replaced the
+    // file (and chowned it to that user) and wrote into the FIFO.
     let Some((uid, gid)) = other_user() else { return };
     let _one_at_a_time = SYSCTLS.lock().unwrap_or_else(|e| e.into_inner());
-    let (Some(_regular), Some(_fifos)) = (Sysctl::set("protected_regular", "1"), Sysctl::set("protected_fifos", "1"))
-    else {
-        return;
-    };
     let (mine, theirs) = (sticky_dir(), sticky_dir());
     let file = theirs.path().join("file");
     let fifo = theirs.path().join("fifo");
@@ -167,22 +164,31 @@ fn the_kernels_protected_rules_hold_for_pynish_as_for_a_shell() {
     let reader = fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo).unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let marker = scratch.path().join("ran");
-    for (name, target) in [("to-file", &file), ("to-fifo", &fifo)] {
-        let link = mine.path().join(name);
-        symlink(target, &link).unwrap();
-        let shell = Command::new("sh").arg("-c").arg("echo x > \"$1\"").arg("sh").arg(&link).output().unwrap();
-        assert!(!shell.status.success(), "{name}: the shell's > was allowed: is the kernel older than 4.19?");
-        // The report: the run goes ahead (the link is root's own), the kernel refuses the write at the end.
-        let out = run("--report", &link, &marker);
-        assert_eq!(code(&out), 0, "{name}: the command's status stands: {}", stderr(&out));
-        assert!(stderr(&out).contains("Permission denied"), "{name}: {}", stderr(&out));
-        assert!(marker.exists(), "{name}: the command ran");
-        fs::remove_file(&marker).unwrap();
-        // The timeline is opened before the run: refused then, and nothing runs.
-        let out = run("--timeline", &link, &marker);
-        assert_eq!(code(&out), 125, "{name}: {}", stderr(&out));
-        assert!(stderr(&out).contains("Permission denied"), "{name}: {}", stderr(&out));
-        assert!(!marker.exists(), "{name}: the command ran");
+    for (on, refusal) in [("1", "Permission denied"), ("0", "leads to a")] {
+        let (Some(_regular), Some(_fifos)) = (Sysctl::set("protected_regular", on), Sysctl::set("protected_fifos", on))
+        else {
+            return;
+        };
+        for (name, target) in [("to-file", &file), ("to-fifo", &fifo)] {
+            let link = mine.path().join(name);
+            let _ = fs::remove_file(&link);
+            symlink(target, &link).unwrap();
+            if on == "1" {
+                let shell = Command::new("sh").arg("-c").arg("echo x > \"$1\"").arg("sh").arg(&link).output().unwrap();
+                assert!(!shell.status.success(), "{name}: the shell's > was allowed: is the kernel older than 4.19?");
+            }
+            // The report: the run goes ahead (the link is root's own), the write is refused at the end.
+            let out = run("--report", &link, &marker);
+            assert_eq!(code(&out), 0, "{name}, sysctls {on}: the command's status stands: {}", stderr(&out));
+            assert!(stderr(&out).contains(refusal), "{name}, sysctls {on}: {}", stderr(&out));
+            assert!(marker.exists(), "{name}: the command ran");
+            fs::remove_file(&marker).unwrap();
+            // The timeline is opened before the run: refused then, and nothing runs.
+            let out = run("--timeline", &link, &marker);
+            assert_eq!(code(&out), 125, "{name}, sysctls {on}: {}", stderr(&out));
+            assert!(stderr(&out).contains(refusal), "{name}, sysctls {on}: {}", stderr(&out));
+            assert!(!marker.exists(), "{name}: the command ran");
+        }
     }
     assert_eq!(fs::read_to_string(&file).unwrap(), "theirs\n");
     assert_eq!(fs::metadata(&file).unwrap().uid(), uid);
