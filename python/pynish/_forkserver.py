@@ -3,10 +3,11 @@
 The server is started once, on the first call, as a fresh interpreter in a session of its own (so no terminal
 signal reaches it), and takes on the caller's ``sys.path``, working directory and main module (``_main``), as
 multiprocessing's forkserver preloads ``__main__``. For each call the caller sends, over a Unix socket, the
-call's folder, pynish's flags and the write end of an "ended" pipe; the server forks A, which starts a session,
-forks B (held on a pipe, exactly as in the fork context) and execs ``pynish --adopt B``. Only pynish holds the
-"ended" pipe: the caller sees end-of-file on it once pynish has exited, that is once the whole tree is gone.
-B, once released, reads the call from the folder (cloudpickle), so a function never crosses the socket.
+call's folder, pynish's flags, the write end of an "ended" pipe and the call's two pipes (``_stream``); the
+server forks A, which starts a session, forks B (held on a pipe, exactly as in the fork context) and execs
+``pynish --adopt B``. Only pynish holds the "ended" pipe: the caller sees end-of-file on it once pynish has exited,
+that is once the whole tree is gone. B, once released, reads the call (cloudpickle) from its pipe, which the
+caller feeds, and sends its outcome back through the other: a function never crosses the socket.
 
 The server ends when the caller's end of the socket closes: at the caller's exit (``shutdown`` runs then and
 waits for it), when the caller calls ``shutdown()``, or when the caller dies. Only the caller holds that end (it

@@ -137,7 +137,9 @@ def test_the_call_ends_with_a_caller_the_oom_killer_took(piddir, scratch, contex
         tree = tree_of(proc)
         proc.communicate(timeout=60)
         assert proc.returncode == -signal.SIGKILL, proc.returncode
-        assert "oom_kill 1" in (group / "memory.oom_control").read_text()
+        # The caller was the OOM killer's choice (it may take a second process while the caller's memory is freed).
+        control = dict(line.split() for line in (group / "memory.oom_control").read_text().splitlines())
+        assert int(control["oom_kill"]) >= 1, control
         assert_gone(tree, piddir, context)
     finally:
         for p in (group / "cgroup.procs").read_text().split():
