@@ -103,6 +103,7 @@ class Launched:
             elif not self._drop(deadline):
                 return False
             outcome.close()
+            outcome.wait = None  # no cycle: a large outcome is freed as soon as the caller lets it go
         if self.feeder is not None:
             self.feeder.close()
         return True

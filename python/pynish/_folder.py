@@ -20,7 +20,8 @@ from typing import Optional
 
 from . import _child
 
-PREFIX = "pynish-call-"
+#: Not the "pynish-call-" of folders made without a lock (before this module): the sweep skips those by name.
+PREFIX = "pynish-call."
 LOCK = ".owner"
 
 
@@ -50,17 +51,18 @@ class Folder:
                 return tempfile.mkdtemp(prefix=PREFIX, dir=_child.running_in)
             except OSError:
                 pass  # the outer call is over (a leftover process calls): a folder of its own then
-        where = scratch()
-        _sweep(where if where is not None else tempfile.gettempdir())
-        return tempfile.mkdtemp(prefix=PREFIX, dir=where)
+        return tempfile.mkdtemp(prefix=PREFIX, dir=scratch())
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
         os.close(self.lock)
 
 
-def _sweep(where: str) -> None:
-    """Removes the folders in ``where`` whose owner is gone (their lock is free)."""
+def sweep() -> None:
+    """Removes the folders whose owner is gone (their lock is free) where this process makes its own. Called once
+    a call has started, while its child starts up: the caller would be waiting anyway."""
+    where = scratch()
+    where = where if where is not None else tempfile.gettempdir()
     try:
         entries = [e.name for e in os.scandir(where) if e.name.startswith(PREFIX)]
     except OSError:
@@ -68,7 +70,7 @@ def _sweep(where: str) -> None:
     for name in entries:
         path = os.path.join(where, name)
         try:
-            fd = os.open(os.path.join(path, LOCK), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            fd = os.open(f"{path}/{LOCK}", os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         except OSError:
             continue  # being made right now, or not pynish's making: left alone
         try:

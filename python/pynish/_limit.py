@@ -234,13 +234,15 @@ class Pynisher(Generic[T]):
             else:
                 launched = _call.start_spawn(flags, self.func, args, kwargs, opts, directory)
             _ending.started(launched, folder)
+            _folder.sweep()
             try:
                 status = _call.wait(launched, self.forceful_keyboard_interrupt)
             finally:
                 _ending.ended(launched)
             report = self._read_report(report_path, status)
             self.last_run = report
-            return self._outcome(report, launched.loaded, args, kwargs)
+            loaded, launched.loaded = launched.loaded, None
+            return self._outcome(report, loaded, args, kwargs)
         finally:
             folder.remove()
             _ending.unguard(guarded)

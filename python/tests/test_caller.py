@@ -57,7 +57,7 @@ def assert_gone(tree, piddir, context):
 
 
 def call_folders(scratch):
-    return sorted(p.name for p in Path(scratch).glob("pynish-call-*"))
+    return sorted(p.name for p in Path(scratch).glob("pynish-call*"))
 
 
 def sweep_by_next_call(scratch):
