@@ -105,8 +105,6 @@ def main() -> int:
                             cost[f"{i}/{ctx}/{fn}"].append(workers[i].ask(op="cost", ctx=ctx, func=fn)["ms"])
             raw["cost"] = cost
             raw["startup"] = {i: startup_ms(pythons[i], args.rounds) for i in IMPLS}
-        if "callers" in sections:
-            raw["callers"] = callers(workers, args.rounds)
         if "precision" in sections:
             prec = {}
             cases = [("wall", {}), ("setsid", {}), ("cpu1", {"op": "cpu", "threads": 1}),
@@ -119,6 +117,9 @@ def main() -> int:
                     for i in order:
                         prec.setdefault(f"{i}/{name}", []).append(workers[i].ask(**req))
             raw["precision"] = prec
+        # Last: a caller's peak RSS (the precision section's big return) counts its whole life, ballast included.
+        if "callers" in sections:
+            raw["callers"] = callers(workers, args.rounds)
     finally:
         for w in workers.values():
             w.close()
@@ -181,6 +182,8 @@ def callers(workers, rounds: int) -> dict:
                 for i in order:
                     key = f"{i}/{ballast}/{name}/{ctx}"
                     out["cost"].setdefault(key, []).append(workers[i].ask(**req)["ms"])
+    for i in IMPLS:
+        workers[i].ask(op="ballast", mb=0)
     return out
 
 
@@ -189,8 +192,7 @@ def callers_markdown(data: dict, meta: dict) -> str:
         f"Run {meta['date']} ({meta['duration_s']} s): {meta['machine']}, Python {meta['python']}, pynisher "
         f"{meta['pynisher']}, pynish {meta['pynish']}; load {meta['load']}.",
         "",
-        f"**Cost per call by caller size** (ms; median, with p10–p90; {meta['rounds']} calls each, alternating;"
-        " the caller's resident memory in brackets):",
+        f"**Cost per call by caller size** (ms; median, with p10–p90; {meta['rounds']} calls each, alternating):",
         "",
         "| caller | call | context | pynisher 1.0.10 | pynish | pynish − pynisher |",
         "|---|---|---|---|---|---|",

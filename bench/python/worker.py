@@ -84,6 +84,8 @@ def handle(req):
     if op == "ballast":
         # Every page touched: a fork copies the page tables of what the caller really holds.
         BALLAST = bytearray(b"\x01") * (req["mb"] * 2**20)
+        if req["mb"] == 0:
+            ARGUMENT = b""
         return {"rss_mb": resident_mb()}
     if op == "argcost":
         if len(ARGUMENT) != req["mb"] * 2**20:
