@@ -25,6 +25,7 @@ mod passthrough;
 mod recipes;
 mod report_dest;
 mod resources;
+mod schema;
 mod signals;
 mod startup;
 mod terminal;
