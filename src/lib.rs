@@ -30,15 +30,15 @@
 //! above (`../shared/tools/modgraph.py src` finds any circle, and CI fails on one):
 //!
 //! ```text
-//! cli ──► settings           clap types stop in cli; settings is the checked run spec, a pure value
-//!  │
-//! run ──► monitor ──► tree/ (proc, cgroup v1/v2), spawn, adopt, terminal, wakeup
-//!  │         │
-//!  │         └──► timeline ──┐   the writers render the record; none of them knows the monitor
-//!  ├──► report ──────────────┤
-//!  └──► verdict ─────────────┴──► record   plain data: what was asked, facts, usage, escalation, outcome
+//! main ──► cli ──► settings        clap types stop in cli; settings is the checked run spec, a pure value
+//!  │                  ▲
+//!  └──► run ──────────┘             orchestration: backend, supervision, verdict, outputs
+//!        ├──► monitor ──► tree/ (proc, cgroup v1, v2), spawn, adopt, terminal, wakeup
+//!        │      └──► timeline ──┐
+//!        ├──► report ───────────┼──► record   plain data: asked, facts, usage, escalation, outcome;
+//!        └──► verdict ──────────┘             the monitor fills it, the others read it
 //!
-//! leaves, for anyone: limits, units, signals, exit_code, procfs, inherit, report's destination checks
+//! leaves, for any layer: limits, units, signals, exit_code, procfs, inherit, the destination checks
 //! ```
 //!
 //! The monitor fills the `record`; `verdict` decides from its facts; `report` renders schema 1 from it and
