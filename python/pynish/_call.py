@@ -24,8 +24,7 @@ from typing import Any, Callable, Optional
 
 from . import _child, _main
 from ._binary import binary
-
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from ._interpreter import PACKAGE_PARENT, interpreter_flags
 #: What the fresh interpreter runs: this very package, even when only the caller's sys.path could find it.
 _BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._child import main; main(sys.argv.pop(1))"
 
@@ -116,14 +115,6 @@ def start_fork(
         finally:
             os._exit(125)
     return Launched(pid)
-
-
-def interpreter_flags() -> list[str]:
-    """The running interpreter's options (-O, -X ...), for a fresh one, as multiprocessing passes them."""
-    try:
-        return list(subprocess._args_from_interpreter_flags())  # type: ignore[attr-defined]
-    except Exception:
-        return []
 
 
 def _pickler(f: Any) -> Any:

@@ -65,7 +65,8 @@ class _Client:
     def __init__(self, program: str) -> None:
         import subprocess
 
-        from . import _call, _main
+        from . import _main
+        from ._interpreter import PACKAGE_PARENT, interpreter_flags
 
         self.owner = os.getpid()
         self.broken = False
@@ -73,7 +74,7 @@ class _Client:
         self.lock = threading.Lock()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            argv = [sys.executable, *_call.interpreter_flags(), "-c", _BOOT, _call.PACKAGE_PARENT, str(theirs.fileno())]
+            argv = [sys.executable, *interpreter_flags(), "-c", _BOOT, PACKAGE_PARENT, str(theirs.fileno())]
             self.process = subprocess.Popen(argv, pass_fds=[theirs.fileno()], start_new_session=True, close_fds=True)
         finally:
             theirs.close()
