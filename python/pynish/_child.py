@@ -225,10 +225,12 @@ def execute(func: Callable, args: tuple, kwargs: dict, opts: Options, directory:
     code = 0
     try:
         _close_stdin()
-        if opts.name is not None:
+        if opts.name:
             import multiprocessing
 
-            multiprocessing.current_process().name = opts.name
+            # As multiprocessing.Process(name=...) takes it (so pynisher): any object, unchecked; the setter
+            # would refuse a non-string.
+            multiprocessing.current_process()._name = opts.name  # type: ignore[attr-defined]
         try:
             outcome: tuple = ("ok", func(*args, **kwargs))
         except BaseException as e:  # KeyboardInterrupt and SystemExit too: the caller decides
@@ -285,10 +287,11 @@ def hold_and_exec(
     prctl: Callable[[int, int], int],
     run: Callable[[], None],
     inherit: Tuple[int, ...] = (),
+    announce: Optional[int] = None,
 ) -> None:
     """Contexts "fork" and "forkserver", in a freshly forked process A: forks the held child B, which calls
     ``run`` once pynish has adopted it, then execs ``pynish --adopt B`` (A becomes pynish, B's parent). The
-    descriptors in ``inherit`` go to pynish only. Never returns; if the exec fails the caller exits, and B sees
+    descriptors in ``inherit`` go to pynish only; B writes its pid on ``announce`` (see ``_process``). Never returns; if the exec fails the caller exits, and B sees
     the hold pipe close without the go byte and exits unrun."""
     # The calling thread's blocked signals would be inherited by pynish and the function: pynish's SIGTERM then
     # waits for SIGKILL, and pynish misses the SIGINT passed on for Ctrl-C. Both start unblocked, as in spawn.
@@ -302,12 +305,21 @@ def hold_and_exec(
         os.close(hold_write)
         for fd in inherit:
             os.close(fd)
+        if announce is not None:
+            announce_pid(announce)
         wait_for_release(hold_read, me, prctl)
         run()
     os.close(hold_read)
+    if announce is not None:
+        os.close(announce)
     for fd in (hold_write, *inherit):
         os.set_inheritable(fd, True)
-    os.execv(program, [program, "--adopt", str(worker), "--adopt-fd", str(hold_write), *flags, "--", *display])
+    try:
+        os.execv(program, [program, "--adopt", str(worker), "--adopt-fd", str(hold_write), *flags, "--", *display])
+    except OSError as e:
+        # Said here, since the caller only sees that no report came: the binary is named.
+        os.write(2, f"pynish: cannot execute the pynish binary {program}: {e.strerror or e}\n".encode(errors="replace"))
+        raise
 
 
 def main_function(name: str, by_value: bytes) -> Any:
@@ -337,6 +349,17 @@ def load_and_execute(directory: str, whole_main: bool) -> None:
     execute(func, args, kwargs, opts, directory)
 
 
-def main(directory: str) -> None:
+def announce_pid(fd: int) -> None:
+    """Tells the caller which process runs the function (``Pynisher._process``), then closes ``fd``."""
+    try:
+        os.write(fd, b"%d\n" % os.getpid())
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def main(directory: str, announce: str = "-1") -> None:
     """Context "spawn": the entry point of the fresh interpreter. Never returns."""
+    if int(announce) >= 0:
+        announce_pid(int(announce))
     load_and_execute(directory, True)
