@@ -16,7 +16,13 @@ import pickle
 import sys
 import traceback
 
-from .exceptions import CpuTimeoutException, MemoryLimitException, PynisherException, WallTimeoutException
+from .exceptions import (
+    CpuTimeoutException,
+    MemoryLimitException,
+    PynisherException,
+    UnpicklableResult,
+    WallTimeoutException,
+)
 
 TYPE_CHECKING = False  # not from typing: a fresh child does not pay for importing it
 if TYPE_CHECKING:
@@ -129,11 +135,26 @@ def _dump(outcome: tuple, f: Any) -> None:
         pickle.dump(outcome, f, protocol=5)
     except Exception:
         # Lambdas, local classes, classes pickled by value from a __main__ script: cloudpickle can.
-        import cloudpickle
-
         f.seek(0)
         f.truncate()
-        cloudpickle.dump(outcome, f, protocol=5)
+        _no_files_pickler(f).dump(outcome)
+
+
+def _no_files_pickler(f: Any) -> Any:
+    """cloudpickle, except that an open text file stays unpicklable, as for pickle (and so pynisher): cloudpickle
+    would send its contents as an io.StringIO, a different object that can neither be written to the file nor
+    closed."""
+    import io
+
+    import cloudpickle
+
+    class Pickler(cloudpickle.Pickler):  # type: ignore[misc, name-defined]
+        def reducer_override(self, obj: Any) -> Any:
+            if type(obj) is io.TextIOWrapper:
+                raise TypeError(f"cannot pickle '{type(obj).__module__}.{type(obj).__qualname__}' object")
+            return super().reducer_override(obj)
+
+    return Pickler(f, protocol=5)
 
 
 def rebuild_exception(cls: Any, args: tuple, state: dict) -> BaseException:
@@ -190,7 +211,9 @@ def write_outcome(path: str, outcome: tuple) -> None:
                 tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
                 if outcome[0] == "err":
                     tb = outcome[2] + "\nWhile sending it back:\n" + tb
-                failure = PynisherException(f"The function's {what} could not be sent back: {e!r}")
+                # A TypeError too when pickling said so: pynisher raises that very error.
+                kind = UnpicklableResult if isinstance(e, TypeError) else PynisherException
+                failure = kind(f"The function's {what} could not be sent back: {e!r}")
                 pickle.dump(("err", failure, tb), f, protocol=5)
         os.replace(part, path)
     except BaseException:

@@ -40,3 +40,8 @@ class MemoryLimitException(PynisherException, MemoryError):
 
     Also a ``MemoryError``: a ``MemoryError`` raised inside a function with a memory limit arrives as this.
     """
+
+
+class UnpicklableResult(PynisherException, TypeError):
+    """The function's result (or exception) could not be pickled to come back. Also a ``TypeError``, which is
+    what pynisher raises then (its pickler's own error)."""

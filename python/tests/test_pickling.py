@@ -12,7 +12,14 @@ import pynish_testutil as u
 
 pytestmark = pytest.mark.pynish_only
 
-_NAMES = ["PynisherException", "TimeoutException", "CpuTimeoutException", "WallTimeoutException", "MemoryLimitException"]
+_NAMES = [
+    "PynisherException",
+    "TimeoutException",
+    "CpuTimeoutException",
+    "WallTimeoutException",
+    "MemoryLimitException",
+    "UnpicklableResult",
+]
 
 
 def _script(tmp_path, text: str):
