@@ -36,18 +36,30 @@ def _watch_a_running_call(tmp_path, context):
     limited = limit(child_and_wait, context=context, wall_time=60)
     assert limited._process is None
     outcome = {}
-    caller = threading.Thread(target=lambda: outcome.update(result=limited(str(ready), str(go))))
+    held = []
+
+    def call():
+        try:
+            outcome["result"] = limited(str(ready), str(go))
+        finally:
+            # Should the call end without the function's side of the FIFOs, the test's opens do not block.
+            held.extend([os.open(ready, os.O_RDWR | os.O_NONBLOCK), os.open(go, os.O_RDONLY | os.O_NONBLOCK)])
+            os.write(held[0], b"\n")
+
+    caller = threading.Thread(target=call)
     caller.start()
     try:
         with open(ready) as f:
-            function_pid, grandchild = map(int, f.read().split())
+            function_pid, grandchild = map(int, f.readline().split())
         seen = limited._process
         running = seen.is_running()
         children = [p.pid for p in seen.children(recursive=True)]
     finally:
         with open(go, "w") as f:
             f.write("go")
-        caller.join(60)
+        caller.join(120)
+        for fd in held:
+            os.close(fd)
     assert outcome["result"] == function_pid
     assert seen.pid == function_pid
     assert running
