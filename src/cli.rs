@@ -1,8 +1,9 @@
-//! The command-line definition, and nothing else: clap types stop here (see `settings.rs`).
+//! The command-line definition, and its conversion into `Settings`: clap types stop here.
 
-use crate::limits::MemoryKind;
-use crate::settings::BackendChoice;
+use crate::limits::{Limits, MemoryKind};
+use crate::settings::{Adopt, Settings};
 use crate::signals::parse_signal;
+use crate::tree::BackendChoice;
 use crate::units::{parse_duration, parse_size};
 use clap::{Parser, Subcommand, ValueHint};
 use nix::sys::signal::Signal;
@@ -238,6 +239,41 @@ fn positive_size(text: &str) -> Result<u64, String> {
     match parse_size(text)? {
         0 => Err("must be greater than zero".into()),
         bytes => Ok(bytes),
+    }
+}
+
+// Here, at the edge, rather than in `settings`: so that `settings` stays a pure value that knows no clap type,
+// and `cli` is the only module that does. (An inherent impl may live in any module of the crate; the path
+// `Settings::from_cli` is kept for callers.)
+impl Settings {
+    /// Turns a parsed command line into checked `Settings` (see `Settings::validated`): bad input is an error
+    /// here, before anything runs.
+    pub fn from_cli(cli: Cli) -> anyhow::Result<Settings> {
+        Settings {
+            limits: Limits {
+                wall_time: cli.wall_time,
+                cpu_time: cli.cpu_time,
+                memory: cli.memory,
+                memory_kind: cli.memory_kind,
+                processes: cli.processes,
+            },
+            grace: cli.grace,
+            signal: cli.signal,
+            preserve_status: cli.preserve_status,
+            leave_leftovers: cli.leave_leftovers,
+            json: cli.json,
+            report: cli.report,
+            report_fd: cli.report_fd,
+            timeline: cli.timeline,
+            label: cli.label,
+            quiet: cli.quiet,
+            verbose: cli.verbose,
+            backend: cli.backend,
+            delegate: cli.delegate,
+            command: cli.command,
+            adopt: cli.adopt.zip(cli.adopt_fd).map(|(pid, fd)| Adopt { pid, fd }),
+        }
+        .validated()
     }
 }
 

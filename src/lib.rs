@@ -29,9 +29,11 @@ pub mod exit_code;
 mod inherit;
 pub mod limits;
 pub mod plot;
+pub mod record;
 pub mod report;
 pub mod settings;
 pub mod signals;
+pub mod tree;
 pub mod units;
 pub mod verdict;
 
@@ -55,8 +57,6 @@ pub mod spawn;
 pub mod terminal;
 #[cfg(target_os = "linux")]
 pub mod timeline;
-#[cfg(target_os = "linux")]
-pub mod tree;
 #[cfg(target_os = "linux")]
 mod wakeup;
 

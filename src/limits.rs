@@ -2,11 +2,11 @@
 
 use clap::ValueEnum;
 use nix::sys::resource::{Resource, getrlimit};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// What the memory limit counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MemoryKind {
     /// Resident memory summed over the whole tree
@@ -26,8 +26,13 @@ pub struct Limits {
     pub processes: Option<u64>,
 }
 
+/// In the grace period a tree may reach this multiple of its process limit before it is killed at once. Here,
+/// below both, because the monitor enforces it and the proc backend sizes its census by it.
+pub const GRACE_PROCESS_SLACK: u64 = 2;
+
 /// One of the four limits; the verdict names the first one crossed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LimitKind {
     WallTime,
     CpuTime,

@@ -1,26 +1,14 @@
-//! Turns the parsed command line into the typed `Settings` the rest of pynish works from.
+//! The validated run spec: the typed `Settings` the rest of pynish works from, a pure value with no clap types
+//! (`cli` builds it at the edge), checked before anything runs.
 
-use crate::cli::Cli;
 use crate::limits::Limits;
+use crate::record::{Asked, LimitsAsked};
+use crate::tree::BackendChoice;
 use anyhow::{Context, Result, bail};
-use clap::ValueEnum;
 use nix::sys::signal::Signal;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// Which mechanism contains and measures the tree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackendChoice {
-    /// proc, unless --memory or --processes needs a kernel group: then cgroup v2, else v1, else proc
-    Auto,
-    /// A cgroup v2 group of its own (needs write access to a delegated group)
-    Cgroup2,
-    /// cgroup v1 groups in the memory, cpuacct, pids and freezer hierarchies
-    Cgroup1,
-    /// Sample /proc for the tree, with rlimits as the kernel's backstop
-    Proc,
-}
 
 /// Everything a run needs to know, with no clap types.
 #[derive(Debug, Clone)]
@@ -54,20 +42,23 @@ pub struct Adopt {
 }
 
 impl Settings {
-    pub fn from_cli(cli: Cli) -> Result<Settings> {
-        if cli.command.is_empty() {
+    /// Checks what can be checked before anything runs (a destination that cannot take its file, a descriptor
+    /// that is not open, a backend that cannot honour `--leave-leftovers`), so that bad input ends with 125 and
+    /// nothing run rather than a lost report at the end; resolves `--backend auto` where a flag decides it.
+    pub fn validated(mut self) -> Result<Settings> {
+        if self.command.is_empty() {
             bail!("no command given (usage: pynish [OPTIONS] -- COMMAND [ARGS...])");
         }
-        if let Some(path) = &cli.report {
+        if let Some(path) = &self.report {
             crate::report::check_destination(path)?;
         }
-        if let Some(path) = &cli.timeline {
+        if let Some(path) = &self.timeline {
             check_destination(path, "timeline")?;
-            if cli.report.as_ref().is_some_and(|report| crate::report::same_file(report, path)) {
+            if self.report.as_ref().is_some_and(|report| crate::report::same_file(report, path)) {
                 bail!("--report and --timeline name the same file {}", path.display());
             }
         }
-        if let Some(fd) = cli.report_fd {
+        if let Some(fd) = self.report_fd {
             // Refuse a descriptor that is not open now rather than lose the report at the end.
             // SAFETY: F_GETFL only reads the descriptor's status flags; an unopened number yields EBADF.
             let flags = unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFL) };
@@ -79,37 +70,23 @@ impl Settings {
                 bail!("--report-fd {fd} is open for reading only");
             }
         }
-        let backend = match (cli.leave_leftovers, cli.backend) {
+        self.backend = match (self.leave_leftovers, self.backend) {
             (true, BackendChoice::Auto) => BackendChoice::Proc,
             (true, BackendChoice::Cgroup1 | BackendChoice::Cgroup2) => {
                 bail!("--leave-leftovers needs the proc backend (a cgroup's members die with its group)")
             }
             (_, backend) => backend,
         };
-        Ok(Settings {
-            limits: Limits {
-                wall_time: cli.wall_time,
-                cpu_time: cli.cpu_time,
-                memory: cli.memory,
-                memory_kind: cli.memory_kind,
-                processes: cli.processes,
-            },
-            grace: cli.grace,
-            signal: cli.signal,
-            preserve_status: cli.preserve_status,
-            leave_leftovers: cli.leave_leftovers,
-            json: cli.json,
-            report: cli.report,
-            report_fd: cli.report_fd,
-            timeline: cli.timeline,
-            label: cli.label,
-            quiet: cli.quiet,
-            verbose: cli.verbose,
-            backend,
-            delegate: cli.delegate,
-            command: cli.command,
-            adopt: cli.adopt.zip(cli.adopt_fd).map(|(pid, fd)| Adopt { pid, fd }),
-        })
+        Ok(self)
+    }
+
+    /// What the run is asked, as the record (and so the report and the timeline's header) carries it.
+    pub fn asked(&self) -> Asked {
+        Asked {
+            label: self.label.clone(),
+            command: self.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+            limits: LimitsAsked::new(&self.limits, self.grace, self.signal),
+        }
     }
 }
 

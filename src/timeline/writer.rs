@@ -11,7 +11,7 @@
 //! pynish waits at most `FINISH_PATIENCE` for the writer.
 
 use super::{Cause, Event, Line, Record};
-use crate::verdict::Status;
+use crate::record::Status;
 use crate::verdict::Verdict;
 use anyhow::{Context, Result, anyhow};
 use serde::Serialize;
