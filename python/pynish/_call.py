@@ -27,7 +27,8 @@ from ._binary import binary
 from ._interpreter import PACKAGE_PARENT, interpreter_flags
 #: What the fresh interpreter runs: this very package, even when only the caller's sys.path could find it.
 _BOOT = (
-    "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._child import main; main(sys.argv.pop(1), sys.argv.pop(1))"
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._child import main; "
+    "main(sys.argv.pop(1), sys.argv.pop(1))"
 )
 
 _prctl: Optional[Callable[[int, int], int]] = None

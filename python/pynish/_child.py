@@ -314,8 +314,9 @@ def hold_and_exec(
 ) -> None:
     """Contexts "fork" and "forkserver", in a freshly forked process A: forks the held child B, which calls
     ``run`` once pynish has adopted it, then execs ``pynish --adopt B`` (A becomes pynish, B's parent). The
-    descriptors in ``inherit`` go to pynish only; B writes its pid on ``announce`` (see ``_process``). Never returns; if the exec fails the caller exits, and B sees
-    the hold pipe close without the go byte and exits unrun."""
+    descriptors in ``inherit`` go to pynish only; B writes its pid on ``announce`` (see ``_process``). Never
+    returns; if the exec fails the caller exits, and B sees the hold pipe close without the go byte and exits
+    unrun."""
     # The calling thread's blocked signals would be inherited by pynish and the function: pynish's SIGTERM then
     # waits for SIGKILL, and pynish misses the SIGINT passed on for Ctrl-C. Both start unblocked, as in spawn.
     import signal
@@ -341,7 +342,8 @@ def hold_and_exec(
         os.execv(program, [program, "--adopt", str(worker), "--adopt-fd", str(hold_write), *flags, "--", *display])
     except OSError as e:
         # Said here, since the caller only sees that no report came: the binary is named.
-        os.write(2, f"pynish: cannot execute the pynish binary {program}: {e.strerror or e}\n".encode(errors="replace"))
+        message = f"pynish: cannot execute the pynish binary {program}: {e.strerror or e}\n"
+        os.write(2, message.encode(errors="replace"))
         raise
 
 

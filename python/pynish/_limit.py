@@ -183,7 +183,8 @@ class Pynisher(Generic[T]):
             raise ValueError(f"`memory` {memory} must be >= 1 Byte")
         if isinstance(context, str) and context not in valid_contexts:
             raise ValueError(f"`context` {context} must be in {valid_contexts}")
-        if context is not None and not isinstance(context, str) and not callable(getattr(context, "get_start_method", None)):
+        has_start_method = callable(getattr(context, "get_start_method", None))
+        if context is not None and not isinstance(context, str) and not has_start_method:
             raise ValueError(f"`context` {context} must be in {valid_contexts} or a multiprocessing context")
         if isinstance(wrap_errors, dict):
             valid_keys = {"memory", "wall_time", "cpu_time", "pynisher"}

@@ -15,8 +15,8 @@ __all__ = ["Handle", "handle", "prepare", "read_pid"]
 
 
 def read_pid(fd: int) -> Optional[int]:
-    """The pid written (with a newline) on ``fd`` by the function's process, or None if every writer closed it without one (the
-    call never got that far). Closes ``fd``."""
+    """The pid written (with a newline) on ``fd`` by the function's process, or None if every writer closed it
+    without one (the call never got that far). Closes ``fd``."""
     data = b""
     try:
         # Up to the newline, not EOF: in the spawn context pynish holds a copy of the write end until it exits.

@@ -42,7 +42,8 @@ def test_every_exception_round_trips(tmp_path, pickler):
         if {pickler!r} == "tblib":
             from tblib import pickling_support
             pickling_support.install()
-        dumps, loads = (cloudpickle.dumps, cloudpickle.loads) if {pickler!r} == "cloudpickle" else (pickle.dumps, pickle.loads)
+        module = cloudpickle if {pickler!r} == "cloudpickle" else pickle
+        dumps, loads = module.dumps, module.loads
         for name in {_NAMES!r}:
             cls = getattr(exceptions, name)
             err = cls("the message", 42)

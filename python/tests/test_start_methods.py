@@ -26,7 +26,13 @@ def test_an_object_without_a_start_method_is_refused():
 
 @pytest.mark.parametrize(
     "name,taken",
-    [("fork", "fork"), ("spawn", "spawn"), ("forkserver", "forkserver"), ("loky", "spawn"), ("loky_init_main", "spawn")],
+    [
+        ("fork", "fork"),
+        ("spawn", "spawn"),
+        ("forkserver", "forkserver"),
+        ("loky", "spawn"),
+        ("loky_init_main", "spawn"),
+    ],
 )
 def test_any_libraries_context_object_is_taken_by_its_start_method(name, taken):
     class Context:  # what any library's context offers: its start method's name
