@@ -15,6 +15,9 @@ from pynish import limit
 
 CONTEXTS = ["fork", "spawn", "forkserver"]
 
+# pynisher 1.0.10 fails these too: its setrlimit in the child cannot raise the inherited hard limit.
+pytestmark = pytest.mark.pynisher_weakness
+
 
 def hard_cpu_limit():
     return resource.getrlimit(resource.RLIMIT_CPU)[1]

@@ -21,8 +21,15 @@ def process_name():
     return multiprocessing.current_process().name
 
 
-@pytest.mark.parametrize("context", CONTEXTS)
-@pytest.mark.parametrize("name", ["--fold1", "-", "a\0b", 5, ("fold", 1)])
+def _name_cases():
+    for name in ["--fold1", "-", "a\0b", 5, ("fold", 1)]:
+        for context in CONTEXTS:
+            # pynisher 1.0.10's spawned child fails to start with a name that is not a string.
+            weak = not isinstance(name, str) and context != "fork"
+            yield pytest.param(context, name, marks=[pytest.mark.pynisher_weakness] if weak else [])
+
+
+@pytest.mark.parametrize("context,name", list(_name_cases()))
 def test_any_name_is_data_not_a_flag(context, name):
     """The function's process has the name as given (as multiprocessing.Process(name=...) takes it)."""
     limited = limit(process_name, name=name, context=context, wall_time=30)
