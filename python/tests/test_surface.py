@@ -118,6 +118,6 @@ def test_the_memory_warning_measures_the_caller_only_for_fork(context, warned, c
 
 @pytest.mark.pynish_only
 @pytest.mark.parametrize("context", ["spawn", "forkserver"])
-def test_a_limit_below_a_fresh_interpreter_is_still_warned_about(context, capfd, cgroup_backend):
+def test_a_limit_below_a_fresh_interpreter_is_still_warned_about(context, capfd):
     limit(u.identity, context=context, memory=(2, "MB"), wall_time=30, raises=False)(1)
     assert "below the 10485760B a fresh interpreter holds" in capfd.readouterr().err
