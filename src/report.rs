@@ -2,8 +2,6 @@
 //!
 //! Both are written only after the whole tree is gone, so they never interleave with the command's output.
 
-mod destination;
-
 use crate::exit_code::ExitCode;
 use crate::limits::{LimitKind, Limits};
 use crate::record::{Asked, Enforcement, LimitsAsked, Outcome, Status, seconds as secs};
@@ -160,34 +158,11 @@ pub fn message(limits: &Limits, grace: Duration, outcome: &Outcome, verdict: Ver
 
 /// Writes `json` to `path`: atomically to a regular file, in place to a FIFO or a device (see `destination`).
 pub fn write_file(path: &std::path::Path, json: &str) -> Result<()> {
-    destination::write(path, &format!("{json}\n"))
+    crate::destination::write_report(path, &format!("{json}\n"))
 }
 
-/// Whether two destinations lead to the same file (see `destination::same_file`).
-pub fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
-    destination::same_file(a, b)
-}
-
-/// Refuses, before the run, a `--report` path that cannot take a report.
-pub fn check_destination(path: &std::path::Path) -> Result<()> {
-    destination::check(path)
-}
-
-/// Writes `json` to an open descriptor the caller passed.
+/// Writes `json` to an open descriptor the caller passed (see `destination::write_fd`).
 pub fn write_fd(fd: i32, json: &str) -> Result<()> {
-    let line = format!("{json}\n");
-    let mut written = 0;
-    while written < line.len() {
-        // SAFETY: fd is a descriptor the user passed and pynish checked at start; write reads only `line`.
-        let n = unsafe { nix::libc::write(fd, line[written..].as_ptr().cast(), line.len() - written) };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err).with_context(|| format!("cannot write the report to fd {fd}"));
-        }
-        written += n as usize;
-    }
-    Ok(())
+    crate::destination::write_fd(fd, &format!("{json}\n"))
+        .with_context(|| format!("cannot write the report to fd {fd}"))
 }

@@ -1,10 +1,11 @@
 //! The validated run spec: the typed `Settings` the rest of pynish works from, a pure value with no clap types
 //! (`cli` builds it at the edge), checked before anything runs.
 
+use crate::destination;
 use crate::limits::Limits;
 use crate::record::{Asked, LimitsAsked};
 use crate::tree::BackendChoice;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use nix::sys::signal::Signal;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -50,25 +51,16 @@ impl Settings {
             bail!("no command given (usage: pynish [OPTIONS] -- COMMAND [ARGS...])");
         }
         if let Some(path) = &self.report {
-            crate::report::check_destination(path)?;
+            destination::check(path, "report")?;
         }
         if let Some(path) = &self.timeline {
-            check_destination(path, "timeline")?;
-            if self.report.as_ref().is_some_and(|report| crate::report::same_file(report, path)) {
+            destination::check(path, "timeline")?;
+            if self.report.as_ref().is_some_and(|report| destination::same_file(report, path)) {
                 bail!("--report and --timeline name the same file {}", path.display());
             }
         }
         if let Some(fd) = self.report_fd {
-            // Refuse a descriptor that is not open now rather than lose the report at the end.
-            // SAFETY: F_GETFL only reads the descriptor's status flags; an unopened number yields EBADF.
-            let flags = unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFL) };
-            // A closed 0, 1 or 2 is open now only because Rust's runtime put /dev/null there.
-            if flags < 0 || crate::inherit::was_closed(fd) {
-                bail!("--report-fd {fd} is not an open file descriptor");
-            }
-            if flags & nix::libc::O_ACCMODE == nix::libc::O_RDONLY {
-                bail!("--report-fd {fd} is open for reading only");
-            }
+            destination::check_fd(fd, "--report-fd")?;
         }
         self.backend = match (self.leave_leftovers, self.backend) {
             (true, BackendChoice::Auto) => BackendChoice::Proc,
@@ -88,21 +80,4 @@ impl Settings {
             limits: LimitsAsked::new(&self.limits, self.grace, self.signal),
         }
     }
-}
-
-/// The timeline file (`--report` has its own rules in `report::destination`) must go to a directory that exists
-/// and must not be a directory itself: found out before anything runs, not after.
-fn check_destination(path: &std::path::Path, what: &str) -> Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let meta = std::fs::metadata(&dir).with_context(|| format!("{what} directory {} is not usable", dir.display()))?;
-    if !meta.is_dir() {
-        bail!("{what} directory {} is not a directory", dir.display());
-    }
-    if path.is_dir() {
-        bail!("{what} file {} is a directory", path.display());
-    }
-    Ok(())
 }
