@@ -237,7 +237,12 @@ fn rlimits(settings: &Settings) -> Vec<(Resource, u64, u64)> {
     if let (Some(bytes), MemoryKind::Virtual) = (limits.memory, limits.memory_kind) {
         out.push((Resource::RLIMIT_AS, bytes, bytes));
     }
-    out
+    out.into_iter()
+        .map(|(resource, soft, hard)| {
+            let (soft, hard) = crate::limits::within_inherited(resource, soft, hard);
+            (resource, soft, hard)
+        })
+        .collect()
 }
 
 impl Monitor<'_> {

@@ -26,10 +26,12 @@ from typing import Any, Callable, Optional
 
 from . import _child, _lifeline, _main, _stream
 from ._binary import binary
-
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from ._interpreter import PACKAGE_PARENT, interpreter_flags
 #: What the fresh interpreter runs: this very package, even when only the caller's sys.path could find it.
-_BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._child import main; main(*sys.argv[1:4])"
+_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._child import main; "
+    "main(*sys.argv[1:5])"
+)
 
 _prctl: Optional[Callable[[int, int], int]] = None
 
@@ -195,7 +197,14 @@ class Launched:
 
 
 def start_fork(
-    flags: list[str], display: list[str], func: Callable, args: tuple, kwargs: dict, opts: Any, directory: str
+    flags: list[str],
+    display: list[str],
+    func: Callable,
+    args: tuple,
+    kwargs: dict,
+    opts: Any,
+    directory: str,
+    announce: Optional[int] = None,
 ) -> Launched:
     prctl = _libc_prctl()
     program = binary()
@@ -219,19 +228,11 @@ def start_fork(
             os.close(result_read)
             os.setsid()
             run = functools.partial(_child.execute, func, args, kwargs, opts, directory, result_write)
-            _child.hold_and_exec(program, flags, display, prctl, run, inherit=(lifeline,))
+            _child.hold_and_exec(program, flags, display, prctl, run, inherit=(lifeline,), announce=announce)
         finally:
             os._exit(125)
     os.close(result_write)
     return Launched(pid, _stream.Reader(result_read))
-
-
-def interpreter_flags() -> list[str]:
-    """The running interpreter's options (-O, -X ...), for a fresh one, as multiprocessing passes them."""
-    try:
-        return list(subprocess._args_from_interpreter_flags())  # type: ignore[attr-defined]
-    except Exception:
-        return []
 
 
 def _pickler(f: Any) -> Any:
@@ -285,16 +286,25 @@ class Pipes:
             os.close(fd)
 
 
-def start_spawn(flags: list[str], func: Callable, args: tuple, kwargs: dict, opts: Any, directory: str) -> Launched:
+def start_spawn(
+    flags: list[str],
+    func: Callable,
+    args: tuple,
+    kwargs: dict,
+    opts: Any,
+    directory: str,
+    announce: Optional[int] = None,
+) -> Launched:
     pipes = Pipes(func, args, kwargs, opts)
     interpreter = [sys.executable, *interpreter_flags()]
     lifeline = _lifeline.read_end()
+    fd = -1 if announce is None else announce
     ends = [str(fd) for fd in pipes.child_ends()]
-    argv = [binary(), *_lifeline.flags(lifeline), *flags, "--", *interpreter, "-c", _BOOT, PACKAGE_PARENT, directory]
+    boot = [*interpreter, "-c", _BOOT, PACKAGE_PARENT, directory, *ends, str(fd)]
+    argv = [binary(), *_lifeline.flags(lifeline), *flags, "--", *boot]
+    passed = [lifeline, *pipes.child_ends(), *(() if announce is None else (announce,))]
     try:
-        popen = subprocess.Popen(
-            [*argv, *ends], start_new_session=True, close_fds=True, pass_fds=[lifeline, *pipes.child_ends()]
-        )
+        popen = subprocess.Popen(argv, start_new_session=True, close_fds=True, pass_fds=passed)
     except BaseException:
         pipes.close()
         raise
@@ -302,7 +312,14 @@ def start_spawn(flags: list[str], func: Callable, args: tuple, kwargs: dict, opt
 
 
 def start_forkserver(
-    flags: list[str], display: list[str], func: Callable, args: tuple, kwargs: dict, opts: Any, directory: str
+    flags: list[str],
+    display: list[str],
+    func: Callable,
+    args: tuple,
+    kwargs: dict,
+    opts: Any,
+    directory: str,
+    announce: Optional[int] = None,
 ) -> Launched:
     from . import _forkserver
 
@@ -311,7 +328,7 @@ def start_forkserver(
     ended_read, ended_write = os.pipe()
     try:
         server = _forkserver.client(program)
-        pid = server.start((directory, [program, *flags], display), [ended_write, *pipes.child_ends()])
+        pid = server.start((directory, [program, *flags], display), [ended_write, *pipes.child_ends()], announce)
     except BaseException:
         os.close(ended_read)
         pipes.close()
@@ -321,11 +338,16 @@ def start_forkserver(
     return pipes.launched(pid, ended=ended_read)
 
 
-def wait(launched: Launched, forceful_keyboard_interrupt: bool) -> int:
-    """Waits for pynish to end. On KeyboardInterrupt (Ctrl-C in the caller), passes SIGINT on to pynish, which
-    signals the whole tree; with ``forceful_keyboard_interrupt`` a second signal a moment later has pynish kill
-    what is left at once. Waits until the tree is gone, then re-raises KeyboardInterrupt."""
+def wait(
+    launched: Launched, forceful_keyboard_interrupt: bool, started: Optional[Callable[[], None]] = None
+) -> int:
+    """Waits for pynish to end, calling ``started`` first (it may block until the function's process exists).
+    On KeyboardInterrupt (Ctrl-C in the caller), passes SIGINT on to pynish, which signals the whole tree; with
+    ``forceful_keyboard_interrupt`` a second signal a moment later has pynish kill what is left at once. Waits
+    until the tree is gone, then re-raises KeyboardInterrupt."""
     try:
+        if started is not None:
+            started()
         status = launched.wait()
         assert status is not None
         return status

@@ -29,7 +29,7 @@ import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, List, Tuple
+    from typing import Any, List, Optional, Tuple
 
 _BOOT = (
     "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._forkserver import serve;"
@@ -69,7 +69,8 @@ class _Client:
     def __init__(self, program: str) -> None:
         import subprocess
 
-        from . import _call, _lifeline, _main
+        from . import _lifeline, _main
+        from ._interpreter import PACKAGE_PARENT, interpreter_flags
 
         self.owner = os.getpid()
         self.broken = False
@@ -80,10 +81,10 @@ class _Client:
             lifeline = _lifeline.read_end()
             argv = [
                 sys.executable,
-                *_call.interpreter_flags(),
+                *interpreter_flags(),
                 "-c",
                 _BOOT,
-                _call.PACKAGE_PARENT,
+                PACKAGE_PARENT,
                 str(theirs.fileno()),
                 str(lifeline),
             ]
@@ -97,11 +98,12 @@ class _Client:
     def alive(self) -> bool:
         return not self.broken and self.owner == os.getpid() and self.process.poll() is None
 
-    def start(self, request: tuple, fds: List[int]) -> int:
-        """Has the server start a call; ``fds``: the "ended" pipe's write end, the call's and outcome's pipes."""
+    def start(self, request: tuple, fds: List[int], announce: Optional[int] = None) -> int:
+        """Has the server start a call; ``fds``: the "ended" pipe's write end, the call's and outcome's pipes;
+        ``announce``: where the function's process writes its pid."""
         with self.lock:
             try:
-                _send(self.sock, request, fds)
+                _send(self.sock, request, fds if announce is None else [*fds, announce])
                 pid, _ = _recv(self.sock)
             except BaseException:
                 # Interrupted between request and answer (Ctrl-C) or the server died: the stream may hold a
@@ -173,7 +175,13 @@ def serve(fd: int, lifeline: int) -> None:
     sock = socket.socket(fileno=fd)
     try:
         data, _ = _recv(sock)
-        _main.take_on(data)
+        failed: Optional[BaseException] = None
+        try:
+            _main.take_on(data)
+        except Exception as e:
+            # The caller's main module failed when re-run here (an unguarded script's limited call raises the
+            # bootstrapping RuntimeError): every call is answered with that, rather than a server gone silent.
+            failed = e
         # Imported once here rather than in every call's child: what reading a call and writing its outcome needs.
         import cloudpickle  # noqa: F401
         import ctypes
@@ -184,21 +192,24 @@ def serve(fd: int, lifeline: int) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         while True:
             (directory, flags, display), fds = _recv(sock)
-            ended, call, result = fds
+            ended, call, result = fds[:3]
+            announce = fds[3] if len(fds) > 3 else None
             for fd in fds:
                 os.set_inheritable(fd, False)  # to the call's child only; "ended" goes to pynish through exec
-            answer: Any
+            answer: Any = failed
             try:
-                answer = _fork_call(
-                    sock,
-                    prctl,
-                    program=flags[0],
-                    flags=["--lifeline-fd", str(lifeline), *flags[1:]],
-                    display=display,
-                    directory=directory,
-                    inherit=(ended, lifeline),
-                    pipes=(call, result),
-                )
+                if failed is None:
+                    answer = _fork_call(
+                        sock,
+                        prctl,
+                        program=flags[0],
+                        flags=["--lifeline-fd", str(lifeline), *flags[1:]],
+                        display=display,
+                        directory=directory,
+                        inherit=(ended, lifeline),
+                        pipes=(call, result),
+                        announce=announce,
+                    )
             except Exception as e:  # the caller raises it
                 answer = e
             finally:
@@ -220,6 +231,7 @@ def _fork_call(
     directory: str,
     inherit: Tuple[int, ...],
     pipes: Tuple[int, int],
+    announce: Optional[int] = None,
 ) -> int:
     from . import _child
 
@@ -231,7 +243,7 @@ def _fork_call(
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             run = functools.partial(_child.load_and_execute, directory, False, *pipes)
-            _child.hold_and_exec(program, flags, display, prctl, run, inherit=inherit)
+            _child.hold_and_exec(program, flags, display, prctl, run, inherit=inherit, announce=announce)
         finally:
             os._exit(125)
     return pid
