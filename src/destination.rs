@@ -10,7 +10,7 @@
 //! **A shared sticky directory** (sticky and writable by group or others: `/tmp`) gets the kernel's rules
 //! whatever the sysctls say: a symbolic link, FIFO or regular file there that belongs neither to pynish's user
 //! nor to the directory's owner is refused, with one line, before the run (and again when written, since it
-//! may appear meanwhile). The last name is first opened with `O_NOFOLLOW`, so a link is only ever followed once
+//! may appear meanwhile). So is such a link on the way to the directory, which is opened one name at a time. The last name is first opened with `O_NOFOLLOW`, so a link is only ever followed once
 //! it is known to be trusted (its owner's, whom the sticky bit lets alone replace it).
 //!
 //! **What is written where:**
@@ -62,16 +62,94 @@ struct Dir {
     shared_owner: Option<u32>,
 }
 
+/// Why a directory could not be walked to.
+enum Unwalked {
+    Errno(Errno),
+    /// Another user's symbolic link (owned by this uid) on the way, in a shared sticky directory.
+    Foreign(u32),
+}
+
+impl From<Errno> for Unwalked {
+    fn from(e: Errno) -> Self {
+        Unwalked::Errno(e)
+    }
+}
+
 impl Dir {
-    fn open(dir: &Path) -> nix::Result<Dir> {
+    /// The flags a directory is opened with: for its descriptor only, never to read it.
+    fn flags() -> OFlag {
         #[cfg(target_os = "linux")]
         let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         #[cfg(not(target_os = "linux"))]
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let fd = nix::fcntl::open(dir, flags, Mode::empty())?;
+        flags
+    }
+
+    fn from_fd(fd: OwnedFd) -> nix::Result<Dir> {
         let st = fstat(&fd)?;
         let shared = st.st_mode & libc::S_ISVTX != 0 && st.st_mode & (libc::S_IWOTH | libc::S_IWGRP) != 0;
         Ok(Dir { fd, shared_owner: shared.then_some(st.st_uid) })
+    }
+
+    /// The directory `dir`, resolved by the kernel in one go: for paths the kernel gave (no link of anyone's).
+    fn open(dir: &Path) -> nix::Result<Dir> {
+        Dir::from_fd(nix::fcntl::open(dir, Dir::flags(), Mode::empty())?)
+    }
+
+    /// The directory `dir` a destination is in, opened one name at a time, each from the directory before it, so
+    /// that a symbolic link on the way is held to the sticky rule of the last name (another user's link in a
+    /// shared sticky directory is refused, whatever `fs.protected_symlinks` says) before it is followed. A
+    /// trusted link stays where it is (the sticky bit keeps others from replacing it) while its text is read.
+    /// Links in `/proc` (`/proc/self`, `/dev/fd`) are the kernel's own, followed by it.
+    fn walk(dir: &Path) -> Result<Dir, Unwalked> {
+        use std::collections::VecDeque;
+        use std::path::Component;
+        let mut todo: VecDeque<OsString> = VecDeque::new();
+        let push_front = |todo: &mut VecDeque<OsString>, path: &Path| {
+            for part in path.components().rev() {
+                todo.push_front(match part {
+                    Component::RootDir => OsString::from("/"),
+                    Component::Prefix(p) => p.as_os_str().to_os_string(),
+                    other => other.as_os_str().to_os_string(),
+                });
+            }
+        };
+        push_front(&mut todo, dir);
+        let mut cur = Dir::open(Path::new(if dir.is_absolute() { "/" } else { "." }))?;
+        let mut links = 0;
+        while let Some(name) = todo.pop_front() {
+            if name == "/" {
+                cur = Dir::open(Path::new("/"))?;
+                continue;
+            }
+            if name == "." {
+                continue;
+            }
+            let nofollow = if in_proc(&cur.fd) { OFlag::empty() } else { OFlag::O_NOFOLLOW };
+            match openat(&cur.fd, name.as_os_str(), Dir::flags() | nofollow, Mode::empty()) {
+                Ok(fd) => {
+                    cur = Dir::from_fd(fd)?;
+                    continue;
+                }
+                // O_NOFOLLOW on a link (with O_DIRECTORY, Linux says ENOTDIR).
+                Err(Errno::ELOOP | Errno::ENOTDIR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let st = cur.lstat(&name)?;
+            if !is(&st, SFlag::S_IFLNK) {
+                return Err(Errno::ENOTDIR.into());
+            }
+            if foreign(&cur, &st).is_some() {
+                return Err(Unwalked::Foreign(st.st_uid));
+            }
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(Errno::ELOOP.into());
+            }
+            let target = nix::fcntl::readlinkat(&cur.fd, name.as_os_str())?;
+            push_front(&mut todo, Path::new(&target));
+        }
+        Ok(cur)
     }
 
     /// The entry `name`, not followed.
@@ -120,9 +198,19 @@ impl<'a> Place<'a> {
         // `.`, `..`, `/`: a directory by its very name.
         let Some(name) = path.file_name() else { bail!("{what} file {shown} is a directory") };
         let dir_path = parent(path);
-        let dir = Dir::open(dir_path).map_err(|e| match e {
-            Errno::ENOTDIR => anyhow::anyhow!("{what} directory {} is not a directory", dir_path.display()),
-            e => anyhow::anyhow!("{what} directory {} is not usable: {}", dir_path.display(), e.desc()),
+        let dir = Dir::walk(dir_path).map_err(|e| match e {
+            Unwalked::Errno(Errno::ENOTDIR) => {
+                anyhow::anyhow!("{what} directory {} is not a directory", dir_path.display())
+            }
+            Unwalked::Errno(e) => {
+                anyhow::anyhow!("{what} directory {} is not usable: {}", dir_path.display(), e.desc())
+            }
+            Unwalked::Foreign(uid) => anyhow::anyhow!(
+                "{what} directory {} goes through a symbolic link of another user (uid {uid}) in a shared sticky \
+                 directory: refused, as the kernel's protected_symlinks refuses it to a shell's `>`; choose \
+                 another path",
+                dir_path.display()
+            ),
         })?;
         Ok(Place { what, path, dir, name: name.to_os_string() })
     }

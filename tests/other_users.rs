@@ -359,3 +359,42 @@ fn a_run_refused_for_want_of_a_thread_leaves_no_timeline() {
     assert!(!new.exists(), "a refused run left a timeline behind");
     assert_eq!(fs::read_to_string(&old).unwrap(), "the previous run's timeline\n");
 }
+
+#[test]
+fn another_users_link_as_a_directory_in_a_sticky_directory_is_refused_with_or_without_the_sysctl() {
+    // Once: `--report /tmp/theirs/report.json`, where `theirs` was the other user's link to a directory of root's,
+    // wrote root's report there (over root's own file) under protected_symlinks=0: only the last name was held to
+    // the sticky rule. Root's own link in the same place is followed as before.
+    let Some((uid, gid)) = other_user() else { return };
+    let _one_at_a_time = SYSCTLS.lock().unwrap_or_else(|e| e.into_inner());
+    let shared = sticky_dir();
+    let (keep, precious) = victim();
+    let theirs = shared.path().join("theirs");
+    symlink(keep.path(), &theirs).unwrap();
+    lchown(&theirs, Some(uid), Some(gid)).unwrap();
+    let own_dir = tempfile::tempdir().unwrap();
+    symlink(own_dir.path(), shared.path().join("mine")).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = scratch.path().join("ran");
+    let name = precious.file_name().unwrap();
+    for value in ["0", "1"] {
+        let Some(_sysctl) = Sysctl::set("protected_symlinks", value) else { return };
+        for path in [theirs.join(name), theirs.join("new.json"), theirs.join("../theirs").join(name)] {
+            for flag in ["--report", "--timeline"] {
+                let out = run(flag, &path, &marker);
+                let said = stderr(&out);
+                let shown = format!("{flag} {}, protected_symlinks={value}", path.display());
+                assert_eq!(code(&out), 125, "{shown}: {said}");
+                assert_eq!(said.lines().count(), 1, "{shown}: one line: {said}");
+                assert!(said.contains(&format!("symbolic link of another user (uid {uid})")), "{shown}: {said}");
+                assert!(!marker.exists(), "{shown}: the command ran");
+            }
+        }
+        let mine = shared.path().join("mine").join("report.json");
+        let out = pynish().arg("--report").arg(&mine).args(["--", "true"]).output().unwrap();
+        assert_eq!(code(&out), 0, "protected_symlinks={value}: {}", stderr(&out));
+        report_line(fs::read_to_string(own_dir.path().join("report.json")).unwrap().trim_end(), 0);
+    }
+    assert_eq!(fs::read_to_string(&precious).unwrap(), "precious\n");
+    assert!(!keep.path().join("new.json").exists(), "a file was made through the other user's link");
+}
