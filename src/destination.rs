@@ -230,6 +230,13 @@ impl<'a> Place<'a> {
         }
     }
 
+    /// Refuses, before the run, a file (or, for a new one, a directory) pynish's user may not write: the open at
+    /// the end would be refused as a shell's `>` is before its command, and the report lost.
+    fn may_write(&self, dir: &impl AsFd, path: &Path) -> Result<()> {
+        use nix::unistd::{AccessFlags, faccessat};
+        faccessat(dir, path, AccessFlags::W_OK, AtFlags::AT_EACCESS).map_err(|e| self.failed(e))
+    }
+
     fn not_open(&self) -> anyhow::Error {
         anyhow::anyhow!("{} file {} names a descriptor that is not open", self.what, self.path.display())
     }
@@ -326,7 +333,7 @@ pub fn check(path: &Path, what: &'static str) -> Result<()> {
     let st = match place.dir.lstat(&place.name) {
         Ok(st) => st,
         Err(Errno::ENOENT) if in_proc(&place.dir.fd) => return Err(place.not_open()),
-        Err(Errno::ENOENT) => return Ok(()),
+        Err(Errno::ENOENT) => return place.may_write(&place.dir.fd, Path::new(".")),
         Err(e) => return Err(place.failed(e)),
     };
     place.refuse_foreign(&st)?;
@@ -334,7 +341,7 @@ pub fn check(path: &Path, what: &'static str) -> Result<()> {
         return Err(place.failed(Errno::EISDIR));
     }
     if !is(&st, SFlag::S_IFLNK) {
-        return Ok(());
+        return place.may_write(&place.dir.fd, Path::new(&place.name));
     }
     let target = match follow(path) {
         Err(Some(fd)) if !descriptor_open(fd) => return Err(place.not_open()),
@@ -344,13 +351,15 @@ pub fn check(path: &Path, what: &'static str) -> Result<()> {
     };
     match fstatat(&place.dir.fd, place.name.as_os_str(), AtFlags::empty()) {
         Ok(st) if is(&st, SFlag::S_IFDIR) => Err(place.failed(Errno::EISDIR)),
+        // A `/proc` fd link (`target` None) was checked open above: its description is written, not reopened.
+        Ok(_) if target.is_some() => place.may_write(&place.dir.fd, Path::new(&place.name)),
         Ok(_) => Ok(()),
         // A link to nothing: its target is made, if its directory is there.
         Err(Errno::ENOENT) => match target {
             Some(target) => {
                 let dir = parent(&target);
                 match fs::metadata(dir) {
-                    Ok(meta) if meta.is_dir() => Ok(()),
+                    Ok(meta) if meta.is_dir() => place.may_write(&nix::fcntl::AT_FDCWD, dir),
                     Ok(_) => bail!("{what} directory {} is not a directory", dir.display()),
                     Err(e) => bail!("{what} directory {} is not usable: {e}", dir.display()),
                 }

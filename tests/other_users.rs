@@ -398,3 +398,47 @@ fn another_users_link_as_a_directory_in_a_sticky_directory_is_refused_with_or_wi
     assert_eq!(fs::read_to_string(&precious).unwrap(), "precious\n");
     assert!(!keep.path().join("new.json").exists(), "a file was made through the other user's link");
 }
+
+#[test]
+fn a_report_its_user_may_not_write_is_refused_before_the_run_as_the_timeline_is() {
+    // Once: a non-root user's `--report` to a read-only file of theirs, or to a new name in a directory they may
+    // not write, ran the command and lost the report at the end (said on stderr, exit 0), where a shell's `>`
+    // fails before the command and `--timeline` refused the run. Links to the same are held to the same rule.
+    let Some((uid, gid)) = other_user() else { return };
+    let home = tempfile::tempdir().unwrap();
+    let at = |name: &str| home.path().join(name);
+    fs::create_dir(at("closed")).unwrap();
+    fs::write(at("read-only"), "kept\n").unwrap();
+    symlink(at("read-only"), at("to-read-only")).unwrap();
+    symlink(at("closed").join("new"), at("into-closed")).unwrap();
+    for name in ["", "closed", "read-only", "to-read-only", "into-closed"] {
+        std::os::unix::fs::lchown(at(name), Some(uid), Some(gid)).unwrap();
+    }
+    fs::set_permissions(at("read-only"), fs::Permissions::from_mode(0o444)).unwrap();
+    fs::set_permissions(at("closed"), fs::Permissions::from_mode(0o555)).unwrap();
+    let marker = at("ran");
+    for name in ["read-only", "closed/new", "to-read-only", "into-closed"] {
+        let mut shell = Command::new("sh");
+        shell.arg("-c").arg("echo x > \"$1\"").arg("sh").arg(at(name)).uid(uid).gid(gid);
+        assert!(!shell.output().unwrap().status.success(), "{name}: the shell's > was allowed");
+        for flag in ["--report", "--timeline"] {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_pynish"));
+            cmd.arg(flag).arg(at(name)).args(["--", "touch"]).arg(&marker).env_remove("PYNISH_BACKEND");
+            let out = cmd.uid(uid).gid(gid).output().unwrap();
+            let said = stderr(&out);
+            assert_eq!(code(&out), 125, "{flag} {name}: {said}");
+            assert_eq!(said.lines().count(), 1, "{flag} {name}: one line: {said}");
+            assert!(said.contains("Permission denied"), "{flag} {name}: {said}");
+            assert!(!marker.exists(), "{flag} {name}: the command ran");
+        }
+    }
+    assert_eq!(fs::read_to_string(at("read-only")).unwrap(), "kept\n");
+    assert!(!at("closed/new").exists());
+    // What the user may write is written as before.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pynish"));
+    cmd.arg("--report").arg(at("report.json")).args(["--", "true"]).env_remove("PYNISH_BACKEND");
+    let out = cmd.uid(uid).gid(gid).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(fs::metadata(at("report.json")).unwrap().uid(), uid);
+    report_line(fs::read_to_string(at("report.json")).unwrap().trim_end(), 0);
+}
