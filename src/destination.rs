@@ -10,7 +10,8 @@
 //! **A shared sticky directory** (sticky and writable by group or others: `/tmp`) gets the kernel's rules
 //! whatever the sysctls say: a symbolic link, FIFO or regular file there that belongs neither to pynish's user
 //! nor to the directory's owner is refused, with one line, before the run (and again when written, since it
-//! may appear meanwhile). So is such a link on the way to the directory, which is opened one name at a time. The last name is first opened with `O_NOFOLLOW`, so a link is only ever followed once
+//! may appear meanwhile). So is such a link on the way to the directory, which is opened one name at a time, and
+//! a regular file with more than one name there (perhaps another user's hard link to a file elsewhere). The last name is first opened with `O_NOFOLLOW`, so a link is only ever followed once
 //! it is known to be trusted (its owner's, whom the sticky bit lets alone replace it).
 //!
 //! **What is written where:**
@@ -180,6 +181,13 @@ fn guarded_kind(st: &FileStat) -> Option<&'static str> {
     }
 }
 
+/// Whether `st` is a regular file with more than one name, in the shared sticky directory `dir`: a name there
+/// may be another user's hard link to a file of pynish's user elsewhere (`fs.protected_hardlinks=0` lets anyone
+/// make one), which a write in place would overwrite. Its owner cannot tell, so any such file is refused.
+fn hard_linked(dir: &Dir, st: &FileStat) -> bool {
+    dir.shared_owner.is_some() && is(st, SFlag::S_IFREG) && st.st_nlink > 1
+}
+
 fn is(st: &FileStat, kind: SFlag) -> bool {
     st.st_mode & SFlag::S_IFMT.bits() == kind.bits()
 }
@@ -224,6 +232,14 @@ impl<'a> Place<'a> {
                 self.what,
                 self.path.display(),
                 st.st_uid,
+                parent(self.path).display()
+            ),
+            None if hard_linked(&self.dir, st) => bail!(
+                "{} file {} is a regular file with {} hard links in the shared sticky directory {}: refused, as \
+                 one may be another user's link to a file elsewhere; remove it or choose another path",
+                self.what,
+                self.path.display(),
+                st.st_nlink,
                 parent(self.path).display()
             ),
             None => Ok(()),
@@ -402,6 +418,13 @@ impl Entry {
                 place.what,
                 place.path.display(),
                 st.st_uid
+            ),
+            None if hard_linked(&self.dir, st) => bail!(
+                "{} file {} leads to a regular file with {} hard links in a shared sticky directory: refused, as \
+                 one may be another user's link to a file elsewhere",
+                place.what,
+                place.path.display(),
+                st.st_nlink
             ),
             None => Ok(()),
         }

@@ -442,3 +442,34 @@ fn a_report_its_user_may_not_write_is_refused_before_the_run_as_the_timeline_is(
     assert_eq!(fs::metadata(at("report.json")).unwrap().uid(), uid);
     report_line(fs::read_to_string(at("report.json")).unwrap().trim_end(), 0);
 }
+
+#[test]
+fn another_users_hard_link_to_roots_file_in_a_sticky_directory_is_refused_whatever_protected_hardlinks_says() {
+    // Once, under protected_hardlinks=0: the other user hard-linked a file of root's elsewhere into the sticky
+    // directory, and root's `--timeline` there truncated that file and wrote the timeline into it. The link is
+    // root's file by owner, so only its count of links tells it apart.
+    let Some((uid, gid)) = other_user() else { return };
+    let _one_at_a_time = SYSCTLS.lock().unwrap_or_else(|e| e.into_inner());
+    let shared = sticky_dir();
+    let (keep, precious) = victim();
+    fs::set_permissions(keep.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let link = shared.path().join("report.json");
+    {
+        let Some(_sysctl) = Sysctl::set("protected_hardlinks", "0") else { return };
+        let mut ln = Command::new("ln");
+        ln.arg(&precious).arg(&link).uid(uid).gid(gid);
+        assert!(ln.status().unwrap().success(), "the other user could not make the link");
+    }
+    assert_eq!(fs::metadata(&link).unwrap().ino(), fs::metadata(&precious).unwrap().ino());
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = scratch.path().join("ran");
+    for flag in ["--report", "--timeline"] {
+        let out = run(flag, &link, &marker);
+        let said = stderr(&out);
+        assert_eq!(code(&out), 125, "{flag}: {said}");
+        assert_eq!(said.lines().count(), 1, "{flag}: one line: {said}");
+        assert!(said.contains("2 hard links"), "{flag}: {said}");
+        assert!(!marker.exists(), "{flag}: the command ran");
+    }
+    assert_eq!(fs::read_to_string(&precious).unwrap(), "precious\n");
+}
