@@ -219,6 +219,10 @@ impl<'a> Place<'a> {
         let shown = path.display();
         // `.`, `..`, `/`: a directory by its very name.
         let Some(name) = path.file_name() else { bail!("{what} file {shown} is a directory") };
+        // `out.json/`: a directory by its spelling, as the kernel reads it (`file_name` drops the slash).
+        if std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).ends_with(b"/") {
+            bail!("{what} file {shown} names a directory (it ends in `/`)");
+        }
         let dir_path = parent(path);
         let dir = Dir::walk(dir_path).map_err(|e| match e {
             Unwalked::Errno(Errno::ENOTDIR) => {
