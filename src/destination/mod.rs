@@ -70,6 +70,25 @@ const RETRY: Duration = Duration::from_millis(20);
 /// directory, a closed descriptor).
 const MAX_LINKS: usize = 40;
 
+/// A path as messages show it: on one line whatever its bytes, a newline or another control character escaped
+/// (`\n`), so that a refusal stays the one line pynish promises.
+pub struct Shown<'a>(&'a Path);
+
+/// `path`, to be shown in a message (see `Shown`).
+pub fn shown(path: &Path) -> Shown<'_> {
+    Shown(path)
+}
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        for c in self.0.to_string_lossy().chars() {
+            if c.is_control() { write!(f, "{}", c.escape_default())? } else { f.write_char(c)? }
+        }
+        Ok(())
+    }
+}
+
 /// The directory `path` is in.
 fn parent(path: &Path) -> &Path {
     match path.parent() {
@@ -216,26 +235,26 @@ struct Place<'a> {
 
 impl<'a> Place<'a> {
     fn new(path: &'a Path, what: &'static str) -> Result<Place<'a>> {
-        let shown = path.display();
+        let named = shown(path);
         // `.`, `..`, `/`: a directory by its very name.
-        let Some(name) = path.file_name() else { bail!("{what} file {shown} is a directory") };
+        let Some(name) = path.file_name() else { bail!("{what} file {named} is a directory") };
         // `out.json/`: a directory by its spelling, as the kernel reads it (`file_name` drops the slash).
         if std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).ends_with(b"/") {
-            bail!("{what} file {shown} names a directory (it ends in `/`)");
+            bail!("{what} file {named} names a directory (it ends in `/`)");
         }
         let dir_path = parent(path);
         let dir = Dir::walk(dir_path).map_err(|e| match e {
             Unwalked::Errno(Errno::ENOTDIR) => {
-                anyhow::anyhow!("{what} directory {} is not a directory", dir_path.display())
+                anyhow::anyhow!("{what} directory {} is not a directory", shown(dir_path))
             }
             Unwalked::Errno(e) => {
-                anyhow::anyhow!("{what} directory {} is not usable: {}", dir_path.display(), e.desc())
+                anyhow::anyhow!("{what} directory {} is not usable: {}", shown(dir_path), e.desc())
             }
             Unwalked::Foreign(uid) => anyhow::anyhow!(
                 "{what} directory {} goes through a symbolic link of another user (uid {uid}) in a shared sticky \
                  directory: refused, as the kernel's protected_symlinks refuses it to a shell's `>`; choose \
                  another path",
-                dir_path.display()
+                shown(dir_path)
             ),
         })?;
         Ok(Place { what, path, dir, name: name.to_os_string() })
@@ -248,17 +267,17 @@ impl<'a> Place<'a> {
                 "{} file {} is a {kind} of another user (uid {}) in the shared sticky directory {}: refused, as \
                  the kernel's protected_* rules refuse it to a shell's `>`; remove it or choose another path",
                 self.what,
-                self.path.display(),
+                shown(self.path),
                 st.st_uid,
-                parent(self.path).display()
+                shown(parent(self.path))
             ),
             None if hard_linked(&self.dir, st) => bail!(
                 "{} file {} is a regular file with {} hard links in the shared sticky directory {}: refused, as \
                  one may be another user's link to a file elsewhere; remove it or choose another path",
                 self.what,
-                self.path.display(),
+                shown(self.path),
                 st.st_nlink,
-                parent(self.path).display()
+                shown(parent(self.path))
             ),
             None => Ok(()),
         }
@@ -272,11 +291,11 @@ impl<'a> Place<'a> {
     }
 
     fn not_open(&self) -> anyhow::Error {
-        anyhow::anyhow!("{} file {} names a descriptor that is not open", self.what, self.path.display())
+        anyhow::anyhow!("{} file {} names a descriptor that is not open", self.what, shown(self.path))
     }
 
     fn failed(&self, e: Errno) -> anyhow::Error {
-        let shown = self.path.display();
+        let shown = shown(self.path);
         match e {
             Errno::EISDIR => anyhow::anyhow!("{} file {shown} is a directory", self.what),
             Errno::ELOOP => anyhow::anyhow!("cannot follow the links of {shown}: {}", e.desc()),
@@ -342,8 +361,8 @@ pub fn check(path: &Path, what: &'static str) -> Result<()> {
                 let dir = parent(&target);
                 match fs::metadata(dir) {
                     Ok(meta) if meta.is_dir() => place.may_write(&nix::fcntl::AT_FDCWD, dir),
-                    Ok(_) => bail!("{what} directory {} is not a directory", dir.display()),
-                    Err(e) => bail!("{what} directory {} is not usable: {e}", dir.display()),
+                    Ok(_) => bail!("{what} directory {} is not a directory", shown(dir)),
+                    Err(e) => bail!("{what} directory {} is not usable: {e}", shown(dir)),
                 }
             }
             None => Err(place.not_open()),
@@ -382,14 +401,14 @@ impl Entry {
                 "{} file {} leads to a {kind} of another user (uid {}) in a shared sticky directory: refused, as \
                  the kernel's protected_* rules refuse it to a shell's `>`",
                 place.what,
-                place.path.display(),
+                shown(place.path),
                 st.st_uid
             ),
             None if hard_linked(&self.dir, st) => bail!(
                 "{} file {} leads to a regular file with {} hard links in a shared sticky directory: refused, as \
                  one may be another user's link to a file elsewhere",
                 place.what,
-                place.path.display(),
+                shown(place.path),
                 st.st_nlink
             ),
             None => Ok(()),
@@ -522,13 +541,13 @@ fn open(path: &Path, what: &'static str, deadline: Instant) -> Result<Opened> {
                 races += 1;
                 place
             }
-            Err(Again::Raced(_)) => bail!("{what} file {} kept changing while pynish opened it", path.display()),
+            Err(Again::Raced(_)) => bail!("{what} file {} kept changing while pynish opened it", shown(path)),
             Err(Again::Fifo(place)) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     bail!(
                         "{what} file {}: no reader took it within {PATIENCE:?} (a FIFO without a reader?)",
-                        path.display()
+                        shown(path)
                     );
                 }
                 std::thread::sleep(left.min(RETRY));

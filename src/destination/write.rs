@@ -1,7 +1,7 @@
 //! Writing an opened destination: the report's atomic replace (or its write in place), the bounded write to a
 //! FIFO, the timeline's file from its header on.
 
-use super::{Entry, Opened, PATIENCE, is, new_mode, open};
+use super::{Entry, Opened, PATIENCE, is, new_mode, open, shown};
 use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat};
@@ -29,7 +29,7 @@ pub fn open_timeline(path: &Path) -> Result<Timeline> {
     let opened = open(path, "timeline", Instant::now() + PATIENCE)?;
     if opened.through_fd {
         set_flags(&opened.file, |flags| flags | OFlag::O_APPEND)
-            .with_context(|| format!("cannot write the timeline to {}", path.display()))?;
+            .with_context(|| format!("cannot write the timeline to {}", shown(path)))?;
     }
     let truncate = is(&opened.st, SFlag::S_IFREG) && !opened.through_fd;
     let made = opened.entry.filter(|_| opened.created);
@@ -68,7 +68,7 @@ impl Timeline {
 /// `PATIENCE` when it goes to a FIFO. A file pynish made for it is removed again if the report cannot be written.
 pub fn write_report(path: &Path, line: &str) -> Result<()> {
     let deadline = Instant::now() + PATIENCE;
-    let context = || format!("cannot write the report to {}", path.display());
+    let context = || format!("cannot write the report to {}", shown(path));
     let opened = open(path, "report", deadline).with_context(context)?;
     let written = write_opened(&opened, line, deadline);
     if written.is_err()
