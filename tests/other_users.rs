@@ -473,3 +473,38 @@ fn another_users_hard_link_to_roots_file_in_a_sticky_directory_is_refused_whatev
     }
     assert_eq!(fs::read_to_string(&precious).unwrap(), "precious\n");
 }
+
+#[test]
+fn another_users_toggling_directory_link_never_steers_roots_report() {
+    // The directory on the way, raced: the other user keeps making and removing a link to root's directory at
+    // the report's directory name. Under protected_symlinks=0 the kernel would follow it; pynish never may.
+    let Some((uid, gid)) = other_user() else { return };
+    if Command::new("perl").arg("-e").arg("1").status().is_err() {
+        eprintln!("SKIP: no perl to toggle the link with");
+        return;
+    }
+    let _one_at_a_time = SYSCTLS.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_sysctl) = Sysctl::set("protected_symlinks", "0") else { return };
+    let shared = sticky_dir();
+    let (keep, precious) = victim();
+    let theirs = shared.path().join("d");
+    let script = "while (1) { symlink($ARGV[0], $ARGV[1]); unlink($ARGV[1]) }";
+    let toggler = Command::new("perl").args(["-e", script]).arg(keep.path()).arg(&theirs).uid(uid).gid(gid).spawn();
+    let _toggler = Reaped(toggler.expect("perl"));
+    let report = theirs.join(precious.file_name().unwrap());
+    let mut refused = 0;
+    for run in 0..200 {
+        let out = pynish().arg("--report").arg(&report).args(["--", "true"]).output().unwrap();
+        let said = stderr(&out);
+        assert_eq!(fs::read_to_string(&precious).unwrap(), "precious\n", "run {run}: root's file was overwritten");
+        assert_eq!(fs::read_dir(keep.path()).unwrap().count(), 1, "run {run}: a file was made in root's directory");
+        if said.contains("symbolic link of another user") {
+            refused += 1;
+        } else {
+            // The name was missing at that moment: refused (125) or, at the end, lost; never written.
+            assert!(said.contains("No such file or directory"), "run {run}: exit {}: {said}", code(&out));
+        }
+    }
+    eprintln!("{refused} of 200 runs saw the other user's link and refused it");
+    assert!(refused > 0, "the other user's link was never seen: no race took place");
+}
