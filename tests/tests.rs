@@ -27,6 +27,8 @@ mod report_dest;
 mod resources;
 mod signals;
 mod startup;
+mod strays;
 mod terminal;
 mod timeline;
 mod tree;
+mod true_figures;

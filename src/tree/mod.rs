@@ -160,7 +160,7 @@ pub fn select(
     use crate::settings::BackendChoice;
     use cgroup::{v1::V1Tree, v2::V2Tree};
     use std::fmt::Write;
-    let proc = || -> Box<dyn Tree> { Box::new(proc::ProcTree::new(limits.processes)) };
+    let proc = || -> Box<dyn Tree> { Box::new(proc::ProcTree::new(limits)) };
     match choice {
         BackendChoice::Proc => Ok((proc(), "asked for with --backend proc".into())),
         BackendChoice::Cgroup2 => {

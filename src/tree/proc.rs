@@ -33,8 +33,23 @@ struct Stat {
     /// User and system time of the children it has waited for, in clock ticks.
     reaped_ticks: (u64, u64),
     rss_pages: u64,
+    /// Threads of its thread group still counted by the kernel (an exited leader is counted until it is reaped).
     threads: u64,
     zombie: bool,
+}
+
+impl Stat {
+    /// Whether the process has ended, all of it: a zombie whose thread group has no other thread. Its pid stays
+    /// taken until it is reaped, so it still counts as a process (as a cgroup's `pids.current` counts it).
+    fn ended(&self) -> bool {
+        self.zombie && self.threads <= 1
+    }
+
+    /// Whether the leader (main thread) has exited (`pthread_exit`) while other threads of the process still run:
+    /// `stat` then says `Z`, and shows no memory, but the process, its memory and its children are alive.
+    fn leader_gone(&self) -> bool {
+        self.zombie && self.threads > 1
+    }
 }
 
 /// Parses `/proc/PID/stat`; the command name may hold spaces and parentheses, so fields are counted after the
@@ -133,7 +148,7 @@ fn walk(root: i32, cap: usize, mut visit: impl FnMut(i32, &Stat)) -> bool {
         // A member that ended between the reads simply is not there any more.
         let Some(stat) = read_stat(pid, &mut buf) else { continue };
         visit(pid, &stat);
-        if stat.zombie {
+        if stat.ended() {
             continue;
         }
         if stat.threads <= 1 {
@@ -146,6 +161,57 @@ fn walk(root: i32, cap: usize, mut visit: impl FnMut(i32, &Stat)) -> bool {
         }
     }
     true
+}
+
+/// The resident set of a process whose leader has exited (see `Stat::leader_gone`), in pages: the leader's own
+/// `stat` shows none, any live thread's shows the whole process's.
+fn live_thread_rss(pid: i32, buf: &mut Vec<u8>) -> Option<u64> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    tasks
+        .flatten()
+        .filter_map(|task| task.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&tid| tid != pid)
+        .find_map(|tid| parse_stat(read_into(&format!("/proc/{pid}/task/{tid}/stat"), buf)?))
+        .filter(|stat| !stat.zombie)
+        .map(|stat| stat.rss_pages)
+}
+
+/// The proportional set size of `pid` in bytes (`Pss` of `/proc/PID/smaps_rollup`, Linux 4.14+): each page it
+/// maps divided by the number of processes that map it, so that a tree's sum counts a copy-on-write page shared by
+/// forked members once, as a memory cgroup charges it. Costs a walk of the process's page tables.
+fn read_pss(pid: i32, buf: &mut Vec<u8>) -> std::io::Result<u64> {
+    use std::io::Read;
+    buf.clear();
+    fs::File::open(format!("/proc/{pid}/smaps_rollup"))?.read_to_end(buf)?;
+    let text = std::str::from_utf8(buf).unwrap_or("");
+    // A process whose memory is already released (exiting) shows no `Pss:` line: it holds nothing.
+    let kib = text.lines().find_map(|l| l.strip_prefix("Pss:")?.split_ascii_whitespace().next()?.parse::<u64>().ok());
+    Ok(kib.unwrap_or(0) * 1024)
+}
+
+/// The members' proportional set sizes, in `members`' order. Read children first: a page's share is its size
+/// over the processes that map it when it is read, so a parent read before it forks and its child read after would
+/// count the page one and a half times; read after its children, a member's share can only have shrunk by then. A
+/// member whose PSS pynish may not read (another user's) counts with its resident set, never less than it holds;
+/// one that has ended, or is ending (its memory released), with nothing.
+fn pss_of(members: &[(i32, u64)], buf: &mut Vec<u8>) -> Vec<u64> {
+    let mut pss: Vec<u64> = members
+        .iter()
+        .rev()
+        .map(|&(pid, rss)| match read_pss(pid, buf) {
+            Ok(pss) => pss,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => rss,
+            Err(_) => 0,
+        })
+        .collect();
+    pss.reverse();
+    pss
+}
+
+/// Whether the kernel offers `/proc/PID/smaps_rollup` (4.14+); without it the resident sum is all there is.
+fn smaps_rollup_offered() -> bool {
+    static OFFERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OFFERED.get_or_init(|| std::path::Path::new("/proc/self/smaps_rollup").exists())
 }
 
 /// Every descendant of `root` found by scanning all of `/proc` (the slow path).
@@ -176,6 +242,32 @@ fn descendants_by_scan(root: i32) -> Vec<i32> {
 pub fn descendants(root: i32) -> Vec<i32> {
     let mut found = Vec::new();
     if walk(root, usize::MAX, |pid, _| found.push(pid)) { found } else { descendants_by_scan(root) }
+}
+
+/// Sends SIGKILL to every live descendant of pynish (an ended one, a zombie, is left to be reaped); returns those
+/// it reached, in pynish's own numbers. Under a `/proc` of another pid namespace its numbers are not pynish's, and
+/// nothing is sent.
+pub fn kill_descendants() -> Vec<i32> {
+    let mut killed = Vec::new();
+    if !procfs::is_own() {
+        return killed;
+    }
+    let send = |pid: i32| kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok();
+    let mut visit = |pid: i32, stat: &Stat| {
+        if !stat.ended() && send(pid) {
+            killed.push(pid);
+        }
+    };
+    let root = std::process::id() as i32;
+    if !walk(root, usize::MAX, &mut visit) {
+        let mut buf = Vec::new();
+        for pid in descendants_by_scan(root) {
+            if let Some(stat) = read_stat(pid, &mut buf) {
+                visit(pid, &stat);
+            }
+        }
+    }
+    killed
 }
 
 /// CPU time of everything pynish has reaped so far.
@@ -233,11 +325,19 @@ pub struct ProcTree {
     page: u64,
     /// The previous sample: CPU never goes backwards, even if a member is reaped between two reads.
     last: Sample,
+    /// A resident memory limit, which only the tree's proportional set size may decide (see `memory`).
+    memory_limit: Option<u64>,
+    /// The highest proportional set size a sample has read so far.
+    pss_peak: u64,
+    /// The live members of the last sample with their resident sets in bytes (kept to spare an allocation).
+    members: Vec<(i32, u64)>,
 }
 
 impl ProcTree {
-    /// `process_limit`: a sample needs to see no more than enough members to tell that the tree is past it.
-    pub fn new(process_limit: Option<u64>) -> ProcTree {
+    /// `limits.processes`: a sample needs to see no more than enough members to tell that the tree is past it.
+    /// A resident `limits.memory`: what a sample's memory is checked against (see `memory`).
+    pub fn new(limits: &Limits) -> ProcTree {
+        let process_limit = limits.processes;
         let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100);
         let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096);
         let view = procfs::view().clone();
@@ -254,7 +354,37 @@ impl ProcTree {
             tick: Duration::from_nanos(1_000_000_000 / ticks.max(1) as u64),
             page: page as u64,
             last: Sample::default(),
+            memory_limit: limits.memory.filter(|_| limits.memory_kind == MemoryKind::Resident),
+            pss_peak: 0,
+            members: Vec::new(),
         }
+    }
+
+    /// The tree's memory for a sample whose resident sets sum to `resident`. That sum counts a page shared by
+    /// forked members (copy-on-write, shared mappings) once per member, so it is only the cheap first reading: when
+    /// it is above the memory limit, or above the highest proportional set size seen so far, the members' PSS are
+    /// summed instead, and that sum (each page counted once) is what a limit and the reported peak see. A PSS is
+    /// never above its resident set, so a resident sum at or below both cannot hide a limit crossed or a new peak.
+    fn memory(&mut self, resident: u64, members: &[(i32, u64)], buf: &mut Vec<u8>) -> u64 {
+        if resident <= self.pss_peak && self.memory_limit.is_none_or(|limit| resident <= limit) {
+            return resident;
+        }
+        if !smaps_rollup_offered() {
+            return resident;
+        }
+        // A member that ends while the others are read leaves its pages to them: a sharer read after it ended got a
+        // larger share than when the ended one was read, and the sum counts those pages more than once. So a sum
+        // that would set a new peak or cross the limit is read again, and each member counts with the lower of its
+        // two readings (the one that ended has nothing by the second, its sharers had their smaller shares in the
+        // first).
+        let first = pss_of(members, buf);
+        let mut pss = first.iter().sum::<u64>().min(resident);
+        if pss > self.pss_peak || self.memory_limit.is_some_and(|limit| pss > limit) {
+            let second = pss_of(members, buf);
+            pss = pss.min(first.iter().zip(&second).map(|(a, b)| a.min(b)).sum());
+        }
+        self.pss_peak = self.pss_peak.max(pss);
+        pss
     }
 }
 
@@ -279,6 +409,10 @@ impl Tree for ProcTree {
         let mut exact_system = 0f64;
         let mut rss_pages = 0u64;
         let mut processes = 0u64;
+        let mut members = std::mem::take(&mut self.members);
+        members.clear();
+        let mut buf = Vec::new();
+        let page = self.page;
         let mut add = |pid: i32, stat: &Stat| {
             ticks.0 += stat.reaped_ticks.0;
             ticks.1 += stat.reaped_ticks.1;
@@ -295,9 +429,16 @@ impl Tree for ProcTree {
                     ticks.1 += stat.own_ticks.1;
                 }
             }
-            if !stat.zombie {
-                rss_pages += stat.rss_pages;
-                processes += 1;
+            // An ended member still holds its pid until it is reaped: a tree of unreaped zombies exhausts pids as
+            // surely as a tree of live processes.
+            processes += 1;
+            let resident = match stat.leader_gone() {
+                true => live_thread_rss(pid, &mut buf),
+                false => (!stat.zombie).then_some(stat.rss_pages),
+            };
+            if let Some(pages) = resident {
+                rss_pages += pages;
+                members.push((pid, pages * page));
             }
         };
         if !walk(self.root, self.cap, &mut add) {
@@ -308,12 +449,14 @@ impl Tree for ProcTree {
                 }
             }
         }
+        let memory = self.memory(rss_pages * self.page, &members, &mut buf);
+        self.members = members;
         let total = user + system + exact + self.tick * (ticks.0 + ticks.1) as u32;
         let exact_system = Duration::from_secs_f64(exact_system).min(exact);
         let user = user + (exact - exact_system) + self.tick * ticks.0 as u32;
         let system = system + exact_system + self.tick * ticks.1 as u32;
         let (cpu_user, cpu_system) = Sample::split_cpu(total, user, system, &self.last);
-        self.last = Sample { cpu_user, cpu_system, memory: rss_pages * self.page, processes };
+        self.last = Sample { cpu_user, cpu_system, memory, processes };
         Ok(self.last)
     }
 
@@ -323,7 +466,7 @@ impl Tree for ProcTree {
         let mut found = Vec::new();
         let view = self.view.clone();
         walk(self.root, self.cap, |pid, stat| {
-            if stat.zombie {
+            if stat.ended() {
                 return;
             }
             let own = match view {
