@@ -33,7 +33,7 @@
 //!   zombies N                           fork N children that exit at once, reap none, and hold forever
 //!   leader-exit N MB [spin]             the main thread exits (pthread_exit) while a second thread touches MB,
 //!                                       forks N-1 children that each touch MB, and holds (or spins, as do they)
-//!   burst MB                            touch MB and exit 0 at once
+//!   burst MB                            touch MB (in huge pages where the kernel gives them: a few ms) and exit 0
 //!   leave-groups PIDFILE                a child starts a session, writes itself into the root group of every
 //!                                       hierarchy under /sys/fs/cgroup (root may), ignores TERM, HUP and INT,
 //!                                       writes its pid and sleeps; the command sleeps
@@ -394,11 +394,36 @@ fn main() {
             unreachable!("exit(2) returned");
         }
         Some("burst") => {
-            std::hint::black_box(touch(arg(&args, 1, 10)));
+            // Huge pages where the kernel offers them (THP `madvise` or `always`): one fault per 2 MB, so the whole
+            // burst is over long before a supervisor's next sample.
+            let len = (arg(&args, 1, 10) as usize) << 20;
+            // SAFETY: a fresh private anonymous mapping; only this code touches it, within `len`.
+            unsafe {
+                let at = libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                assert_ne!(at, libc::MAP_FAILED, "mmap");
+                libc::madvise(at, len, libc::MADV_HUGEPAGE);
+                let bytes = at as *mut u8;
+                for offset in (0..len).step_by(4096) {
+                    bytes.add(offset).write_volatile(1);
+                }
+            }
         }
         Some("leave-groups") => {
             let pidfile = args.get(1).expect("leave-groups PIDFILE").clone();
             if fork() == 0 {
+                // Holds no pipe of pynish's caller: a test that gives up on pynish must not wait for this one.
+                let null = std::fs::File::open("/dev/null").unwrap();
+                for fd in 0..3 {
+                    // SAFETY: dup2 onto the standard descriptors, which nothing in this process holds a reference to.
+                    unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd) };
+                }
                 unsafe { libc::setsid() };
                 let me = std::process::id().to_string();
                 for entry in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {

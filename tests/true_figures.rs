@@ -79,15 +79,18 @@ fn unreaped_zombies_count_as_processes() {
 
 #[test]
 fn a_peak_between_two_samples_is_judged_from_the_final_figures() {
-    // 80 MB touched and gone within the first interval between samples (about 100 ms under --memory 60MB): the
-    // kernel's high-water mark for the reaped process still shows it, and the verdict must follow it. A cgroup
-    // stops the allocation itself. Either way, no report shows the peak over the limit under `completed`
-    // (`report` checks that for every report).
+    // 80 MB touched in huge pages and gone within a few ms, well inside the first interval between samples (about
+    // 100 ms under --memory 60MB): the kernel's high-water mark for the reaped process still shows it, and the
+    // verdict must follow it. A cgroup stops the allocation itself. Either way, no report shows the peak over the
+    // limit under `completed` (`report` checks that for every report). On a loaded machine a sample may still
+    // catch a slow burst, so it runs five times: one that slips past the samples is enough to tell.
     let kit = testkit();
     for backend in backends() {
-        let report = run(backend, &["--memory", "60MB", "--", &kit, "burst", "80"]);
-        assert_eq!(report["verdict"], "memory", "{backend}: {report}");
-        assert_eq!(code_of(&report), 122, "{backend}: {report}");
+        for _ in 0..5 {
+            let report = run(backend, &["--memory", "60MB", "--", &kit, "burst", "80"]);
+            assert_eq!(report["verdict"], "memory", "{backend}: {report}");
+            assert_eq!(code_of(&report), 122, "{backend}: {report}");
+        }
     }
 }
 
