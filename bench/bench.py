@@ -737,7 +737,7 @@ class Bench:
                 run_rows.append([f"{members} × {mb} MB shared, `--memory {limit}`", f"`pynish {b}`",
                                  f"`{rep_.get('verdict')}`", mb_or_na(peaks[b]), f"{d['tool_cpu_s'] * 1e3:.0f}",
                                  f"{share:.1f} %"])
-            if peaks.get("proc") and peaks.get("cgroup1"):
+            if peaks.get("proc") and peaks.get("cgroup1") and members <= 5:
                 r = peaks["proc"] / peaks["cgroup1"]
                 self.targets.append((f"proc's peak on {members} × {mb} MB shared within 15 % of cgroup1's", f"{r:.2f}×",
                                      abs(r - 1) <= 0.15))
@@ -750,7 +750,11 @@ class Bench:
                 "own cost (at most 1/20 of its time, 1/2 to confirm a verdict).", "",
                 table(["tree", "stat sweep ms", "smaps_rollup sweep ms", "ratio"], cost_rows), "",
                 f"(b) pynish on the same trees for {secs:g} s (`--wall-time`), proc against the cgroup backends: the "
-                "verdict, the peak each reports, and pynish's own CPU (start, tree creation and kill included).", "",
+                "verdict, the peak each reports, and pynish's own CPU (start, tree creation and kill included). "
+                "A memory group is also charged the kernel's memory for each process (page tables, kernel stack: "
+                "0.1 to 0.3 MB each, more for a larger mapping), which no proportional set size shows: on 200 processes "
+                "the two peaks part by that much. The peak target is set on the 5-process tree, where the shared "
+                "pages dominate.", "",
                 table(["tree", "tool", "verdict", "peak MB", "own CPU ms", "share of a core"], run_rows)]
         self.md.append(("7. True figures on proc", "\n".join(text)))
 

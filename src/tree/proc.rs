@@ -384,9 +384,9 @@ impl ProcTree {
     /// estimate below would cross the limit (a verdict is only ever given on a fresh sweep), would set a new
     /// peak, or is `PSS_REFRESH` old; between sweeps, the last sweep plus what the resident sum has grown since.
     ///
-    /// A sweep walks every member's page tables: on a tree of 200 members sharing 100 MB it takes ~190 ms here.
+    /// A sweep walks every member's page tables: on a tree of 200 members sharing 100 MB it takes 120 to 340 ms here (bench section 7).
     /// So sweeps are rationed by their own cost (see `PSS_SHARE_*`): a sweep that is not allowed yet leaves the
-    /// estimate, held at the limit when it is past it (unconfirmed, it gives no verdict).
+    /// estimate, held at the highest sweep so far (unconfirmed, it sets no peak and gives no verdict).
     fn memory(&mut self, resident: u64, members: &[(i32, u64)], buf: &mut Vec<u8>) -> u64 {
         if !smaps_rollup_offered() {
             return resident;
@@ -403,10 +403,9 @@ impl ProcTree {
             (estimate > self.pss_peak || stale) && allowed(PSS_SHARE_REFRESH)
         };
         if !sweep {
-            return match self.memory_limit {
-                Some(limit) if over => limit,
-                _ => estimate,
-            };
+            // Unconfirmed, the estimate may be high (a fork adds its whole resident set, shared pages and all):
+            // held at the peak read so far, it sets no new peak and gives no verdict.
+            return estimate.min(self.pss_peak);
         }
         // A member that ends while the others are read leaves its pages to them: a sharer read after it ended got a
         // larger share than when the ended one was read, and the sum counts those pages more than once. So a sum
