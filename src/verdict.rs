@@ -2,19 +2,27 @@
 
 use crate::exit_code::ExitCode;
 use crate::limits::LimitKind;
-use nix::sys::signal::Signal;
-use serde::Serialize;
+use crate::record::{Facts, Status};
+use serde::{Deserialize, Serialize};
 
 /// The verdict a script branches on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    /// The command ended by itself, within every limit (whatever its exit code).
     Completed,
+    /// A signal ended it that pynish did not send for a limit (its own crash, someone's kill, or a terminating
+    /// signal pynish received and passed on).
     Signaled,
+    /// The wall-time limit was reached, even if the command then exited 0 within its grace.
     WallTime,
+    /// The CPU-time limit was reached, by pynish's count or RLIMIT_CPU's.
     CpuTime,
+    /// The memory limit was reached, by pynish's count or the kernel's (a cgroup OOM kill).
     Memory,
+    /// The process limit was reached, by pynish's count or the kernel's (a refused fork).
     Processes,
+    /// The command could not be started: nothing ran.
     SpawnError,
 }
 
@@ -27,27 +35,6 @@ impl From<LimitKind> for Verdict {
             LimitKind::Processes => Verdict::Processes,
         }
     }
-}
-
-/// How the command's first process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Exited(i32),
-    Signaled(Signal),
-}
-
-/// Everything the verdict depends on.
-#[derive(Debug, Clone, Default)]
-pub struct Facts {
-    /// The first limit pynish saw crossed (and acted on).
-    pub limit: Option<LimitKind>,
-    /// A limit the kernel enforced by itself (cgroup OOM kill, refused fork, SIGXCPU from RLIMIT_CPU).
-    pub kernel_limit: Option<LimitKind>,
-    /// A terminating signal pynish itself received and passed on to the tree.
-    pub received: Option<Signal>,
-    /// How the command ended.
-    pub status: Option<Status>,
-    pub preserve_status: bool,
 }
 
 /// The verdict and pynish's exit code.
@@ -82,6 +69,7 @@ pub fn decide(facts: &Facts) -> (Verdict, ExitCode) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::signal::Signal;
 
     #[test]
     fn completed_keeps_exit_code() {

@@ -26,7 +26,7 @@ import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, List, Tuple
+    from typing import Any, List, Optional, Tuple
 
 _BOOT = (
     "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._forkserver import serve; serve(int(sys.argv.pop(1)))"
@@ -65,7 +65,8 @@ class _Client:
     def __init__(self, program: str) -> None:
         import subprocess
 
-        from . import _call, _main
+        from . import _main
+        from ._interpreter import PACKAGE_PARENT, interpreter_flags
 
         self.owner = os.getpid()
         self.broken = False
@@ -73,7 +74,7 @@ class _Client:
         self.lock = threading.Lock()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            argv = [sys.executable, *_call.interpreter_flags(), "-c", _BOOT, _call.PACKAGE_PARENT, str(theirs.fileno())]
+            argv = [sys.executable, *interpreter_flags(), "-c", _BOOT, PACKAGE_PARENT, str(theirs.fileno())]
             self.process = subprocess.Popen(argv, pass_fds=[theirs.fileno()], start_new_session=True, close_fds=True)
         finally:
             theirs.close()
@@ -83,10 +84,10 @@ class _Client:
     def alive(self) -> bool:
         return not self.broken and self.owner == os.getpid() and self.process.poll() is None
 
-    def start(self, request: tuple, ended_write: int) -> int:
+    def start(self, request: tuple, ended_write: int, announce: Optional[int] = None) -> int:
         with self.lock:
             try:
-                _send(self.sock, request, [ended_write])
+                _send(self.sock, request, [ended_write] if announce is None else [ended_write, announce])
                 pid, _ = _recv(self.sock)
             except BaseException:
                 # Interrupted between request and answer (Ctrl-C) or the server died: the stream may hold a
@@ -142,7 +143,13 @@ def serve(fd: int) -> None:
     sock = socket.socket(fileno=fd)
     try:
         data, _ = _recv(sock)
-        _main.take_on(data)
+        failed: Optional[BaseException] = None
+        try:
+            _main.take_on(data)
+        except Exception as e:
+            # The caller's main module failed when re-run here (an unguarded script's limited call raises the
+            # bootstrapping RuntimeError): every call is answered with that, rather than a server gone silent.
+            failed = e
         # Imported once here rather than in every call's child: what reading a call and writing its outcome needs.
         import cloudpickle  # noqa: F401
         import ctypes
@@ -154,15 +161,25 @@ def serve(fd: int) -> None:
         while True:
             (directory, flags, display), fds = _recv(sock)
             ended = fds[0]
-            answer: Any
+            announce = fds[1] if len(fds) > 1 else None
+            answer: Any = failed
             try:
-                answer = _fork_call(
-                    sock, prctl, program=flags[0], flags=flags[1:], display=display, directory=directory, ended=ended
-                )
+                if failed is None:
+                    answer = _fork_call(
+                        sock,
+                        prctl,
+                        program=flags[0],
+                        flags=flags[1:],
+                        display=display,
+                        directory=directory,
+                        ended=ended,
+                        announce=announce,
+                    )
             except Exception as e:  # the caller raises it
                 answer = e
             finally:
-                os.close(ended)
+                for fd in fds:
+                    os.close(fd)
             _send(sock, answer)
     except EOFError:
         pass
@@ -171,7 +188,14 @@ def serve(fd: int) -> None:
 
 
 def _fork_call(
-    sock: socket.socket, prctl: Any, program: str, flags: List[str], display: List[str], directory: str, ended: int
+    sock: socket.socket,
+    prctl: Any,
+    program: str,
+    flags: List[str],
+    display: List[str],
+    directory: str,
+    ended: int,
+    announce: Optional[int] = None,
 ) -> int:
     from . import _child
 
@@ -183,7 +207,7 @@ def _fork_call(
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             run = functools.partial(_child.load_and_execute, directory, False)
-            _child.hold_and_exec(program, flags, display, prctl, run, inherit=(ended,))
+            _child.hold_and_exec(program, flags, display, prctl, run, inherit=(ended,), announce=announce)
         finally:
             os._exit(125)
     return pid
