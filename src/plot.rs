@@ -380,6 +380,16 @@ mod tests {
     }
 
     #[test]
+    fn every_number_is_drawn_within_the_axes() {
+        assert_eq!(plottable(f64::MAX), PLOTTABLE);
+        assert_eq!(plottable(f64::MIN), 0.0);
+        assert_eq!(plottable(f64::NAN), 0.0);
+        assert_eq!(plottable(f64::INFINITY), PLOTTABLE);
+        assert_eq!(plottable(1.5), 1.5);
+        assert!((PLOTTABLE * 1.12).is_finite(), "an axis with its margin stays finite");
+    }
+
+    #[test]
     fn refuses_what_is_not_a_timeline() {
         assert!(parse("").is_err());
         assert!(parse("{\"schema\":1}\n").is_err(), "a report is not a timeline");

@@ -565,6 +565,29 @@ mod tests {
     }
 
     #[test]
+    fn a_zombie_leader_with_threads_is_alive() {
+        let stat = |state: &str, threads: u32| {
+            let line = format!("42 (x) {state} 7 42 42 0 -1 0 0 0 0 0 1 2 3 4 20 0 {threads} 0 100 1000 55 0");
+            parse_stat(&line).unwrap()
+        };
+        assert!(stat("Z", 1).ended(), "an unreaped zombie has ended");
+        assert!(!stat("Z", 3).ended() && stat("Z", 3).leader_gone(), "pthread_exit in main, two threads live on");
+        assert!(!stat("S", 3).ended() && !stat("S", 3).leader_gone());
+    }
+
+    #[test]
+    fn reads_own_pss() {
+        if !smaps_rollup_offered() {
+            eprintln!("SKIP: no /proc/PID/smaps_rollup (Linux before 4.14)");
+            return;
+        }
+        let mut buf = Vec::new();
+        let pss = read_pss(std::process::id() as i32, &mut buf).expect("own smaps_rollup");
+        assert!(pss > 0);
+        assert!(read_pss(99_999_999, &mut buf).is_err(), "no such process");
+    }
+
+    #[test]
     fn reads_a_process_cpu_clock() {
         let own = process_cpu(std::process::id() as i32).expect("own CPU clock");
         assert!(own > Duration::ZERO);
