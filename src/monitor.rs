@@ -523,9 +523,9 @@ impl Monitor<'_> {
     }
 
     /// Sends `signal` to the command's process group with one `killpg` (then SIGCONT, unless it is SIGKILL), then
-    /// to the rest of the tree with `rest`; returns how many members got it. A member the `killpg` kills at once
-    /// may have left the tree's listing by the time `rest` lists it (see `Tree::listed_before_killing`), and is
-    /// counted all the same.
+    /// to the rest of the tree with `rest`; returns the members that got it, sorted. A member the `killpg` kills at
+    /// once may have left the tree's listing by the time `rest` lists it (see `Tree::listed_before_killing`), and
+    /// is counted all the same.
     fn send_to_tree(&mut self, signal: Signal, rest: impl FnOnce(&mut dyn Tree, Option<i32>) -> Vec<i32>) -> Vec<i32> {
         let group = Some(self.child.as_raw());
         let mut reached: Vec<i32> =
