@@ -346,6 +346,8 @@ pub struct ProcTree {
     last_sweep: Option<(Instant, Duration)>,
     /// The live members of the last sample with their resident sets in bytes (kept to spare an allocation).
     members: Vec<(i32, u64)>,
+    /// `--processes`: a sample past it is not held up by a PSS sweep (see `sample`).
+    process_limit: Option<u64>,
 }
 
 impl ProcTree {
@@ -375,6 +377,7 @@ impl ProcTree {
             resident_at_pss: 0,
             last_sweep: None,
             members: Vec::new(),
+            process_limit,
         }
     }
 
@@ -387,7 +390,9 @@ impl ProcTree {
     /// A sweep walks every member's page tables: on a tree of 200 members sharing 100 MB it takes 120 to 340 ms here (bench section 7).
     /// So sweeps are rationed by their own cost (see `PSS_SHARE_*`): a sweep that is not allowed yet leaves the
     /// estimate, held at the highest sweep so far (unconfirmed, it sets no peak and gives no verdict).
-    fn memory(&mut self, resident: u64, members: &[(i32, u64)], buf: &mut Vec<u8>) -> u64 {
+    ///
+    /// `may_sweep` false: no sweep now, whatever is due (the estimate, held as above).
+    fn memory(&mut self, resident: u64, members: &[(i32, u64)], buf: &mut Vec<u8>, may_sweep: bool) -> u64 {
         if !smaps_rollup_offered() {
             return resident;
         }
@@ -397,7 +402,9 @@ impl ProcTree {
         let since = self.last_sweep.map(|(at, cost)| (now.saturating_duration_since(at), cost));
         let allowed = |share: u32| since.is_none_or(|(elapsed, cost)| elapsed >= cost * share);
         let stale = since.is_none_or(|(elapsed, _)| elapsed >= PSS_REFRESH);
-        let sweep = if over {
+        let sweep = if !may_sweep {
+            false
+        } else if over {
             allowed(PSS_SHARE_CONFIRM)
         } else {
             (estimate > self.pss_peak || stale) && allowed(PSS_SHARE_REFRESH)
@@ -488,7 +495,11 @@ impl Tree for ProcTree {
                 }
             }
         }
-        let memory = self.memory(rss_pages * self.page, &members, &mut buf);
+        // A tree already past its process limit gets that verdict from this very sample: a sweep would only delay
+        // it, and a fork bomb's members, each forking (and so holding its own memory map's lock), make every
+        // `smaps_rollup` read wait (the first signal came up to 0.3 s late instead of 0.03 s).
+        let past_processes = self.process_limit.is_some_and(|limit| processes > limit);
+        let memory = self.memory(rss_pages * self.page, &members, &mut buf, !past_processes);
         self.members = members;
         let total = user + system + exact + self.tick * (ticks.0 + ticks.1) as u32;
         let exact_system = Duration::from_secs_f64(exact_system).min(exact);
