@@ -96,6 +96,29 @@ def test_the_call_ends_with_its_caller(piddir, scratch, context, sig):
 
 
 @pytest.mark.parametrize("context", CONTEXTS)
+def test_a_child_the_caller_forked_mid_call_keeps_neither_the_call_nor_its_folder(piddir, scratch, context):
+    # A worker the caller forks while a call runs (os.fork, multiprocessing's fork) outlives the caller: it must
+    # hold neither the lifeline (the call would live on) nor the folder's lock (it would never be swept).
+    proc = start_caller(piddir, scratch, context, "forks")
+    deadline = time.monotonic() + 30
+    while not list(piddir.glob("forked.*")):
+        assert time.monotonic() < deadline, "the caller never forked"
+        time.sleep(0.01)
+    forked = int(next(piddir.glob("forked.*")).suffix[1:])
+    try:
+        tree = [p for p in tree_of(proc) if p != forked]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+        assert_gone(tree, piddir, context)
+        assert u.alive(forked)
+        sweep_by_next_call(scratch)
+        assert call_folders(scratch) == [], "a child forked by the dead caller kept its call's folder from the sweep"
+    finally:
+        u.kill_all([forked])
+        u.wait_gone([forked])
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
 def test_the_callers_own_handler_runs_once_the_call_has_ended(piddir, scratch, context):
     proc = start_caller(piddir, scratch, context, "handler")
     tree = tree_of(proc)
