@@ -240,12 +240,42 @@ def _close_stdin() -> None:
         pass
 
 
+def _identity(fd: int) -> Optional[Tuple[int, int]]:
+    """Which pipe ``fd`` is now (device, inode); None once it is closed."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _lost_pipe(fd: int) -> None:
+    """The function closed the outcome's pipe (``os.closerange``, a daemonising library), and maybe opened a file
+    of its own on the same number: nothing is written there (it would land in that file), the reason is said on
+    stderr, as pynisher's child prints its OSError, and the process exits with no outcome. Never returns."""
+    message = (
+        f"pynish: the function closed descriptor {fd}, through which its outcome goes back to the caller;"
+        " no result can be returned (keep it open: os.closerange(3, ...) closes it)\n"
+    )
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    try:
+        os.write(2, message.encode())
+    except OSError:
+        pass
+    os._exit(1)
+
+
 def execute(func: Callable, args: tuple, kwargs: dict, opts: Options, directory: str, result: int) -> None:
     """Runs the call, sends its outcome through the pipe ``result``, and ends this process (never returns)."""
     global running_in
     code = 0
     running_in = directory
     try:
+        pipe = _identity(result)
         _close_stdin()
         if opts.name:
             import multiprocessing
@@ -258,6 +288,8 @@ def execute(func: Callable, args: tuple, kwargs: dict, opts: Options, directory:
         except BaseException as e:  # KeyboardInterrupt and SystemExit too: the caller decides
             tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
             outcome = ("err", wrap_error(e, opts, callstring(func, args, kwargs)), tb)
+        if _identity(result) != pipe:
+            _lost_pipe(result)
         send_outcome(result, outcome)
         del outcome
     except BaseException:

@@ -278,3 +278,26 @@ def test_a_caller_thread_with_blocked_signals(context):
     thread.join(60)
     assert box["mask"] == []
     assert box["escalation"].first_signal == "SIGTERM" and not box["escalation"].sigkill_sent
+
+
+def close_all_and_open(prefix):
+    # As a daemonising library does: every descriptor above 2 closed, then files of its own opened on those numbers.
+    os.closerange(3, 10000)
+    for i in range(64):
+        os.open(f"{prefix}.{i}", os.O_WRONLY | os.O_CREAT, 0o600)
+    return "done"
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+@pytest.mark.pynish_only
+def test_a_function_that_closes_all_descriptors_gets_a_clear_error_and_its_files_are_not_written(
+    context, tmp_path, capfd
+):
+    # pynisher: "Unknown reason..." with the child's OSError (Bad file descriptor) on stderr. pynish wrote the
+    # pickled outcome into whichever of the function's own files took the outcome pipe's number, silently.
+    with pytest.raises(pynisher.PynisherException):
+        limit(close_all_and_open, context=context, wall_time=30)(str(tmp_path / "mine"))
+    written = {p.name: p.stat().st_size for p in tmp_path.iterdir() if p.stat().st_size}
+    assert written == {}, f"the outcome went into the function's own files: {written}"
+    if context != "forkserver":  # the server's stderr is the one it started with, not this test's
+        assert "closed descriptor" in capfd.readouterr().err
