@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Any, Callable, Optional
 
-from . import _child, _lifeline, _main, _stream
+from . import _child, _lifeline, _main, _owned, _stream
 from ._binary import binary
 from ._interpreter import PACKAGE_PARENT, interpreter_flags
 #: What the fresh interpreter runs: this very package, even when only the caller's sys.path could find it.
@@ -326,6 +326,7 @@ def start_forkserver(
     pipes = Pipes(func, args, kwargs, opts)
     program = binary()
     ended_read, ended_write = os.pipe()
+    _owned.hold(ended_write)  # pynish's alone once sent: a child forked meanwhile would hide pynish's end
     try:
         server = _forkserver.client(program)
         pid = server.start((directory, [program, *flags], display), [ended_write, *pipes.child_ends()], announce)
@@ -334,7 +335,7 @@ def start_forkserver(
         pipes.close()
         raise
     finally:
-        os.close(ended_write)
+        _owned.close(ended_write)
     return pipes.launched(pid, ended=ended_read)
 
 

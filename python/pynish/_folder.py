@@ -9,9 +9,8 @@ A call made inside a limited function (a nested call) puts its folder inside the
 limit that ends the function mid-call leaves nothing behind: the outer caller removes its folder, and the inner
 one with it, once the outer tree is gone.
 
-The lock belongs to the caller alone: a child it forks (a multiprocessing worker started while a call runs)
-would share the lock and keep a dead caller's folder from the sweep for as long as it lives. Every child forked
-through Python closes the locks it inherited at once (``os.register_at_fork``), as it does the lifeline.
+The lock belongs to the caller alone (``_owned``): a child it forks (a multiprocessing worker started while a
+call runs) would share the lock and keep a dead caller's folder from the sweep for as long as it lives.
 """
 
 from __future__ import annotations
@@ -20,17 +19,13 @@ import fcntl
 import os
 import shutil
 import tempfile
-from typing import Optional, Set
+from typing import Optional
 
-from . import _child
+from . import _child, _owned
 
 #: Not the "pynish-call-" of folders made without a lock (before this module): the sweep skips those by name.
 PREFIX = "pynish-call."
 LOCK = ".owner"
-
-#: The lock descriptors this process holds: added once open, dropped before they are closed, so that a child
-#: forked at any moment closes only descriptors that are this process's locks.
-_held: Set[int] = set()
 
 
 def scratch() -> Optional[str]:
@@ -48,8 +43,7 @@ class Folder:
         self.path = self._make()
         # Locked before it takes its name: a sweeper never finds the lock file free while this caller lives.
         made = os.path.join(self.path, LOCK + ".new")
-        self.lock = os.open(made, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        _held.add(self.lock)
+        self.lock = _owned.hold(os.open(made, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
         fcntl.flock(self.lock, fcntl.LOCK_EX)
         os.rename(made, os.path.join(self.path, LOCK))
 
@@ -69,8 +63,7 @@ class Folder:
             return
         shutil.rmtree(self.path, ignore_errors=True)
         lock, self.lock = self.lock, -1
-        _held.discard(lock)
-        os.close(lock)
+        _owned.close(lock)
 
 
 def sweep() -> None:
@@ -96,16 +89,3 @@ def sweep() -> None:
             os.close(fd)
         shutil.rmtree(path, ignore_errors=True)
 
-
-def _forget_in_child() -> None:
-    # Closing a copy of the descriptor does not unlock the parent's lock (flock belongs to the open file, which
-    # the parent still holds); the child merely stops holding it too.
-    for fd in list(_held):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    _held.clear()
-
-
-os.register_at_fork(after_in_child=_forget_in_child)

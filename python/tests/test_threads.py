@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -82,3 +83,39 @@ def test_last_run_belongs_to_the_calling_thread():
     other.join(60)
     assert seen["before"] is None
     assert limited.last_run.pid == pid != seen["result"]
+
+
+def test_a_forkserver_call_is_not_held_by_a_child_another_thread_forks_meanwhile(monkeypatch):
+    # Another thread forks (a multiprocessing worker, a fork-context call) while a forkserver call hands its pipes
+    # to the server: the child must not keep the call's "ended" pipe open, or the call returns only when that
+    # child exits (a pool worker: never). The fork is made at that very moment here, through the server lookup.
+    from pynish import _forkserver
+
+    real_client = _forkserver.client
+    release_read, release_write = os.pipe()
+    forked = []
+
+    def client_while_another_thread_forks(program):
+        server = real_client(program)
+        pid = os.fork()
+        if pid == 0:
+            os.close(release_write)
+            os.read(release_read, 1)  # lives until the test lets it go
+            os._exit(0)
+        forked.append(pid)
+        return server
+
+    monkeypatch.setattr(_forkserver, "client", client_while_another_thread_forks)
+    outcome = []
+    caller = threading.Thread(target=lambda: outcome.append(limit(abs, context="forkserver", wall_time=60)(-3)))
+    try:
+        caller.start()
+        caller.join(timeout=30)
+        assert not caller.is_alive(), "the call waited for a child forked meanwhile to exit"
+        assert outcome == [3]
+    finally:
+        os.close(release_write)
+        caller.join()
+        for pid in forked:
+            os.waitpid(pid, 0)
+        os.close(release_read)
