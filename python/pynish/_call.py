@@ -161,15 +161,24 @@ def start_spawn(flags: list[str], func: Callable, args: tuple, kwargs: dict, opt
 
 
 def start_forkserver(
-    flags: list[str], display: list[str], func: Callable, args: tuple, kwargs: dict, opts: Any, directory: str
+    flags: list[str],
+    display: list[str],
+    func: Callable,
+    args: tuple,
+    kwargs: dict,
+    opts: Any,
+    directory: str,
+    server: Any = None,
 ) -> Launched:
+    """``server``: a ``_forkserver._Client`` of the caller's own (``pynish.Executor``'s); else the shared one."""
     from . import _forkserver
 
     write_call(directory, func, args, kwargs, opts)
     program = binary()
     ended_read, ended_write = os.pipe()
     try:
-        server = _forkserver.client(program)
+        if server is None:
+            server = _forkserver.client(program)
         pid = server.start((directory, [program, *flags], display), ended_write)
     except BaseException:
         os.close(ended_read)

@@ -62,7 +62,9 @@ def _recv(sock: socket.socket) -> Tuple[Any, List[int]]:
 
 
 class _Client:
-    def __init__(self, program: str) -> None:
+    def __init__(self, program: str, preload: Tuple[str, ...] = ()) -> None:
+        """``preload``: modules the server imports once, after taking on the caller's ``sys.path`` (so that every
+        call's child finds them loaded)."""
         import subprocess
 
         from . import _call, _main
@@ -78,7 +80,7 @@ class _Client:
         finally:
             theirs.close()
         self.sock = ours
-        _send(ours, _main.describe())
+        _send(ours, dict(_main.describe(), preload=list(preload)))
 
     def alive(self) -> bool:
         return not self.broken and self.owner == os.getpid() and self.process.poll() is None
@@ -143,6 +145,7 @@ def serve(fd: int) -> None:
     try:
         data, _ = _recv(sock)
         _main.take_on(data)
+        _preload(data.get("preload", ()))
         # Imported once here rather than in every call's child: what reading a call and writing its outcome needs.
         import cloudpickle  # noqa: F401
         import ctypes
@@ -168,6 +171,17 @@ def serve(fd: int) -> None:
         pass
     finally:
         os._exit(0)
+
+
+def _preload(modules: List[str]) -> None:
+    # A module that fails to import here is left to the call that needs it, which then says why.
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except BaseException:
+            pass
 
 
 def _fork_call(

@@ -236,18 +236,27 @@ class Pynisher(Generic[T]):
                 # pynish ends when the function's process does and leaves its children running, as pynisher.
                 flags.append("--leave-leftovers")
             display = ["python", f"<{method}>", _child.callstring(self.func, (), {})[:-2]]
-            if method == "fork":
-                launched = _call.start_fork(flags, display, self.func, args, kwargs, opts, directory)
-            elif method == "forkserver":
-                launched = _call.start_forkserver(flags, display, self.func, args, kwargs, opts, directory)
-            else:
-                launched = _call.start_spawn(flags, self.func, args, kwargs, opts, directory)
-            status = _call.wait(launched, self.forceful_keyboard_interrupt)
+            launched = self._start(method, flags, display, args, kwargs, opts, directory)
+            status = self._wait(launched)
             report = self._read_report(report_path, status)
             self.last_run = report
             return self._outcome(report, os.path.join(directory, _child.RESULT_FILE), args, kwargs)
         finally:
             shutil.rmtree(directory, ignore_errors=True)
+
+    def _start(
+        self, method: str, flags: list, display: list, args: tuple, kwargs: dict, opts: Any, directory: str
+    ) -> _call.Launched:
+        """Starts pynish on the call (a hook: ``pynish.Executor`` starts its tasks from its own server)."""
+        if method == "fork":
+            return _call.start_fork(flags, display, self.func, args, kwargs, opts, directory)
+        if method == "forkserver":
+            return _call.start_forkserver(flags, display, self.func, args, kwargs, opts, directory)
+        return _call.start_spawn(flags, self.func, args, kwargs, opts, directory)
+
+    def _wait(self, launched: _call.Launched) -> int:
+        """Waits for pynish to end (a hook: ``pynish.Executor`` ends a cancelled task's tree through it)."""
+        return _call.wait(launched, self.forceful_keyboard_interrupt)
 
     def _backend(self) -> Optional[str]:
         """``proc`` with ``terminate_child_processes=False``, whose leftovers must outlive the run's cgroups; else
