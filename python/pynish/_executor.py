@@ -25,6 +25,7 @@ import copy
 import os
 import signal
 import threading
+import weakref
 from concurrent.futures._base import CANCELLED_AND_NOTIFIED, RUNNING
 from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, Set, Tuple, Union
 
@@ -205,6 +206,20 @@ class _Pool:
             thread.join()
 
 
+#: Every pool not yet closed: at the interpreter's exit they are closed before its threads are joined, so that an
+#: executor never shut down lets the caller exit once its queue is done (as the standard's executors do).
+_open_pools: "weakref.WeakSet[_Pool]" = weakref.WeakSet()
+
+
+def _close_open_pools() -> None:
+    for pool in list(_open_pools):
+        pool.close()
+
+
+if hasattr(threading, "_register_atexit"):
+    threading._register_atexit(_close_open_pools)  # type: ignore[attr-defined]
+
+
 def _run(item: _Item) -> None:
     task, future = item.task, item.future
     try:
@@ -277,6 +292,9 @@ class Executor(cf.Executor):
         self._context = context
         self._budget = budget
         self._pool = _Pool(max_workers, budget)
+        _open_pools.add(self._pool)
+        # Dropped without shutdown: its idle workers end (the tasks already queued still run).
+        weakref.finalize(self, self._pool.close)
         self._shutdown_lock = threading.Lock()
         self._shutdown = False
         self._preload = modules

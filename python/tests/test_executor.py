@@ -340,3 +340,9 @@ def test_amltk_scheduler_runs_on_it():
         scheduler.run(timeout=60, on_exception="continue")
     assert sorted(results) == [0, 1, 4, 9]
     assert errors == ["WallTimeoutException"]
+
+
+def test_a_caller_that_never_shuts_down_still_exits():
+    done = u.run_script(u.HERE / "scripts" / "executor_no_shutdown.py", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "RESULT 9" in done.stdout
