@@ -8,7 +8,8 @@ puts B in its process group, cgroups and rlimits, then releases it by writing on
 reads it (``pynish._child.main``). "forkserver": see ``_forkserver``.
 
 pynish runs in a session of its own: Ctrl-C at the terminal reaches the caller only, which passes it on to
-pynish (SIGINT), and pynish ends the whole tree.
+pynish (SIGINT), and pynish ends the whole tree. Every pynish watches the caller's lifeline (``_lifeline``): if
+the caller dies, pynish ends the whole tree as on a SIGTERM.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 import time
 from typing import Any, Callable, Optional
 
-from . import _child, _main
+from . import _child, _lifeline, _main
 from ._binary import binary
 
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,6 +102,8 @@ def start_fork(
 ) -> Launched:
     prctl = _libc_prctl()
     program = binary()
+    lifeline = _lifeline.read_end()
+    flags = [*_lifeline.flags(lifeline), *flags]
     # What the caller printed but not yet flushed would otherwise be printed again by the child.
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -112,7 +115,7 @@ def start_fork(
         try:
             os.setsid()
             run = functools.partial(_child.execute, func, args, kwargs, opts, directory)
-            _child.hold_and_exec(program, flags, display, prctl, run)
+            _child.hold_and_exec(program, flags, display, prctl, run, inherit=(lifeline,))
         finally:
             os._exit(125)
     return Launched(pid)
@@ -155,8 +158,9 @@ def write_call(directory: str, func: Callable, args: tuple, kwargs: dict, opts: 
 def start_spawn(flags: list[str], func: Callable, args: tuple, kwargs: dict, opts: Any, directory: str) -> Launched:
     write_call(directory, func, args, kwargs, opts)
     interpreter = [sys.executable, *interpreter_flags()]
-    argv = [binary(), *flags, "--", *interpreter, "-c", _BOOT, PACKAGE_PARENT, directory]
-    popen = subprocess.Popen(argv, start_new_session=True, close_fds=True)
+    lifeline = _lifeline.read_end()
+    argv = [binary(), *_lifeline.flags(lifeline), *flags, "--", *interpreter, "-c", _BOOT, PACKAGE_PARENT, directory]
+    popen = subprocess.Popen(argv, start_new_session=True, close_fds=True, pass_fds=[lifeline])
     return Launched(popen.pid, popen)
 
 

@@ -9,7 +9,9 @@ forks B (held on a pipe, exactly as in the fork context) and execs ``pynish --ad
 B, once released, reads the call from the folder (cloudpickle), so a function never crosses the socket.
 
 The server ends when the caller's end of the socket closes: at the caller's exit (``shutdown`` runs then and
-waits for it), or when the caller calls ``shutdown()``.
+waits for it), when the caller calls ``shutdown()``, or when the caller dies. Only the caller holds that end (it
+is closed in every child forked through Python). The server also holds the caller's lifeline (``_lifeline``)
+and passes it to each call's pynish, which ends its tree once the caller is gone.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ if TYPE_CHECKING:
     from typing import Any, List, Tuple
 
 _BOOT = (
-    "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._forkserver import serve; serve(int(sys.argv.pop(1)))"
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._forkserver import serve;"
+    " serve(int(sys.argv.pop(1)), int(sys.argv.pop(1)))"
 )
 
 
@@ -67,7 +70,7 @@ class _Client:
         call's child finds them loaded)."""
         import subprocess
 
-        from . import _call, _main
+        from . import _call, _lifeline, _main
 
         self.owner = os.getpid()
         self.broken = False
@@ -75,8 +78,18 @@ class _Client:
         self.lock = threading.Lock()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            argv = [sys.executable, *_call.interpreter_flags(), "-c", _BOOT, _call.PACKAGE_PARENT, str(theirs.fileno())]
-            self.process = subprocess.Popen(argv, pass_fds=[theirs.fileno()], start_new_session=True, close_fds=True)
+            lifeline = _lifeline.read_end()
+            argv = [
+                sys.executable,
+                *_call.interpreter_flags(),
+                "-c",
+                _BOOT,
+                _call.PACKAGE_PARENT,
+                str(theirs.fileno()),
+                str(lifeline),
+            ]
+            fds = [theirs.fileno(), lifeline]
+            self.process = subprocess.Popen(argv, pass_fds=fds, start_new_session=True, close_fds=True)
         finally:
             theirs.close()
         self.sock = ours
@@ -124,6 +137,22 @@ def shutdown() -> None:
 atexit.register(shutdown)
 
 
+def _forget_in_child() -> None:
+    # A forked child (a fork-context call, a multiprocessing worker) must not hold the caller's end of a server's
+    # socket: the server would outlive the caller as long as the child lives.
+    global _clients_lock
+    _clients_lock = threading.Lock()
+    for c in list(_clients.values()):
+        try:
+            c.sock.close()
+        except Exception:
+            pass
+    _clients.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def client(program: str) -> _Client:
     """The caller's server for this pynish binary, started on first use (and again after a fork or a crash)."""
     with _clients_lock:
@@ -136,8 +165,8 @@ def client(program: str) -> _Client:
 # -- in the server ------------------------------------------------------------------------------------------
 
 
-def serve(fd: int) -> None:
-    """The server's loop (never returns)."""
+def serve(fd: int, lifeline: int) -> None:
+    """The server's loop (never returns). ``lifeline``: the read end of the caller's lifeline, for each pynish."""
     # _child is imported here once, not in every call's child.
     from . import _child, _main  # noqa: F401
 
@@ -160,7 +189,13 @@ def serve(fd: int) -> None:
             answer: Any
             try:
                 answer = _fork_call(
-                    sock, prctl, program=flags[0], flags=flags[1:], display=display, directory=directory, ended=ended
+                    sock,
+                    prctl,
+                    program=flags[0],
+                    flags=["--lifeline-fd", str(lifeline), *flags[1:]],
+                    display=display,
+                    directory=directory,
+                    inherit=(ended, lifeline),
                 )
             except Exception as e:  # the caller raises it
                 answer = e
@@ -185,7 +220,13 @@ def _preload(modules: List[str]) -> None:
 
 
 def _fork_call(
-    sock: socket.socket, prctl: Any, program: str, flags: List[str], display: List[str], directory: str, ended: int
+    sock: socket.socket,
+    prctl: Any,
+    program: str,
+    flags: List[str],
+    display: List[str],
+    directory: str,
+    inherit: Tuple[int, ...],
 ) -> int:
     from . import _child
 
@@ -197,7 +238,7 @@ def _fork_call(
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             run = functools.partial(_child.load_and_execute, directory, False)
-            _child.hold_and_exec(program, flags, display, prctl, run, inherit=(ended,))
+            _child.hold_and_exec(program, flags, display, prctl, run, inherit=inherit)
         finally:
             os._exit(125)
     return pid
