@@ -220,6 +220,23 @@ if hasattr(threading, "_register_atexit"):
     threading._register_atexit(_close_open_pools)  # type: ignore[attr-defined]
 
 
+#: Every executor's own server: a forked child (a fork-context task, a multiprocessing worker) closes its copy of
+#: their sockets at once, or a server would outlive the caller for as long as such a child lives.
+_servers: "weakref.WeakSet[_forkserver._Client]" = weakref.WeakSet()
+
+
+def _forget_servers_in_child() -> None:
+    for server in list(_servers):
+        try:
+            server.sock.close()
+        except Exception:
+            pass
+    _servers.clear()
+
+
+os.register_at_fork(after_in_child=_forget_servers_in_child)
+
+
 def _run(item: _Item) -> None:
     task, future = item.task, item.future
     try:
@@ -300,7 +317,7 @@ class Executor(cf.Executor):
         self._preload = modules
         self._server: Optional[_forkserver._Client] = None
         if context == "forkserver":
-            self._server = _forkserver._Client(binary(), modules)
+            self._server = self._start_server()
 
     @property
     def max_workers(self) -> int:
@@ -335,13 +352,18 @@ class Executor(cf.Executor):
                 raise RuntimeError("cannot schedule new futures after shutdown")
             if self._server is not None and not self._server.alive():
                 # The warm server died (killed from outside): a new one, so that the executor never breaks.
-                self._server = _forkserver._Client(binary(), self._preload)
+                self._server = self._start_server()
             task.server = self._server
             future = Future()
             future._task = task
             future._pool = self._pool
             self._pool.put(_Item(future, task, args, kwargs, memory))
         return future
+
+    def _start_server(self) -> _forkserver._Client:
+        server = _forkserver._Client(binary(), self._preload)
+        _servers.add(server)
+        return server
 
     def map(  # type: ignore[override]
         self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: Optional[float] = None, chunksize: int = 1

@@ -346,3 +346,28 @@ def test_a_caller_that_never_shuts_down_still_exits():
     done = u.run_script(u.HERE / "scripts" / "executor_no_shutdown.py", timeout=60)
     assert done.returncode == 0, done.stderr
     assert "RESULT 9" in done.stdout
+
+
+@pytest.mark.parametrize("context", ["forkserver", "fork"])
+def test_the_callers_death_ends_every_running_tree(tmp_path, context):
+    """SIGKILL to the caller (as the OOM killer does): the lifeline ends every task's tree, and its server."""
+    proc = subprocess.Popen(
+        [sys.executable, str(u.HERE / "scripts" / "executor_caller_dies.py"), str(tmp_path), context],
+        env=u.script_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    server = int(proc.stdout.readline().split()[1])
+    deadline = time.monotonic() + 30
+    while not all((tmp_path / f"t{i}" / "ready").exists() for i in range(2)):
+        assert proc.poll() is None
+        assert time.monotonic() < deadline, "the tasks never got ready"
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    pids = [p for i in range(2) for p in u.pids_in(tmp_path / f"t{i}")] + ([server] if server else [])
+    assert len(pids) == 4 + bool(server)
+    left = u.wait_gone(pids, timeout=5)
+    u.kill_all(left)
+    assert left == [], f"processes outlived the caller: {[u.cmdline(p) for p in left]}"
