@@ -24,9 +24,11 @@ import concurrent.futures as cf
 import copy
 import os
 import signal
+import sys
 import threading
 import weakref
 from concurrent.futures._base import CANCELLED_AND_NOTIFIED, RUNNING
+from multiprocessing.context import BaseContext
 from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, Set, Tuple, Union
 
 from . import _call, _forkserver
@@ -212,7 +214,13 @@ _open_pools: "weakref.WeakSet[_Pool]" = weakref.WeakSet()
 
 
 def _close_open_pools() -> None:
+    # Ending on Ctrl-C (an uncaught KeyboardInterrupt, which Python has just printed): every running tree ends and
+    # the queue is dropped, as leaving a with block on it does; the caller then exits within the grace period.
+    interrupted = isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
     for pool in list(_open_pools):
+        if interrupted:
+            pool.cancel_pending()
+            pool.end_running()
         pool.close()
 
 
@@ -275,7 +283,7 @@ class Executor(cf.Executor):
         wall_time: Union[int, Tuple[float, str], None] = None,
         cpu_time: Union[int, Tuple[float, str], None] = None,
         memory: Union[int, Tuple[int, str], None] = None,
-        context: Optional[str] = None,
+        context: Union[str, BaseContext, None] = None,
         memory_budget: Union[int, Tuple[float, str], None] = None,
         preload: Iterable[str] = (),
         **options: Any,
@@ -286,6 +294,8 @@ class Executor(cf.Executor):
             raise TypeError(f"max_workers must be an int, not {type(max_workers).__name__}")
         if max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
+        if isinstance(context, BaseContext):
+            context = context.get_start_method()
         context = "forkserver" if context is None else context
         if context not in valid_contexts:
             raise ValueError(f"`context` {context} must be in {valid_contexts}")
@@ -295,9 +305,9 @@ class Executor(cf.Executor):
         modules = (preload,) if isinstance(preload, str) else tuple(preload)
         if modules and context != "forkserver":
             raise ValueError(f"`preload` needs context 'forkserver', not {context!r}")
-        for name in modules:
-            import importlib.util
+        import importlib.util
 
+        for name in modules:
             if importlib.util.find_spec(name) is None:
                 raise ModuleNotFoundError(f"`preload`: no module named {name!r}", name=name)
         # Bad limits and options get pynisher's errors here, at once.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -221,9 +222,11 @@ def test_leaving_with_on_an_exception_ends_every_running_tree(tmp_path):
     assert all(f.cancelled() for f in futures) and queued.cancelled()
 
 
-def test_ctrl_c_in_the_caller_ends_every_running_tree(tmp_path):
+@pytest.mark.parametrize("mode", ["with", "bare"])
+def test_ctrl_c_in_the_caller_ends_every_running_tree(tmp_path, mode):
+    """In a with block (KeyboardInterrupt caught), and without one (it ends the program; the queue is dropped)."""
     proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), str(tmp_path)],
+        [sys.executable, str(SCRIPT), str(tmp_path), mode],
         env=u.script_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -242,8 +245,13 @@ def test_ctrl_c_in_the_caller_ends_every_running_tree(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
         pytest.fail(f"the caller did not end after Ctrl-C\n{out}\n{err}")
-    assert proc.returncode == 3, (out, err)
-    assert "RESULT KeyboardInterrupt" in out
+    if mode == "with":
+        assert proc.returncode == 3, (out, err)
+        assert "RESULT KeyboardInterrupt" in out
+    else:
+        assert proc.returncode == -signal.SIGINT, (out, err)
+        assert "KeyboardInterrupt" in err
+        assert u.pids_in(tmp_path / "queued") == [], "a queued task started after Ctrl-C"
     pids = [p for i in range(2) for p in u.pids_in(tmp_path / f"t{i}")]
     assert len(pids) == 4
     assert u.wait_gone(pids, timeout=1) == [], "a task's tree survived Ctrl-C in the caller"
@@ -303,7 +311,7 @@ def test_bad_input_is_refused_at_once(kwargs, error):
 
 def test_fork_context_runs_closures_and_preload_warms_the_server():
     secret = "from the caller's memory"
-    with pynish.Executor(2, wall_time=30, context="fork") as ex:
+    with pynish.Executor(2, wall_time=30, context=multiprocessing.get_context("fork")) as ex:
         assert ex.submit(lambda: secret).result(timeout=30) == secret
     with pynish.Executor(1, wall_time=30, preload=["xml.dom.minidom"]) as ex:
         assert ex.submit(loaded, "xml.dom.minidom").result(timeout=30) is True
