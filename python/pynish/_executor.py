@@ -13,8 +13,9 @@ Tasks start from the executor's own warm forkserver (``_forkserver``), started a
 within the budget; the queue stays in order (the head waits), so no large task starves.
 
 Ending running work: ``Future.cancel()`` of a running task, leaving the ``with`` block on an exception (Ctrl-C
-included) and an interrupted ``shutdown`` send SIGTERM to the task's pynish, which ends its whole tree (first
-signal, grace, SIGKILL). The worker thread waits until pynish is gone, so a slot frees only with its tree.
+included), an interrupted ``shutdown`` and a caller ended by Ctrl-C send SIGTERM to the task's pynish, which ends
+its whole tree (first signal, grace, SIGKILL). The worker thread waits until pynish is gone, so a slot frees only
+with its tree. If the caller dies, every pynish sees the caller's lifeline close (``_lifeline``) and does the same.
 """
 
 from __future__ import annotations
@@ -228,23 +229,6 @@ if hasattr(threading, "_register_atexit"):
     threading._register_atexit(_close_open_pools)  # type: ignore[attr-defined]
 
 
-#: Every executor's own server: a forked child (a fork-context task, a multiprocessing worker) closes its copy of
-#: their sockets at once, or a server would outlive the caller for as long as such a child lives.
-_servers: "weakref.WeakSet[_forkserver._Client]" = weakref.WeakSet()
-
-
-def _forget_servers_in_child() -> None:
-    for server in list(_servers):
-        try:
-            server.sock.close()
-        except Exception:
-            pass
-    _servers.clear()
-
-
-os.register_at_fork(after_in_child=_forget_servers_in_child)
-
-
 def _run(item: _Item) -> None:
     task, future = item.task, item.future
     try:
@@ -371,9 +355,9 @@ class Executor(cf.Executor):
         return future
 
     def _start_server(self) -> _forkserver._Client:
-        server = _forkserver._Client(binary(), self._preload)
-        _servers.add(server)
-        return server
+        # A forked child (a fork-context task, a multiprocessing worker) closes its copy of the server's socket
+        # (``_forkserver``), so the server ends with the caller.
+        return _forkserver._Client(binary(), self._preload)
 
     def map(  # type: ignore[override]
         self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: Optional[float] = None, chunksize: int = 1

@@ -25,6 +25,7 @@ import socket
 import struct
 import sys
 import threading
+import weakref
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ class _Client:
             theirs.close()
         self.sock = ours
         _send(ours, dict(_main.describe(), preload=list(preload)))
+        _every.add(self)
 
     def alive(self) -> bool:
         return not self.broken and self.owner == os.getpid() and self.process.poll() is None
@@ -123,6 +125,8 @@ class _Client:
 
 _clients: dict = {}
 _clients_lock = threading.Lock()
+#: Every client alive in this process: the shared ones above and those of each ``pynish.Executor``.
+_every: "weakref.WeakSet[_Client]" = weakref.WeakSet()
 
 
 def shutdown() -> None:
@@ -142,7 +146,7 @@ def _forget_in_child() -> None:
     # socket: the server would outlive the caller as long as the child lives.
     global _clients_lock
     _clients_lock = threading.Lock()
-    for c in list(_clients.values()):
+    for c in list(_every):
         try:
             c.sock.close()
         except Exception:

@@ -356,11 +356,13 @@ def test_a_caller_that_never_shuts_down_still_exits():
     assert "RESULT 9" in done.stdout
 
 
-@pytest.mark.parametrize("context", ["forkserver", "fork"])
-def test_the_callers_death_ends_every_running_tree(tmp_path, context):
-    """SIGKILL to the caller (as the OOM killer does): the lifeline ends every task's tree, and its server."""
+@pytest.mark.parametrize("context, forked", [("forkserver", False), ("fork", False), ("forkserver", True)])
+def test_the_callers_death_ends_every_running_tree(tmp_path, context, forked):
+    """SIGKILL to the caller (as the OOM killer does): the lifeline ends every task's tree, and its server, also
+    while a child the caller forked (which holds no copy of the server's socket) lives on."""
+    extra = [str(tmp_path / "forked")] if forked else []
     proc = subprocess.Popen(
-        [sys.executable, str(u.HERE / "scripts" / "executor_caller_dies.py"), str(tmp_path), context],
+        [sys.executable, str(u.HERE / "scripts" / "executor_caller_dies.py"), str(tmp_path), context, *extra],
         env=u.script_env(),
         stdout=subprocess.PIPE,
         text=True,
@@ -377,5 +379,5 @@ def test_the_callers_death_ends_every_running_tree(tmp_path, context):
     pids = [p for i in range(2) for p in u.pids_in(tmp_path / f"t{i}")] + ([server] if server else [])
     assert len(pids) == 4 + bool(server)
     left = u.wait_gone(pids, timeout=5)
-    u.kill_all(left)
+    u.kill_all(left + (u.pids_in(tmp_path / "forked") if forked else []))
     assert left == [], f"processes outlived the caller: {[u.cmdline(p) for p in left]}"
