@@ -381,3 +381,18 @@ def test_the_callers_death_ends_every_running_tree(tmp_path, context, forked):
     left = u.wait_gone(pids, timeout=5)
     u.kill_all(left + (u.pids_in(tmp_path / "forked") if forked else []))
     assert left == [], f"processes outlived the caller: {[u.cmdline(p) for p in left]}"
+
+
+def test_the_readme_example_runs_as_written(tmp_path, heavy_memory):
+    text = (u.PYTHON_DIR.parent / "README.md").read_text()
+    code = text.split("<!-- python-example: executor -->\n```python\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    done = u.run_script(script, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    outcome = dict(line.split(" -> ") for line in done.stdout.splitlines())
+    assert sorted(outcome) == ["10", "150", "20", "400", "50"], done.stdout
+    for n in ("10", "20", "50"):
+        assert outcome[n].startswith(f"{n} MB; peak"), done.stdout
+    assert outcome["400"] == "MemoryLimitException memory"
+    assert outcome["150"] == "MemoryLimitException memory"  # its own 100 MB limit, not the executor's 200 MB
