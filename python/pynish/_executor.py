@@ -1,10 +1,10 @@
 """``pynish.Executor``: a ``concurrent.futures.Executor`` whose every task is one limited call, its own tree.
 
-Theory of operation. ``max_workers`` threads in the caller take tasks in submission order; each runs one task as a
-``pynish.limit`` call does (``_limit.Pynisher``, here a per-task copy ``_Task``) and blocks until pynish has ended
-it, then settles the task's Future with the value, the function's exception, or the exception of the limit it hit,
-and its report. A task that hits a limit, raises, segfaults or is OOM-killed therefore touches nothing but its own
-Future: no worker process is shared, so none can break the executor.
+Theory of operation. ``max_workers`` threads in the caller take tasks in submission order (``_tasks``); each runs
+one task as a ``pynish.limit`` call does (``_limit.Pynisher``, here a per-task copy) and blocks until pynish has
+ended it, then settles the task's Future with the value, the function's exception, or the exception of the limit
+it hit, and its report. A task that hits a limit, raises, segfaults or is OOM-killed therefore touches nothing but
+its own Future: no worker process is shared, so none can break the executor.
 
 Tasks start from the executor's own warm forkserver (``_forkserver``), started at construction with the modules of
 ``preload`` imported once; ``context="fork"`` or ``"spawn"`` start them as ``limit`` does instead.
@@ -20,19 +20,16 @@ with its tree. If the caller dies, every pynish sees the caller's lifeline close
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures as cf
 import copy
 import os
-import signal
-import sys
 import threading
 import weakref
 from concurrent.futures._base import CANCELLED_AND_NOTIFIED, RUNNING
 from multiprocessing.context import BaseContext
-from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, Set, Tuple, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Tuple, Union
 
-from . import _call, _forkserver
+from . import _forkserver, _tasks
 from ._binary import binary
 from ._limit import Pynisher, _memory
 from ._report import Report
@@ -48,8 +45,8 @@ class Future(cf.Future):
         super().__init__()
         #: pynish's report of the task (verdict, usage of its whole tree, ...); None until the task is done.
         self.report: Optional[Report] = None
-        self._task: Optional[_Task] = None
-        self._pool: Optional[_Pool] = None
+        self._task: Optional[_tasks.Task] = None
+        self._pool: Optional[_tasks.Pool] = None
 
     def cancel(self) -> bool:
         """Cancels the task. Beyond the standard (as pebble does): a running task is cancelled too, and True is
@@ -70,181 +67,6 @@ class Future(cf.Future):
         if cancelled and self._pool is not None:
             self._pool.wake()  # a cancelled head of the queue no longer holds back the ones behind it
         return cancelled
-
-
-class _Task(Pynisher):
-    """One task: a copy of the Pynisher that describes it, so that its report and process are its own."""
-
-    server: Optional[_forkserver._Client] = None
-
-    def __init__(self, template: Pynisher, server: Optional[_forkserver._Client]) -> None:  # noqa: D107
-        self.__dict__.update(template.__dict__)
-        self.last_run = None
-        self.server = server
-        self._lock = threading.Lock()
-        self._launched: Optional[_call.Launched] = None
-        self._ending = False
-
-    def _start(
-        self, method: str, flags: list, display: list, args: tuple, kwargs: dict, opts: Any, directory: str
-    ) -> _call.Launched:
-        if method == "forkserver" and self.server is not None:
-            return _call.start_forkserver(flags, display, self.func, args, kwargs, opts, directory, self.server)
-        return super()._start(method, flags, display, args, kwargs, opts, directory)
-
-    def _wait(self, launched: _call.Launched) -> int:
-        with self._lock:
-            self._launched = launched
-            ending = self._ending
-        if ending:
-            launched.signal(signal.SIGTERM)
-        return super()._wait(launched)
-
-    def end(self) -> None:
-        """Ends the task's tree: now if pynish runs, else as soon as it has started."""
-        with self._lock:
-            self._ending = True
-            launched = self._launched
-        if launched is not None:
-            launched.signal(signal.SIGTERM)
-
-
-class _Item:
-    __slots__ = ("future", "task", "args", "kwargs", "memory")
-
-    def __init__(self, future: Future, task: _Task, args: tuple, kwargs: dict, memory: int) -> None:
-        self.future = future
-        self.task = task
-        self.args = args
-        self.kwargs = kwargs
-        self.memory = memory
-
-
-class _Pool:
-    """The queue, the running set and the worker threads; shared by the threads without holding the Executor."""
-
-    def __init__(self, max_workers: int, budget: Optional[int]) -> None:
-        self.max_workers = max_workers
-        self.budget = budget
-        self.cond = threading.Condition()
-        self.pending: Deque[_Item] = collections.deque()
-        self.running: Set[_Item] = set()
-        self.in_use = 0
-        self.idle = 0
-        self.closed = False
-        self.threads: List[threading.Thread] = []
-
-    def wake(self) -> None:
-        with self.cond:
-            self.cond.notify_all()
-
-    def put(self, item: _Item) -> None:
-        with self.cond:
-            self.pending.append(item)
-            if self.idle < len(self.pending) and len(self.threads) < self.max_workers:
-                thread = threading.Thread(target=self._work, name=f"pynish-executor-{len(self.threads)}")
-                thread.start()
-                self.threads.append(thread)
-            self.cond.notify()
-
-    def _next(self) -> Optional[_Item]:
-        """The next task this worker may start, waiting for one (and for room in the budget); None: closed."""
-        with self.cond:
-            while True:
-                while self.pending and self.pending[0].future.cancelled():
-                    self.pending.popleft().future.set_running_or_notify_cancel()
-                if self.pending:
-                    head = self.pending[0]
-                    if self.budget is None or self.in_use + head.memory <= self.budget:
-                        self.pending.popleft()
-                        if not head.future.set_running_or_notify_cancel():
-                            continue
-                        self.in_use += head.memory
-                        self.running.add(head)
-                        return head
-                elif self.closed:
-                    self.cond.notify_all()  # the others may be waiting on the same condition
-                    return None
-                self.idle += 1
-                try:
-                    self.cond.wait()
-                finally:
-                    self.idle -= 1
-
-    def _work(self) -> None:
-        while True:
-            item = self._next()
-            if item is None:
-                return
-            try:
-                _run(item)
-            finally:
-                with self.cond:
-                    self.running.discard(item)
-                    self.in_use -= item.memory
-                    self.cond.notify_all()
-
-    def cancel_pending(self) -> None:
-        with self.cond:
-            items = list(self.pending)
-            self.pending.clear()
-            self.cond.notify_all()
-        for item in items:
-            if item.future.cancel():
-                item.future.set_running_or_notify_cancel()
-
-    def end_running(self) -> None:
-        with self.cond:
-            items = list(self.running)
-        for item in items:
-            item.future.cancel()
-
-    def close(self) -> None:
-        with self.cond:
-            self.closed = True
-            self.cond.notify_all()
-
-    def join(self) -> None:
-        for thread in list(self.threads):
-            thread.join()
-
-
-#: Every pool not yet closed: at the interpreter's exit they are closed before its threads are joined, so that an
-#: executor never shut down lets the caller exit once its queue is done (as the standard's executors do).
-_open_pools: "weakref.WeakSet[_Pool]" = weakref.WeakSet()
-
-
-def _close_open_pools() -> None:
-    # Ending on Ctrl-C (an uncaught KeyboardInterrupt, which Python has just printed): every running tree ends and
-    # the queue is dropped, as leaving a with block on it does; the caller then exits within the grace period.
-    interrupted = isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
-    for pool in list(_open_pools):
-        if interrupted:
-            pool.cancel_pending()
-            pool.end_running()
-        pool.close()
-
-
-if hasattr(threading, "_register_atexit"):
-    threading._register_atexit(_close_open_pools)  # type: ignore[attr-defined]
-
-
-def _run(item: _Item) -> None:
-    task, future = item.task, item.future
-    try:
-        value = task(*item.args, **item.kwargs)
-    except BaseException as e:
-        future.report = task.last_run
-        try:
-            future.set_exception(e)
-        except cf.InvalidStateError:
-            pass  # cancelled while it ran
-        return
-    future.report = task.last_run
-    try:
-        future.set_result(value)
-    except cf.InvalidStateError:
-        pass
 
 
 def _placeholder() -> None:
@@ -302,8 +124,8 @@ class Executor(cf.Executor):
             raise ValueError(f"`memory` {memory} is over the `memory_budget` {memory_budget}")
         self._context = context
         self._budget = budget
-        self._pool = _Pool(max_workers, budget)
-        _open_pools.add(self._pool)
+        self._pool = _tasks.Pool(max_workers, budget)
+        _tasks.open_pools.add(self._pool)
         # Dropped without shutdown: its idle workers end (the tasks already queued still run).
         weakref.finalize(self, self._pool.close)
         self._shutdown_lock = threading.Lock()
@@ -317,7 +139,7 @@ class Executor(cf.Executor):
     def max_workers(self) -> int:
         return self._pool.max_workers
 
-    def _task(self, fn: Callable[..., Any]) -> _Task:
+    def _task(self, fn: Callable[..., Any]) -> _tasks.Task:
         if isinstance(fn, Pynisher):
             template = fn
             if fn.context is None:
@@ -327,7 +149,7 @@ class Executor(cf.Executor):
             template = copy.copy(self._template)
             template.func = fn
             template.__dict__.pop("__wrapped__", None)
-        return _Task(template, self._server)
+        return _tasks.Task(template, self._server)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:  # type: ignore[override]
         """Starts ``fn(*args, **kwargs)`` as its own limited tree when a worker (and the budget) allows."""
@@ -351,7 +173,7 @@ class Executor(cf.Executor):
             future = Future()
             future._task = task
             future._pool = self._pool
-            self._pool.put(_Item(future, task, args, kwargs, memory))
+            self._pool.put(_tasks.Item(future, task, args, kwargs, memory))
         return future
 
     def _start_server(self) -> _forkserver._Client:
