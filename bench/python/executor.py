@@ -6,7 +6,9 @@ first, so drift in machine load hits all alike; each round makes every pool afre
 then times a batch. Two measures:
 
 - throughput: a batch of ``--tasks`` tasks through ``map`` on 2 workers, in tasks/s;
-- overhead per task: ``--serial`` tasks one after another on 1 worker (submit, wait for the result), in ms each.
+- overhead per task: ``--serial`` tasks one after another on 1 worker (submit, wait for the result), in ms each;
+- CPU per task: during the throughput batch, the CPU time of every process involved (the caller, servers, workers,
+  pynish), from a cgroup v1 cpuacct group the benchmark runs in (root only; else not measured).
 
 The pools: ``pynish.Executor`` with a wall-time limit per task (``wall_time=10``), the same with a memory limit too
 (``memory=(200, "MB")``: pynish's auto backend gives each task a cgroup), ``ProcessPoolExecutor`` with
@@ -30,7 +32,7 @@ import platform
 import statistics
 import sys
 import time
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pynish
 
@@ -86,14 +88,56 @@ def pools() -> Dict[str, Callable[[int], Any]]:
     return found
 
 
-def throughput(make: Callable[[int], Any], tasks: int) -> float:
+class CpuGroup:
+    """A cgroup v1 cpuacct group the benchmark runs in (root only): the CPU of every process a pool starts, its
+    servers and pynish's own nested groups included, as the kernel counts it. None where it cannot be made."""
+
+    def __init__(self) -> None:
+        self.path: Optional[str] = f"/sys/fs/cgroup/cpuacct/pynish-executor-bench-{os.getpid()}"
+        try:
+            os.mkdir(self.path)
+            with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        except OSError:
+            self.path = None
+
+    def ns(self) -> Optional[int]:
+        if self.path is None:
+            return None
+        with open(os.path.join(self.path, "cpuacct.usage")) as f:
+            return int(f.read())
+
+    def remove(self) -> None:
+        if self.path is None:
+            return
+        parent = os.path.dirname(self.path)
+        # This process and what is left of the pools' helpers (multiprocessing's forkserver) go back to the parent.
+        with open(os.path.join(self.path, "cgroup.procs")) as f:
+            pids = f.read().split()
+        for pid in pids:
+            try:
+                with open(os.path.join(parent, "cgroup.procs"), "w") as f:
+                    f.write(pid)
+            except OSError:
+                pass
+        try:
+            os.rmdir(self.path)
+        except OSError as e:
+            print(f"could not remove {self.path}: {e}", file=sys.stderr)
+
+
+def throughput(make: Callable[[int], Any], tasks: int, group: CpuGroup) -> Tuple[float, Optional[float]]:
+    """Tasks/s, and the CPU ms per task of every process involved (None without a cpuacct group)."""
     with make(2) as pool:
         list(pool.map(trivial, range(4)))
+        before = group.ns()
         start = time.perf_counter()
         got = list(pool.map(trivial, range(tasks)))
         took = time.perf_counter() - start
+        after = group.ns()
     assert got == list(range(tasks))
-    return tasks / took
+    cpu = None if before is None or after is None else (after - before) / 1e6 / tasks
+    return tasks / took, cpu
 
 
 def overhead_ms(make: Callable[[int], Any], tasks: int) -> List[float]:
@@ -122,19 +166,22 @@ def markdown(raw: Dict[str, Any]) -> str:
         + ").",
         "",
         f"| pool (trivial task, 2 workers) | tasks/s, median (min–max) | × {target}: median of the rounds' ratios "
-        "(min–max) | overhead per task, ms (1 worker; median, p10–p90) |",
-        "|---|---|---|---|",
+        "(min–max) | overhead per task, ms (1 worker; median, p10–p90) | CPU per task, ms (all its processes; "
+        "median) |",
+        "|---|---|---|---|---|",
     ]
     for name in names:
         rates = raw["throughput"][name]
         # Each round's ratio compares runs made moments apart, under the same load; the load moved between rounds.
         ratios = [a / b for a, b in zip(rates, raw["throughput"][target])]
         ms = sorted(x for r in raw["overhead"][name] for x in r)
+        counted = [c for c in raw["cpu_ms"][name] if c is not None]
+        cpu = f"{statistics.median(counted):.1f}" if counted else "n/a (needs root and cgroup v1 cpuacct)"
         p10, p90 = ms[len(ms) // 10], ms[(len(ms) * 9) // 10]
         lines.append(
             f"| {name} | {statistics.median(rates):.0f} ({min(rates):.0f}–{max(rates):.0f}) | "
             f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f}) | "
-            f"{statistics.median(ms):.1f} ({p10:.1f}–{p90:.1f}) |"
+            f"{statistics.median(ms):.1f} ({p10:.1f}–{p90:.1f}) | {cpu} |"
         )
     lines.append("")
     lines.append(f"pynish's backend for the memory-limited tasks: {raw['memory_backend']}.")
@@ -174,6 +221,7 @@ def main() -> int:
     raw: Dict[str, Any] = {
         "throughput": {n: [] for n in names},
         "overhead": {n: [] for n in names},
+        "cpu_ms": {n: [] for n in names},
         "rounds": args.rounds,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}, "
@@ -185,12 +233,18 @@ def main() -> int:
         f.result()
         raw["memory_backend"] = f.report.backend
     started = time.monotonic()
-    for r in range(args.rounds):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
-            raw["throughput"][name].append(throughput(found[name], args.tasks))
-            raw["overhead"][name].append(overhead_ms(found[name], args.serial))
-            print(f"round {r + 1}: {name}: {raw['throughput'][name][-1]:.0f} tasks/s", file=sys.stderr, flush=True)
+    group = CpuGroup()
+    try:
+        for r in range(args.rounds):
+            order = names[r % len(names) :] + names[: r % len(names)]
+            for name in order:
+                rate, cpu = throughput(found[name], args.tasks, group)
+                raw["throughput"][name].append(rate)
+                raw["cpu_ms"][name].append(cpu)
+                raw["overhead"][name].append(overhead_ms(found[name], args.serial))
+                print(f"round {r + 1}: {name}: {rate:.0f} tasks/s", file=sys.stderr, flush=True)
+    finally:
+        group.remove()
     raw["seconds"] = time.monotonic() - started
     raw["load_after"] = load()
     md = markdown(raw)
