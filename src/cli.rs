@@ -1,10 +1,11 @@
-//! The command-line definition, and nothing else: clap types stop here (see `settings.rs`).
+//! The command-line definition, and its conversion into `Settings`: clap types stop here.
 
-use crate::limits::MemoryKind;
-use crate::settings::BackendChoice;
+use crate::limits::{Limits, MemoryKind};
+use crate::settings::{Adopt, Settings};
 use crate::signals::parse_signal;
+use crate::tree::BackendChoice;
 use crate::units::{parse_duration, parse_size};
-use clap::{Parser, Subcommand, ValueHint};
+use clap::{Parser, Subcommand, ValueEnum, ValueHint};
 use nix::sys::signal::Signal;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -100,7 +101,7 @@ pub struct Cli {
     /// The first signal, a name or number
     ///
     /// Sent to every member of the tree when a limit is reached (TERM, SIGINT, 9, ...); SIGKILL follows after
-    /// the grace period.
+    /// the grace period. A standard signal (1-31): real-time signals are refused.
     #[arg(short = 's', long, value_name = "SIG", value_hint = ValueHint::Other, value_parser = parse_signal, default_value = "TERM", env = "PYNISH_SIGNAL", help_heading = "Escalation")]
     pub signal: Signal,
 
@@ -244,6 +245,100 @@ fn positive_size(text: &str) -> Result<u64, String> {
     match parse_size(text)? {
         0 => Err("must be greater than zero".into()),
         bytes => Ok(bytes),
+    }
+}
+
+/// A command line pynish refuses, before anything runs.
+pub enum Refused {
+    /// clap's own error (usage, help, version).
+    Usage(clap::Error),
+    /// A variable of `FROM_ENV` that does not hold a value for its flag, in one line.
+    Env(String),
+}
+
+/// The variables that give a flag its default: the variable, the flag's id, and the flag's own parser.
+#[allow(clippy::type_complexity)]
+const FROM_ENV: [(&str, &str, fn(&str) -> Result<(), String>); 3] = [
+    ("PYNISH_GRACE", "grace", |v| parse_duration(v).map(drop)),
+    ("PYNISH_SIGNAL", "signal", |v| parse_signal(v).map(drop)),
+    ("PYNISH_BACKEND", "backend", |v| {
+        <BackendChoice as clap::ValueEnum>::from_str(v, true).map(drop).map_err(|_| {
+            let names: Vec<_> = BackendChoice::value_variants()
+                .iter()
+                .filter_map(|b| b.to_possible_value().map(|p| p.get_name().to_string()))
+                .collect();
+            format!("not one of {}", names.join(", "))
+        })
+    }),
+];
+
+/// Parses pynish's command line. A variable of `FROM_ENV` is seen as its own, not as its flag: an empty one
+/// counts as unset, and a bad one is named (`PYNISH_GRACE='x': ...`), and only where it would be used: a run
+/// that does not give its flag. `pynish check` and `pynish plot` never use them.
+pub fn parse() -> Result<Cli, Refused> {
+    use clap::FromArgMatches;
+    use clap::parser::ValueSource;
+    let mut command = command();
+    let mut bad = Vec::new();
+    for (var, id, check) in FROM_ENV {
+        // Unless it holds a good value, clap must not read it: it would name the flag, and refuse `check` too.
+        let problem = match std::env::var(var) {
+            Err(std::env::VarError::NotPresent) => continue,
+            Ok(value) if value.trim().is_empty() => None,
+            Ok(value) => match check(&value) {
+                Ok(()) => continue,
+                Err(why) => Some(format!("{var}='{value}' is not a value for --{id}: {why}")),
+            },
+            Err(std::env::VarError::NotUnicode(value)) => Some(format!("{var}={value:?} is not text")),
+        };
+        bad.extend(problem.map(|problem| (id, problem)));
+        command = command.mut_arg(id, |arg| arg.env(None::<&str>));
+    }
+    let mut matches = command.try_get_matches().map_err(Refused::Usage)?;
+    // Before `from_arg_matches_mut`, which takes the values out.
+    let used = bad
+        .into_iter()
+        .find(|(id, _)| matches.subcommand().is_none() && matches.value_source(id) != Some(ValueSource::CommandLine));
+    let cli = Cli::from_arg_matches_mut(&mut matches).map_err(Refused::Usage)?;
+    if let Some((_, problem)) = used {
+        return Err(Refused::Env(problem));
+    }
+    Ok(cli)
+}
+
+// Here, at the edge, rather than in `settings`: so that `settings` stays a pure value that knows no clap type,
+// and `cli` is the only module that does. (An inherent impl may live in any module of the crate; the path
+// `Settings::from_cli` is kept for callers.)
+impl Settings {
+    /// Turns a parsed command line into checked `Settings` (see `Settings::validated`): bad input is an error
+    /// here, before anything runs.
+    pub fn from_cli(cli: Cli) -> anyhow::Result<Settings> {
+        Settings {
+            limits: Limits {
+                wall_time: cli.wall_time,
+                cpu_time: cli.cpu_time,
+                memory: cli.memory,
+                memory_kind: cli.memory_kind,
+                processes: cli.processes,
+            },
+            grace: cli.grace,
+            signal: cli.signal,
+            preserve_status: cli.preserve_status,
+            leave_leftovers: cli.leave_leftovers,
+            json: cli.json,
+            report: cli.report,
+            report_fd: cli.report_fd,
+            timeline: cli.timeline,
+            label: cli.label,
+            quiet: cli.quiet,
+            verbose: cli.verbose,
+            backend: cli.backend,
+            delegate: cli.delegate,
+            command: cli.command,
+            adopt: cli.adopt.zip(cli.adopt_fd).map(|(pid, fd)| Adopt { pid, fd }),
+            lifeline: cli.lifeline_fd,
+        }
+        .validated()
     }
 }
 

@@ -8,7 +8,8 @@
 //! takes proc, see `tree::select`), `--delegate` changes nothing.
 
 use crate::limits::Limits;
-use crate::settings::{BackendChoice, Settings};
+use crate::settings::Settings;
+use crate::tree::BackendChoice;
 use crate::tree::cgroup::v2::V2Tree;
 use anyhow::{Context, Result, bail};
 use std::ffi::{OsStr, OsString};

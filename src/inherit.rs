@@ -21,7 +21,15 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// `PROBED` once it ran at all.
 static INHERITED: AtomicU8 = AtomicU8::new(0);
 const SIGPIPE_IGNORED: u8 = 1 << 3;
+/// Bits of the signals in `CAUGHT_THOUGH_IGNORED`, in its order, when they were ignored.
+const CAUGHT_IGNORED: [u8; 2] = [1 << 4, 1 << 5];
 const PROBED: u8 = 1 << 7;
+
+/// Signals pynish catches even when its caller ignored them, and gives back ignored to the command: a shell
+/// starts a background job (`pynish ... &` in a script) with SIGINT and SIGQUIT ignored, and GNU timeout still
+/// ends its command on `kill -INT`; pynish must not be the one process that cannot be interrupted. (SIGHUP
+/// stays ignored for pynish too: `nohup` asks for exactly that.)
+pub const CAUGHT_THOUGH_IGNORED: [i32; 2] = [libc::SIGINT, libc::SIGQUIT];
 
 /// Looks at the standard descriptors and SIGPIPE before Rust's runtime changes them. Only observes: fcntl and
 /// sigaction queries, one atomic store.
@@ -34,14 +42,22 @@ extern "C" fn probe() {
             seen |= 1 << fd;
         }
     }
-    let mut current = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
-    // SAFETY: a null new action only reads the current disposition into `current`, which is large enough.
-    let read = unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), current.as_mut_ptr()) } == 0;
-    // SAFETY: sigaction filled `current` when it returned 0.
-    if read && unsafe { current.assume_init() }.sa_sigaction == libc::SIG_IGN {
-        seen |= SIGPIPE_IGNORED;
+    let watched = CAUGHT_THOUGH_IGNORED.iter().zip(CAUGHT_IGNORED).chain([(&libc::SIGPIPE, SIGPIPE_IGNORED)]);
+    for (&signal, bit) in watched {
+        if ignored(signal) {
+            seen |= bit;
+        }
     }
     INHERITED.store(seen, Ordering::SeqCst);
+}
+
+/// Whether `signal` is ignored now.
+fn ignored(signal: i32) -> bool {
+    let mut current = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: a null new action only reads the current disposition into `current`, which is large enough.
+    let read = unsafe { libc::sigaction(signal, std::ptr::null(), current.as_mut_ptr()) } == 0;
+    // SAFETY: sigaction filled `current` when it returned 0.
+    read && unsafe { current.assume_init() }.sa_sigaction == libc::SIG_IGN
 }
 
 /// Puts `probe` among the functions the C runtime (glibc or musl) runs before `main`; Rust's runtime does its
@@ -70,8 +86,8 @@ pub fn reset_sigchld() {
 }
 
 /// Just before exec, in the forked child (async-signal-safe calls only, nothing allocated), or in pynish itself
-/// when it execs again (`--delegate`): the empty signal mask, SIGPIPE ignored again if the caller ignored it,
-/// and the standard descriptors the caller had closed closed again.
+/// when it execs again (`--delegate`): the empty signal mask, SIGPIPE, SIGINT and SIGQUIT ignored again if the
+/// caller ignored them, and the standard descriptors the caller had closed closed again.
 ///
 /// # Safety
 /// Only to be called right before exec (it closes descriptors and changes the signal mask).
@@ -85,6 +101,11 @@ pub unsafe fn restore_in_child() {
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         if seen & SIGPIPE_IGNORED != 0 {
             libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
+        for (signal, bit) in CAUGHT_THOUGH_IGNORED.into_iter().zip(CAUGHT_IGNORED) {
+            if seen & bit != 0 {
+                libc::signal(signal, libc::SIG_IGN);
+            }
         }
         for fd in 0..=2 {
             if seen & (1 << fd) != 0 {

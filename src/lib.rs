@@ -25,13 +25,16 @@
 //! thins them and passes lines to a writer thread; `plot` draws the file afterwards.
 
 pub mod cli;
+mod destination;
 pub mod exit_code;
 mod inherit;
 pub mod limits;
 pub mod plot;
+pub mod record;
 pub mod report;
 pub mod settings;
 pub mod signals;
+pub mod tree;
 pub mod units;
 pub mod verdict;
 
@@ -58,12 +61,7 @@ pub mod terminal;
 #[cfg(target_os = "linux")]
 pub mod timeline;
 #[cfg(target_os = "linux")]
-pub mod tree;
-#[cfg(target_os = "linux")]
 mod wakeup;
-
-use clap::Parser;
-use cli::Cli;
 
 /// Writes one line to stderr, ignoring failure: a closed or broken stderr must cost neither the verdict, the
 /// exit code, nor the clean-up of the tree (`eprintln!` would panic on EPIPE).
@@ -82,9 +80,13 @@ fn say_out(line: std::fmt::Arguments) {
 /// and one line on stderr.
 pub fn main() -> u8 {
     inherit::reset_sigchld();
-    let cli = match Cli::try_parse() {
+    let cli = match cli::parse() {
         Ok(cli) => cli,
-        Err(error) => return usage_error(error),
+        Err(cli::Refused::Usage(error)) => return usage_error(error),
+        Err(cli::Refused::Env(problem)) => {
+            say(format_args!("pynish: {problem}"));
+            return exit_code::ERROR;
+        }
     };
     #[cfg(target_os = "linux")]
     {
@@ -111,8 +113,15 @@ fn usage_error(error: clap::Error) -> u8 {
         return 0;
     }
     let rendered = error.render().to_string();
-    let first = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
-    let first = first.trim().strip_prefix("error: ").unwrap_or(first.trim());
+    let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("invalid arguments");
+    let mut first = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    if first.ends_with(':') {
+        // "the following required arguments were not provided:", then one indented line per argument, before
+        // the usage: the one line names them.
+        let listed: Vec<&str> = lines.take_while(|l| !l.starts_with("Usage:")).collect();
+        first = format!("{} {}", first, listed.join(", "));
+    }
     say(format_args!("pynish: {first} (see pynish --help)"));
     exit_code::ERROR
 }

@@ -1,11 +1,12 @@
 //! The limits a run is held to, validated once from the command line, and the names of the limits.
 
 use clap::ValueEnum;
-use serde::Serialize;
+use nix::sys::resource::{Resource, getrlimit};
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// What the memory limit counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MemoryKind {
     /// Resident memory summed over the whole tree
@@ -25,8 +26,13 @@ pub struct Limits {
     pub processes: Option<u64>,
 }
 
+/// In the grace period a tree may reach this multiple of its process limit before it is killed at once. Here,
+/// below both, because the monitor enforces it and the proc backend sizes its census by it.
+pub const GRACE_PROCESS_SLACK: u64 = 2;
+
 /// One of the four limits; the verdict names the first one crossed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LimitKind {
     WallTime,
     CpuTime,
@@ -56,5 +62,18 @@ impl Limits {
             LimitKind::Memory => self.memory.map(crate::units::format_size).unwrap_or_default(),
             LimitKind::Processes => self.processes.map(|n| n.to_string()).unwrap_or_default(),
         }
+    }
+}
+
+/// `(soft, hard)` capped at the hard limit pynish inherited for `resource`, which its children inherit too.
+///
+/// Raising a hard limit takes CAP_SYS_RESOURCE: without the cap, a run asking for more than the caller's hard
+/// RLIMIT_CPU (a nested Python call with a looser `cpu_time`, a job under a batch system's limit) would not start
+/// at all ("Operation not permitted"). The inherited limit holds the child anyway, and pynish's own accounting of
+/// the whole tree enforces the limit asked; the kernel's rlimit is only its backstop.
+pub fn within_inherited(resource: Resource, soft: u64, hard: u64) -> (u64, u64) {
+    match getrlimit(resource) {
+        Ok((_, inherited)) => (soft.min(inherited), hard.min(inherited)),
+        Err(_) => (soft, hard),
     }
 }

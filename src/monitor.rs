@@ -15,13 +15,13 @@
 //! terminating signal during the grace period skips to `Killing`.
 
 use crate::lifeline::Lifeline;
-use crate::limits::{LimitKind, MemoryKind};
+use crate::limits::{GRACE_PROCESS_SLACK, LimitKind, MemoryKind};
+use crate::record::{Escalation, Facts, Outcome, Status, Usage};
 use crate::settings::Settings;
 use crate::spawn::{self, Plan, SpawnError};
 use crate::terminal::Terminal;
 use crate::timeline::{Cause, Event, Timeline};
 use crate::tree::{Sample, Tree, proc};
-use crate::verdict::{Facts, Status};
 use crate::wakeup::Wakeup;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, ppoll};
@@ -47,8 +47,6 @@ const GRACE_SAMPLE: Duration = Duration::from_millis(2);
 /// In the grace period a tree may grow past its memory limit (or what it held when signalled, if more) by this
 /// fraction of the limit, for a clean-up's buffers, before it is killed at once.
 const GRACE_MEMORY_SLACK: f64 = 0.02;
-/// In the grace period a tree may reach this multiple of its process limit before it is killed at once.
-pub const GRACE_PROCESS_SLACK: u64 = 2;
 /// A failing command whose address space came this close to an RLIMIT_AS limit failed for lack of memory.
 const ADDRESS_SPACE_NEAR: f64 = 0.9;
 
@@ -56,37 +54,6 @@ const ADDRESS_SPACE_NEAR: f64 = 0.9;
 const TERMINATING: [Signal; 4] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT];
 /// Signals passed on to the command's process group as they are.
 const PASSED_ON: [Signal; 2] = [Signal::SIGUSR1, Signal::SIGUSR2];
-
-/// What escalation did, for the report.
-#[derive(Debug, Clone, Default)]
-pub struct Escalation {
-    pub first_signal: Option<Signal>,
-    pub first_signal_at: Option<Duration>,
-    /// Members that received the first signal.
-    pub signalled: usize,
-    pub sigkill_at: Option<Duration>,
-    /// Members that received SIGKILL.
-    pub killed: usize,
-}
-
-/// The tree's usage over the whole run.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Usage {
-    pub cpu_user: Duration,
-    pub cpu_system: Duration,
-    pub peak_memory: u64,
-    pub max_processes: u64,
-}
-
-/// Everything the run produced.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub facts: Facts,
-    pub pid: i32,
-    pub wall: Duration,
-    pub usage: Usage,
-    pub escalation: Escalation,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
@@ -270,7 +237,12 @@ fn rlimits(settings: &Settings) -> Vec<(Resource, u64, u64)> {
     if let (Some(bytes), MemoryKind::Virtual) = (limits.memory, limits.memory_kind) {
         out.push((Resource::RLIMIT_AS, bytes, bytes));
     }
-    out
+    out.into_iter()
+        .map(|(resource, soft, hard)| {
+            let (soft, hard) = crate::limits::within_inherited(resource, soft, hard);
+            (resource, soft, hard)
+        })
+        .collect()
 }
 
 impl Monitor<'_> {

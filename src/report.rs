@@ -2,22 +2,19 @@
 //!
 //! Both are written only after the whole tree is gone, so they never interleave with the command's output.
 
-mod destination;
-
 use crate::exit_code::ExitCode;
-use crate::limits::{LimitKind, Limits, MemoryKind};
-use crate::monitor::Outcome;
-use crate::settings::Settings;
-use crate::verdict::{Status, Verdict};
+use crate::limits::{LimitKind, Limits};
+use crate::record::{Asked, Enforcement, LimitsAsked, Outcome, Status, seconds as secs};
+use crate::verdict::Verdict;
 use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Version of the report's layout; bumped when a field changes meaning or goes away.
 pub const SCHEMA: u32 = 1;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub schema: u32,
     pub label: Option<String>,
@@ -27,13 +24,13 @@ pub struct Report {
     /// The command's exit code, when it exited by itself.
     pub command_exit_code: Option<i32>,
     /// The signal that ended the command, when one did.
-    pub signal: Option<&'static str>,
+    pub signal: Option<String>,
     /// A terminating signal pynish received and passed on to the tree.
-    pub received_signal: Option<&'static str>,
-    pub limits: LimitsReport,
+    pub received_signal: Option<String>,
+    pub limits: LimitsAsked,
     pub usage: UsageReport,
     pub escalation: EscalationReport,
-    pub backend: &'static str,
+    pub backend: String,
     pub enforcement: Enforcement,
     pub command: Vec<String>,
     pub pid: Option<i32>,
@@ -41,18 +38,7 @@ pub struct Report {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct LimitsReport {
-    pub wall_time_s: Option<f64>,
-    pub cpu_time_s: Option<f64>,
-    pub memory_bytes: Option<u64>,
-    pub memory_kind: MemoryKind,
-    pub processes: Option<u64>,
-    pub grace_s: f64,
-    pub signal: &'static str,
-}
-
-#[derive(Debug, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct UsageReport {
     pub wall_time_s: f64,
     pub cpu_user_s: f64,
@@ -62,9 +48,9 @@ pub struct UsageReport {
     pub max_processes: u64,
 }
 
-#[derive(Debug, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct EscalationReport {
-    pub first_signal: Option<&'static str>,
+    pub first_signal: Option<String>,
     pub first_signal_at_s: Option<f64>,
     pub signalled_processes: usize,
     pub sigkill_sent: bool,
@@ -72,55 +58,9 @@ pub struct EscalationReport {
     pub killed_processes: usize,
 }
 
-#[derive(Debug, Serialize, Default)]
-pub struct Enforcement {
-    pub wall_time: Option<&'static str>,
-    pub cpu_time: Option<&'static str>,
-    pub memory: Option<&'static str>,
-    pub processes: Option<&'static str>,
-}
-
-fn secs(d: Duration) -> f64 {
-    // Microseconds are as precise as any counter behind them; more digits would only be noise.
-    (d.as_secs_f64() * 1e6).round() / 1e6
-}
-
-impl LimitsReport {
-    pub fn new(settings: &Settings) -> LimitsReport {
-        let l: &Limits = &settings.limits;
-        LimitsReport {
-            wall_time_s: l.wall_time.map(secs),
-            cpu_time_s: l.cpu_time.map(secs),
-            memory_bytes: l.memory,
-            memory_kind: l.memory_kind,
-            processes: l.processes,
-            grace_s: secs(settings.grace),
-            signal: settings.signal.as_str(),
-        }
-    }
-}
-
-/// Which mechanism holds each limit that was asked for.
-pub fn enforcement(settings: &Settings, backend: &dyn Fn(LimitKind) -> &'static str) -> Enforcement {
-    let l = &settings.limits;
-    Enforcement {
-        wall_time: l.wall_time.map(|_| "timer"),
-        cpu_time: l.cpu_time.map(|_| backend(LimitKind::CpuTime)),
-        memory: l.memory.map(|_| match l.memory_kind {
-            MemoryKind::Resident => backend(LimitKind::Memory),
-            MemoryKind::Virtual => "rlimit",
-        }),
-        processes: l.processes.map(|_| backend(LimitKind::Processes)),
-    }
-}
-
-pub fn command_strings(settings: &Settings) -> Vec<String> {
-    settings.command.iter().map(|a| a.to_string_lossy().into_owned()).collect()
-}
-
 impl Report {
     pub fn from_outcome(
-        settings: &Settings,
+        asked: &Asked,
         outcome: &Outcome,
         verdict: Verdict,
         code: ExitCode,
@@ -131,7 +71,7 @@ impl Report {
         let esc = &outcome.escalation;
         Report {
             schema: SCHEMA,
-            label: settings.label.clone(),
+            label: asked.label.clone(),
             verdict,
             exit_code: code.into(),
             command_exit_code: match outcome.facts.status {
@@ -139,11 +79,11 @@ impl Report {
                 _ => None,
             },
             signal: match outcome.facts.status {
-                Some(Status::Signaled(signal)) => Some(signal.as_str()),
+                Some(Status::Signaled(signal)) => Some(signal.as_str().to_owned()),
                 _ => None,
             },
-            received_signal: outcome.facts.received.map(|s| s.as_str()),
-            limits: LimitsReport::new(settings),
+            received_signal: outcome.facts.received.map(|s| s.as_str().to_owned()),
+            limits: asked.limits.clone(),
             usage: UsageReport {
                 wall_time_s: secs(outcome.wall),
                 cpu_user_s: secs(usage.cpu_user),
@@ -153,37 +93,37 @@ impl Report {
                 max_processes: usage.max_processes,
             },
             escalation: EscalationReport {
-                first_signal: esc.first_signal.map(|s| s.as_str()),
+                first_signal: esc.first_signal.map(|s| s.as_str().to_owned()),
                 first_signal_at_s: esc.first_signal_at.map(secs),
                 signalled_processes: esc.signalled,
                 sigkill_sent: esc.sigkill_at.is_some(),
                 sigkill_at_s: esc.sigkill_at.map(secs),
                 killed_processes: esc.killed,
             },
-            backend,
+            backend: backend.to_owned(),
             enforcement,
-            command: command_strings(settings),
+            command: asked.command.clone(),
             pid: Some(outcome.pid),
             error: None,
         }
     }
 
     /// The report for a command that could not be started.
-    pub fn spawn_error(settings: &Settings, code: ExitCode, backend: &'static str, error: String) -> Report {
+    pub fn spawn_error(asked: &Asked, code: ExitCode, backend: &'static str, error: String) -> Report {
         Report {
             schema: SCHEMA,
-            label: settings.label.clone(),
+            label: asked.label.clone(),
             verdict: Verdict::SpawnError,
             exit_code: code.into(),
             command_exit_code: None,
             signal: None,
             received_signal: None,
-            limits: LimitsReport::new(settings),
+            limits: asked.limits.clone(),
             usage: UsageReport::default(),
             escalation: EscalationReport::default(),
-            backend,
+            backend: backend.to_owned(),
             enforcement: Enforcement::default(),
-            command: command_strings(settings),
+            command: asked.command.clone(),
             pid: None,
             error: Some(error),
         }
@@ -195,7 +135,7 @@ impl Report {
 }
 
 /// The one line a limit hit prints without `--json` (`pynish: wall-time limit 7s reached; sent SIGTERM, ...`).
-pub fn message(settings: &Settings, outcome: &Outcome, verdict: Verdict) -> Option<String> {
+pub fn message(limits: &Limits, grace: Duration, outcome: &Outcome, verdict: Verdict) -> Option<String> {
     let kind = match verdict {
         Verdict::WallTime => LimitKind::WallTime,
         Verdict::CpuTime => LimitKind::CpuTime,
@@ -203,9 +143,9 @@ pub fn message(settings: &Settings, outcome: &Outcome, verdict: Verdict) -> Opti
         Verdict::Processes => LimitKind::Processes,
         _ => return None,
     };
-    let mut line = format!("pynish: {} limit {} reached", kind.describe(), settings.limits.show(kind));
+    let mut line = format!("pynish: {} limit {} reached", kind.describe(), limits.show(kind));
     let esc = &outcome.escalation;
-    let grace = crate::units::format_duration(settings.grace);
+    let grace = crate::units::format_duration(grace);
     match (esc.first_signal, esc.sigkill_at.is_some()) {
         (Some(Signal::SIGKILL), _) => line += "; sent SIGKILL",
         (Some(first), true) => line += &format!("; sent {first}, SIGKILL after {grace}"),
@@ -218,34 +158,11 @@ pub fn message(settings: &Settings, outcome: &Outcome, verdict: Verdict) -> Opti
 
 /// Writes `json` to `path`: atomically to a regular file, in place to a FIFO or a device (see `destination`).
 pub fn write_file(path: &std::path::Path, json: &str) -> Result<()> {
-    destination::write(path, &format!("{json}\n"))
+    crate::destination::write_report(path, &format!("{json}\n"))
 }
 
-/// Whether two destinations lead to the same file (see `destination::same_file`).
-pub fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
-    destination::same_file(a, b)
-}
-
-/// Refuses, before the run, a `--report` path that cannot take a report.
-pub fn check_destination(path: &std::path::Path) -> Result<()> {
-    destination::check(path)
-}
-
-/// Writes `json` to an open descriptor the caller passed.
+/// Writes `json` to an open descriptor the caller passed (see `destination::write_fd`).
 pub fn write_fd(fd: i32, json: &str) -> Result<()> {
-    let line = format!("{json}\n");
-    let mut written = 0;
-    while written < line.len() {
-        // SAFETY: fd is a descriptor the user passed and pynish checked at start; write reads only `line`.
-        let n = unsafe { nix::libc::write(fd, line[written..].as_ptr().cast(), line.len() - written) };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err).with_context(|| format!("cannot write the report to fd {fd}"));
-        }
-        written += n as usize;
-    }
-    Ok(())
+    crate::destination::write_fd(fd, &format!("{json}\n"))
+        .with_context(|| format!("cannot write the report to fd {fd}"))
 }

@@ -3,6 +3,7 @@
 use crate::cli::{Cli, Sub};
 use crate::exit_code::{self, ExitCode};
 use crate::monitor::{self, Log};
+use crate::record::Enforcement;
 use crate::report::{self, Report};
 use crate::settings::Settings;
 use crate::spawn::SpawnError;
@@ -66,20 +67,21 @@ fn supervise(cli: Cli) -> Result<Exit> {
         crate::say(format_args!("pynish: {error:#}"));
     }
     let backend = tree.name();
+    let asked = settings.asked();
     let result_usage = result.as_ref().ok().map(|outcome| (outcome.wall, outcome.usage));
     let (report, exit) = match result {
         Ok(outcome) => {
             let (verdict, code) = verdict::decide(&outcome.facts);
-            let mut enforcement = report::enforcement(&settings, &|kind| tree.enforcement(kind));
+            let mut enforcement = Enforcement::new(&settings.limits, &|kind| tree.enforcement(kind));
             if outcome.facts.limit.is_none() && outcome.facts.kernel_limit == Some(crate::limits::LimitKind::CpuTime) {
-                enforcement.cpu_time = Some("rlimit"); // RLIMIT_CPU's SIGXCPU ended the command before pynish did
+                enforcement.cpu_time = Some("rlimit".to_owned()); // RLIMIT_CPU's SIGXCPU ended the command before pynish did
             }
-            let report = Report::from_outcome(&settings, &outcome, verdict, code, backend, enforcement);
+            let report = Report::from_outcome(&asked, &outcome, verdict, code, backend, enforcement);
             if !settings.quiet
                 && !settings.json
                 && settings.report.is_none()
                 && settings.report_fd.is_none()
-                && let Some(line) = report::message(&settings, &outcome, verdict)
+                && let Some(line) = report::message(&settings.limits, settings.grace, &outcome, verdict)
             {
                 crate::say(format_args!("{line}"));
             }
@@ -96,7 +98,7 @@ fn supervise(cli: Cli) -> Result<Exit> {
                 SpawnError::Setup(error) => (ExitCode::Error, format!("{error:#}")),
             };
             crate::say(format_args!("pynish: {text}"));
-            (Report::spawn_error(&settings, code, backend, text), Exit::Code(code.into()))
+            (Report::spawn_error(&asked, code, backend, text), Exit::Code(code.into()))
         }
     };
     if let Some(mut timeline) = timeline {
@@ -117,14 +119,15 @@ fn supervise(cli: Cli) -> Result<Exit> {
 
 /// The timeline's first line: what its samples are measured against.
 fn timeline_header(settings: &Settings, tree: &dyn Tree) -> timeline::Header {
+    let asked = settings.asked();
     timeline::Header {
         timeline: timeline::FORMAT,
         pynish: env!("CARGO_PKG_VERSION"),
         backend: tree.name(),
-        limits: report::LimitsReport::new(settings),
-        enforcement: report::enforcement(settings, &|kind| tree.enforcement(kind)),
-        command: report::command_strings(settings),
-        label: settings.label.clone(),
+        limits: asked.limits,
+        enforcement: Enforcement::new(&settings.limits, &|kind| tree.enforcement(kind)),
+        command: asked.command,
+        label: asked.label,
     }
 }
 

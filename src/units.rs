@@ -48,7 +48,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             1_000_000_000 // a bare number means seconds, as in GNU timeout and pynisher
         } else {
             humantime::parse_duration(&format!("1{unit}"))
-                .map_err(|_| format!("unknown time unit '{unit}' in '{text}' (use ms, s, m, h, d)"))?
+                .map_err(|_| format!("unknown time unit '{unit}' in '{text}' (use ms, s, m, h, d, w)"))?
                 .as_nanos()
         };
         nanos = scale(number, unit_nanos)
@@ -97,6 +97,7 @@ pub fn format_size(bytes: u64) -> String {
     ];
     match UNITS.iter().find(|(unit, _)| bytes >= *unit && bytes.is_multiple_of(*unit)) {
         Some((unit, name)) => format!("{}{name}", bytes / unit),
+        None if bytes == 1 => "1 byte".into(),
         None => format!("{bytes} bytes"),
     }
 }
@@ -137,6 +138,7 @@ mod tests {
         assert_eq!(format_size(1536 << 20), "1536MiB");
         assert_eq!(format_size(4096), "4KiB");
         assert_eq!(format_size(1234), "1234 bytes");
+        assert_eq!(format_size(1), "1 byte", "not \"1 bytes\"");
     }
 
     #[test]

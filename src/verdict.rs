@@ -2,11 +2,11 @@
 
 use crate::exit_code::ExitCode;
 use crate::limits::LimitKind;
-use nix::sys::signal::Signal;
-use serde::Serialize;
+use crate::record::{Facts, Status};
+use serde::{Deserialize, Serialize};
 
 /// The verdict a script branches on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Completed,
@@ -27,27 +27,6 @@ impl From<LimitKind> for Verdict {
             LimitKind::Processes => Verdict::Processes,
         }
     }
-}
-
-/// How the command's first process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Exited(i32),
-    Signaled(Signal),
-}
-
-/// Everything the verdict depends on.
-#[derive(Debug, Clone, Default)]
-pub struct Facts {
-    /// The first limit pynish saw crossed (and acted on).
-    pub limit: Option<LimitKind>,
-    /// A limit the kernel enforced by itself (cgroup OOM kill, refused fork, SIGXCPU from RLIMIT_CPU).
-    pub kernel_limit: Option<LimitKind>,
-    /// A terminating signal pynish itself received and passed on to the tree.
-    pub received: Option<Signal>,
-    /// How the command ended.
-    pub status: Option<Status>,
-    pub preserve_status: bool,
 }
 
 /// The verdict and pynish's exit code.
@@ -82,6 +61,7 @@ pub fn decide(facts: &Facts) -> (Verdict, ExitCode) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::signal::Signal;
 
     #[test]
     fn completed_keeps_exit_code() {

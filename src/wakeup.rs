@@ -3,7 +3,9 @@
 //! A handler records the signal in a bit set and writes one byte to a non-blocking socket; the loop polls the
 //! other end, drains it, and takes the set. Both steps are async-signal-safe (an atomic `fetch_or` and a
 //! `write`). A signal that was ignored when pynish started is left ignored, so the command inherits it ignored
-//! through exec, exactly as without pynish (`nohup pynish ...` keeps SIGHUP ignored). SIGCHLD is never ignored
+//! through exec, exactly as without pynish (`nohup pynish ...` keeps SIGHUP ignored); SIGINT and SIGQUIT are
+//! caught all the same (a script's background job has them ignored), and ignored again for the command
+//! (`inherit::CAUGHT_THOUGH_IGNORED`). SIGCHLD is never ignored
 //! here: `inherit` resets it to default when pynish starts. The watched signals are unblocked, whatever mask
 //! pynish was started with.
 
@@ -39,7 +41,8 @@ impl Wakeup {
         read.set_nonblocking(true)?;
         write.set_nonblocking(true)?;
         let fd = write.as_raw_fd();
-        for &signal in signals.iter().filter(|&&s| !is_ignored(s)) {
+        let watched = |s: &Signal| !is_ignored(*s) || crate::inherit::CAUGHT_THOUGH_IGNORED.contains(&(*s as i32));
+        for &signal in signals.iter().filter(|s| watched(s)) {
             let bit = 1u64 << (signal as i32);
             let action = move || {
                 PENDING.fetch_or(bit, Ordering::SeqCst);

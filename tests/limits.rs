@@ -96,3 +96,32 @@ pub(crate) fn process_limit_stops_forker() {
         assert_eq!(report(&out)["verdict"], "processes", "{backend}");
     }
 }
+
+/// A caller whose hard RLIMIT_CPU is below the CPU time asked (a batch job's limit, an outer Python call's):
+/// the run starts, and the command keeps the inherited hard limit, which pynish cannot raise without
+/// CAP_SYS_RESOURCE (before: "cannot execute", exit 126).
+#[test]
+pub(crate) fn cpu_limit_above_the_inherited_hard_rlimit_runs() {
+    use std::os::unix::process::CommandExt;
+    for backend in backends() {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pynish"));
+        for var in ["PYNISH_GRACE", "PYNISH_SIGNAL", "PYNISH_BACKEND"] {
+            cmd.env_remove(var);
+        }
+        // SAFETY: setrlimit is async-signal-safe, and the closure allocates nothing.
+        unsafe {
+            cmd.pre_exec(|| {
+                let limit = libc::rlimit { rlim_cur: 20, rlim_max: 20 };
+                if libc::setrlimit(libc::RLIMIT_CPU, &limit) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.args(["--backend", backend, "--json", "--cpu-time", "30s", "--", "sh", "-c", "ulimit -H -t"]);
+        let out = assert_cmd::Command::from_std(cmd).output().unwrap();
+        assert_eq!(code(&out), 0, "{backend}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "20", "{backend}");
+        assert_eq!(report(&out)["verdict"], "completed", "{backend}");
+    }
+}

@@ -5,15 +5,20 @@ from __future__ import annotations
 import os
 import shutil
 import sysconfig
+import threading
 from functools import lru_cache
 
 __all__ = ["binary"]
+
+# sysconfig's first use is not thread-safe (Python 3.11: threads making their first call at once fail with
+# AttributeError 'userbase'), and neither is lru_cache's first fill: one thread looks, the others wait for it.
+_lock = threading.Lock()
 
 
 @lru_cache(maxsize=None)
 def _lookup(override: str | None) -> str:
     if override:
-        return override
+        return _checked(override)
     for folder in _script_folders():
         beside = os.path.join(folder, "pynish")
         if os.path.isfile(beside) and os.access(beside, os.X_OK):
@@ -25,6 +30,15 @@ def _lookup(override: str | None) -> str:
         "the pynish binary was not found: install the package with pip (it builds the binary), "
         "or set PYNISH_BIN to its path"
     )
+
+
+def _checked(override: str) -> str:
+    """``$PYNISH_BIN``, refused with its name when it is no executable file: every context would otherwise fail
+    in its own way (a silent status 125, a status 0, a raw OSError)."""
+    path = override if os.sep in override else shutil.which(override) or override
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise FileNotFoundError(f"PYNISH_BIN={override!r} is not an executable file: set it to the pynish binary")
+    return path
 
 
 def _script_folders() -> list:
@@ -44,4 +58,5 @@ def _script_folders() -> list:
 
 def binary() -> str:
     """The pynish binary: ``$PYNISH_BIN``, else the one pip installed with this package, else the first on PATH."""
-    return _lookup(os.environ.get("PYNISH_BIN"))
+    with _lock:
+        return _lookup(os.environ.get("PYNISH_BIN"))

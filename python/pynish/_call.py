@@ -25,10 +25,12 @@ from typing import Any, Callable, Optional
 
 from . import _child, _lifeline, _main
 from ._binary import binary
-
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from ._interpreter import PACKAGE_PARENT, interpreter_flags
 #: What the fresh interpreter runs: this very package, even when only the caller's sys.path could find it.
-_BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._child import main; main(sys.argv.pop(1))"
+_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._child import main; "
+    "main(sys.argv.pop(1), sys.argv.pop(1))"
+)
 
 _prctl: Optional[Callable[[int, int], int]] = None
 
@@ -98,7 +100,14 @@ class Launched:
 
 
 def start_fork(
-    flags: list[str], display: list[str], func: Callable, args: tuple, kwargs: dict, opts: Any, directory: str
+    flags: list[str],
+    display: list[str],
+    func: Callable,
+    args: tuple,
+    kwargs: dict,
+    opts: Any,
+    directory: str,
+    announce: Optional[int] = None,
 ) -> Launched:
     prctl = _libc_prctl()
     program = binary()
@@ -115,18 +124,10 @@ def start_fork(
         try:
             os.setsid()
             run = functools.partial(_child.execute, func, args, kwargs, opts, directory)
-            _child.hold_and_exec(program, flags, display, prctl, run, inherit=(lifeline,))
+            _child.hold_and_exec(program, flags, display, prctl, run, inherit=(lifeline,), announce=announce)
         finally:
             os._exit(125)
     return Launched(pid)
-
-
-def interpreter_flags() -> list[str]:
-    """The running interpreter's options (-O, -X ...), for a fresh one, as multiprocessing passes them."""
-    try:
-        return list(subprocess._args_from_interpreter_flags())  # type: ignore[attr-defined]
-    except Exception:
-        return []
 
 
 def _pickler(f: Any) -> Any:
@@ -155,12 +156,23 @@ def write_call(directory: str, func: Callable, args: tuple, kwargs: dict, opts: 
         _pickler(f).dump((func, args, kwargs, opts))
 
 
-def start_spawn(flags: list[str], func: Callable, args: tuple, kwargs: dict, opts: Any, directory: str) -> Launched:
+def start_spawn(
+    flags: list[str],
+    func: Callable,
+    args: tuple,
+    kwargs: dict,
+    opts: Any,
+    directory: str,
+    announce: Optional[int] = None,
+) -> Launched:
     write_call(directory, func, args, kwargs, opts)
     interpreter = [sys.executable, *interpreter_flags()]
     lifeline = _lifeline.read_end()
+    fd = -1 if announce is None else announce
     argv = [binary(), *_lifeline.flags(lifeline), *flags, "--", *interpreter, "-c", _BOOT, PACKAGE_PARENT, directory]
-    popen = subprocess.Popen(argv, start_new_session=True, close_fds=True, pass_fds=[lifeline])
+    argv.append(str(fd))
+    passed = (lifeline,) if announce is None else (lifeline, announce)
+    popen = subprocess.Popen(argv, start_new_session=True, close_fds=True, pass_fds=passed)
     return Launched(popen.pid, popen)
 
 
@@ -172,6 +184,7 @@ def start_forkserver(
     kwargs: dict,
     opts: Any,
     directory: str,
+    announce: Optional[int] = None,
     server: Any = None,
 ) -> Launched:
     """``server``: a ``_forkserver._Client`` of the caller's own (``pynish.Executor``'s); else the shared one."""
@@ -183,7 +196,7 @@ def start_forkserver(
     try:
         if server is None:
             server = _forkserver.client(program)
-        pid = server.start((directory, [program, *flags], display), ended_write)
+        pid = server.start((directory, [program, *flags], display), ended_write, announce)
     except BaseException:
         os.close(ended_read)
         raise
@@ -192,11 +205,16 @@ def start_forkserver(
     return Launched(pid, ended=ended_read)
 
 
-def wait(launched: Launched, forceful_keyboard_interrupt: bool) -> int:
-    """Waits for pynish to end. On KeyboardInterrupt (Ctrl-C in the caller), passes SIGINT on to pynish, which
-    signals the whole tree; with ``forceful_keyboard_interrupt`` a second signal a moment later has pynish kill
-    what is left at once. Waits until the tree is gone, then re-raises KeyboardInterrupt."""
+def wait(
+    launched: Launched, forceful_keyboard_interrupt: bool, started: Optional[Callable[[], None]] = None
+) -> int:
+    """Waits for pynish to end, calling ``started`` first (it may block until the function's process exists).
+    On KeyboardInterrupt (Ctrl-C in the caller), passes SIGINT on to pynish, which signals the whole tree; with
+    ``forceful_keyboard_interrupt`` a second signal a moment later has pynish kill what is left at once. Waits
+    until the tree is gone, then re-raises KeyboardInterrupt."""
     try:
+        if started is not None:
+            started()
         status = launched.wait()
         assert status is not None
         return status

@@ -16,7 +16,13 @@ import pickle
 import sys
 import traceback
 
-from .exceptions import CpuTimeoutException, MemoryLimitException, PynisherException, WallTimeoutException
+from .exceptions import (
+    CpuTimeoutException,
+    MemoryLimitException,
+    PynisherException,
+    UnpicklableResult,
+    WallTimeoutException,
+)
 
 TYPE_CHECKING = False  # not from typing: a fresh child does not pay for importing it
 if TYPE_CHECKING:
@@ -129,11 +135,26 @@ def _dump(outcome: tuple, f: Any) -> None:
         pickle.dump(outcome, f, protocol=5)
     except Exception:
         # Lambdas, local classes, classes pickled by value from a __main__ script: cloudpickle can.
-        import cloudpickle
-
         f.seek(0)
         f.truncate()
-        cloudpickle.dump(outcome, f, protocol=5)
+        _no_files_pickler(f).dump(outcome)
+
+
+def _no_files_pickler(f: Any) -> Any:
+    """cloudpickle, except that an open text file stays unpicklable, as for pickle (and so pynisher): cloudpickle
+    would send its contents as an io.StringIO, a different object that can neither be written to the file nor
+    closed."""
+    import io
+
+    import cloudpickle
+
+    class Pickler(cloudpickle.Pickler):  # type: ignore[misc, name-defined]
+        def reducer_override(self, obj: Any) -> Any:
+            if type(obj) is io.TextIOWrapper:
+                raise TypeError(f"cannot pickle '{type(obj).__module__}.{type(obj).__qualname__}' object")
+            return super().reducer_override(obj)
+
+    return Pickler(f, protocol=5)
 
 
 def rebuild_exception(cls: Any, args: tuple, state: dict) -> BaseException:
@@ -190,7 +211,9 @@ def write_outcome(path: str, outcome: tuple) -> None:
                 tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
                 if outcome[0] == "err":
                     tb = outcome[2] + "\nWhile sending it back:\n" + tb
-                failure = PynisherException(f"The function's {what} could not be sent back: {e!r}")
+                # A TypeError too when pickling said so: pynisher raises that very error.
+                kind = UnpicklableResult if isinstance(e, TypeError) else PynisherException
+                failure = kind(f"The function's {what} could not be sent back: {e!r}")
                 pickle.dump(("err", failure, tb), f, protocol=5)
         os.replace(part, path)
     except BaseException:
@@ -225,10 +248,12 @@ def execute(func: Callable, args: tuple, kwargs: dict, opts: Options, directory:
     code = 0
     try:
         _close_stdin()
-        if opts.name is not None:
+        if opts.name:
             import multiprocessing
 
-            multiprocessing.current_process().name = opts.name
+            # As multiprocessing.Process(name=...) takes it (so pynisher): any object, unchecked; the setter
+            # would refuse a non-string.
+            multiprocessing.current_process()._name = opts.name  # type: ignore[attr-defined]
         try:
             outcome: tuple = ("ok", func(*args, **kwargs))
         except BaseException as e:  # KeyboardInterrupt and SystemExit too: the caller decides
@@ -289,11 +314,13 @@ def hold_and_exec(
     prctl: Callable[[int, int], int],
     run: Callable[[], None],
     inherit: Tuple[int, ...] = (),
+    announce: Optional[int] = None,
 ) -> None:
     """Contexts "fork" and "forkserver", in a freshly forked process A: forks the held child B, which calls
     ``run`` once pynish has adopted it, then execs ``pynish --adopt B`` (A becomes pynish, B's parent). The
-    descriptors in ``inherit`` go to pynish only. Never returns; if the exec fails the caller exits, and B sees
-    the hold pipe close without the go byte and exits unrun."""
+    descriptors in ``inherit`` go to pynish only; B writes its pid on ``announce`` (see ``_process``). Never
+    returns; if the exec fails the caller exits, and B sees the hold pipe close without the go byte and exits
+    unrun."""
     # The calling thread's blocked signals would be inherited by pynish and the function: pynish's SIGTERM then
     # waits for SIGKILL, and pynish misses the SIGINT passed on for Ctrl-C. Both start unblocked, as in spawn.
     import signal
@@ -306,12 +333,22 @@ def hold_and_exec(
         os.close(hold_write)
         for fd in inherit:
             os.close(fd)
+        if announce is not None:
+            announce_pid(announce)
         wait_for_release(hold_read, me, prctl)
         run()
     os.close(hold_read)
+    if announce is not None:
+        os.close(announce)
     for fd in (hold_write, *inherit):
         os.set_inheritable(fd, True)
-    os.execv(program, [program, "--adopt", str(worker), "--adopt-fd", str(hold_write), *flags, "--", *display])
+    try:
+        os.execv(program, [program, "--adopt", str(worker), "--adopt-fd", str(hold_write), *flags, "--", *display])
+    except OSError as e:
+        # Said here, since the caller only sees that no report came: the binary is named.
+        message = f"pynish: cannot execute the pynish binary {program}: {e.strerror or e}\n"
+        os.write(2, message.encode(errors="replace"))
+        raise
 
 
 def main_function(name: str, by_value: bytes) -> Any:
@@ -341,6 +378,17 @@ def load_and_execute(directory: str, whole_main: bool) -> None:
     execute(func, args, kwargs, opts, directory)
 
 
-def main(directory: str) -> None:
+def announce_pid(fd: int) -> None:
+    """Tells the caller which process runs the function (``Pynisher._process``), then closes ``fd``."""
+    try:
+        os.write(fd, b"%d\n" % os.getpid())
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def main(directory: str, announce: str = "-1") -> None:
     """Context "spawn": the entry point of the fresh interpreter. Never returns."""
+    if int(announce) >= 0:
+        announce_pid(int(announce))
     load_and_execute(directory, True)

@@ -29,7 +29,7 @@ import weakref
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, List, Tuple
+    from typing import Any, List, Optional, Tuple
 
 _BOOT = (
     "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._forkserver import serve;"
@@ -71,7 +71,8 @@ class _Client:
         call's child finds them loaded)."""
         import subprocess
 
-        from . import _call, _lifeline, _main
+        from . import _lifeline, _main
+        from ._interpreter import PACKAGE_PARENT, interpreter_flags
 
         self.owner = os.getpid()
         self.broken = False
@@ -82,10 +83,10 @@ class _Client:
             lifeline = _lifeline.read_end()
             argv = [
                 sys.executable,
-                *_call.interpreter_flags(),
+                *interpreter_flags(),
                 "-c",
                 _BOOT,
-                _call.PACKAGE_PARENT,
+                PACKAGE_PARENT,
                 str(theirs.fileno()),
                 str(lifeline),
             ]
@@ -100,10 +101,10 @@ class _Client:
     def alive(self) -> bool:
         return not self.broken and self.owner == os.getpid() and self.process.poll() is None
 
-    def start(self, request: tuple, ended_write: int) -> int:
+    def start(self, request: tuple, ended_write: int, announce: Optional[int] = None) -> int:
         with self.lock:
             try:
-                _send(self.sock, request, [ended_write])
+                _send(self.sock, request, [ended_write] if announce is None else [ended_write, announce])
                 pid, _ = _recv(self.sock)
             except BaseException:
                 # Interrupted between request and answer (Ctrl-C) or the server died: the stream may hold a
@@ -177,7 +178,13 @@ def serve(fd: int, lifeline: int) -> None:
     sock = socket.socket(fileno=fd)
     try:
         data, _ = _recv(sock)
-        _main.take_on(data)
+        failed: Optional[BaseException] = None
+        try:
+            _main.take_on(data)
+        except Exception as e:
+            # The caller's main module failed when re-run here (an unguarded script's limited call raises the
+            # bootstrapping RuntimeError): every call is answered with that, rather than a server gone silent.
+            failed = e
         _preload(data.get("preload", ()))
         # Imported once here rather than in every call's child: what reading a call and writing its outcome needs.
         import cloudpickle  # noqa: F401
@@ -190,21 +197,25 @@ def serve(fd: int, lifeline: int) -> None:
         while True:
             (directory, flags, display), fds = _recv(sock)
             ended = fds[0]
-            answer: Any
+            announce = fds[1] if len(fds) > 1 else None
+            answer: Any = failed
             try:
-                answer = _fork_call(
-                    sock,
-                    prctl,
-                    program=flags[0],
-                    flags=["--lifeline-fd", str(lifeline), *flags[1:]],
-                    display=display,
-                    directory=directory,
-                    inherit=(ended, lifeline),
-                )
+                if failed is None:
+                    answer = _fork_call(
+                        sock,
+                        prctl,
+                        program=flags[0],
+                        flags=["--lifeline-fd", str(lifeline), *flags[1:]],
+                        display=display,
+                        directory=directory,
+                        inherit=(ended, lifeline),
+                        announce=announce,
+                    )
             except Exception as e:  # the caller raises it
                 answer = e
             finally:
-                os.close(ended)
+                for fd in fds:
+                    os.close(fd)
             _send(sock, answer)
     except EOFError:
         pass
@@ -231,6 +242,7 @@ def _fork_call(
     display: List[str],
     directory: str,
     inherit: Tuple[int, ...],
+    announce: Optional[int] = None,
 ) -> int:
     from . import _child
 
@@ -242,7 +254,7 @@ def _fork_call(
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             run = functools.partial(_child.load_and_execute, directory, False)
-            _child.hold_and_exec(program, flags, display, prctl, run, inherit=inherit)
+            _child.hold_and_exec(program, flags, display, prctl, run, inherit=inherit, announce=announce)
         finally:
             os._exit(125)
     return pid

@@ -9,14 +9,16 @@ import pickle
 import shutil
 import sys
 import tempfile
+import threading
 from multiprocessing.context import BaseContext
 from typing import Any, Callable, Dict, Generic, List, Optional, Tuple, Type, TypeVar, Union
 
-from . import _call, _child, exceptions
+from . import _call, _child, _main, _process, exceptions
+from ._binary import binary
 from ._report import Report, Usage, parse_report
 from ._run import limit_args
 from ._support import contexts as valid_contexts
-from ._support import supports
+from ._support import nearest_start_method, supports
 
 __all__ = ["EMPTY", "Pynisher", "limit", "restricted"]
 
@@ -70,16 +72,53 @@ def _scratch() -> Optional[str]:
     return None
 
 
-def _warn_memory(limit: Optional[int]) -> None:
+def _label(name: Any) -> Optional[str]:
+    """``name`` as the report's label: any object pynisher takes as a process name, as text an argument can
+    carry (no NUL, valid UTF-8). The function's process gets ``name`` itself."""
+    if name is None:
+        return None
+    text = name if isinstance(name, str) else str(name)
+    return text.replace("\0", "\\0").encode("utf-8", "replace").decode("utf-8")
+
+
+_BOOTSTRAPPING = """
+        An attempt has been made to start a new process before the
+        current process has finished its bootstrapping phase.
+
+        This probably means that you are not using fork to start your
+        child processes and you have forgotten to use the proper idiom
+        in the main module:
+
+            if __name__ == '__main__':
+                ...
+
+        (pynish re-runs the main module in a new process, as multiprocessing does; see the "Safe importing of
+        main module" section in https://docs.python.org/3/library/multiprocessing.html)"""
+
+
+#: What a fresh interpreter holds before it runs anything (spawn, forkserver): about 11 MB measured here.
+_FRESH_INTERPRETER_BYTES = 10 * 2**20
+
+
+def _warn_memory(limit: int, method: str) -> None:
     """pynisher's warning when the limit is below what the new process starts with. Said here, by the caller: a
-    child under such a limit may be killed before it could print anything. The caller's resident memory stands
-    for the child's (a forked child shares it; a fresh interpreter needs about 10 MB more than nothing)."""
+    child under such a limit may be killed before it could print anything. The caller's resident memory is
+    measured only for fork, where the new process starts from it; a fresh interpreter (spawn, forkserver) starts
+    from its own few megabytes, whatever the caller holds."""
+    if method != "fork":
+        if limit < _FRESH_INTERPRETER_BYTES:
+            print(
+                f"pynish: the memory limit {limit}B is below the {_FRESH_INTERPRETER_BYTES}B a fresh interpreter"
+                " holds; the new process is likely to fail, try increasing the memory limit",
+                file=sys.stderr,
+            )
+        return
     try:
         with open("/proc/self/statm") as f:
             resident = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return
-    if limit is not None and resident >= limit:
+    if resident >= limit:
         print(
             f"pynish: the memory limit {limit}B is below the {resident}B the calling process holds; the new"
             " process is likely to fail, try increasing the memory limit",
@@ -144,7 +183,8 @@ class Pynisher(Generic[T]):
             raise ValueError(f"`memory` {memory} must be >= 1 Byte")
         if isinstance(context, str) and context not in valid_contexts:
             raise ValueError(f"`context` {context} must be in {valid_contexts}")
-        if context is not None and not isinstance(context, (str, BaseContext)):
+        has_start_method = callable(getattr(context, "get_start_method", None))
+        if context is not None and not isinstance(context, str) and not has_start_method:
             raise ValueError(f"`context` {context} must be in {valid_contexts} or a multiprocessing context")
         if isinstance(wrap_errors, dict):
             valid_keys = {"memory", "wall_time", "cpu_time", "pynisher"}
@@ -165,9 +205,32 @@ class Pynisher(Generic[T]):
         self.wrap_errors = wrap_errors
         self.terminate_child_processes = terminate_child_processes
         self.forceful_keyboard_interrupt = forceful_keyboard_interrupt
-        #: pynish's report of the last call (None before the first call).
-        self.last_run: Optional[Report] = None
+        # Per calling thread: what ``last_run`` holds (threads calling at once each see their own report).
+        self._local = threading.local()
+        #: pynisher 1.x's ``_process``: the process that runs (ran) the last call's function, a psutil.Process
+        #: (or ``pynish._process.Handle`` without psutil); None before the first call.
+        self._process: Any = None
         functools.update_wrapper(self, func, updated=())  # type: ignore[arg-type]
+
+    @property
+    def last_run(self) -> Optional[Report]:
+        """pynish's report of the last call made from this thread; None before it, or when it could not start."""
+        return getattr(self._local, "last_run", None)
+
+    @last_run.setter
+    def last_run(self, report: Optional[Report]) -> None:
+        self._local.last_run = report
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # Sent to another process (a pool's worker), it carries its settings, not this process's calls.
+        state = dict(self.__dict__)
+        state.pop("_local", None)
+        state["_process"] = None
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
 
     # -- pynisher's interface -------------------------------------------------------------------------------
 
@@ -193,18 +256,24 @@ class Pynisher(Generic[T]):
 
     @property
     def start_method(self) -> str:
-        """The context a call uses: the one given, else multiprocessing's default on this Python."""
-        if isinstance(self.context, BaseContext):
-            return self.context.get_start_method()
-        if self.context is not None:
-            return self.context
-        return multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+        """The context a call uses: the one given (a name, or any library's context object by its start method),
+        else the running multiprocessing's default; a start method pynish does not have (loky's) is taken as the
+        nearest of fork, forkserver and spawn (``nearest_start_method``)."""
+        if self.context is None:
+            name = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+        elif isinstance(self.context, str):
+            name = self.context
+        else:
+            name = self.context.get_start_method()
+        return nearest_start_method(name)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Runs the function once with these arguments under the limits, and blocks until it is done."""
+        self.last_run = None
+        if _main.bootstrapping:
+            # This process is a new one re-running the caller's unguarded main module, which reached this call.
+            raise RuntimeError(_BOOTSTRAPPING)
         method = self.start_method
-        if method not in valid_contexts:
-            raise ValueError(f"`context` {method} must be in {valid_contexts}")
         opts = _child.Options(
             self.name,
             self.memory,
@@ -215,7 +284,7 @@ class Pynisher(Generic[T]):
             self.terminate_child_processes,
         )
         if self.warnings and self.memory is not None:
-            _warn_memory(self.memory)
+            _warn_memory(self.memory, method)
         directory = tempfile.mkdtemp(prefix="pynish-call-", dir=_scratch())
         try:
             report_path = os.path.join(directory, "report.json")
@@ -228,7 +297,7 @@ class Pynisher(Generic[T]):
                     cpu_time=self.cpu_time,
                     memory=None if self.memory is None else int(self.memory),
                     grace=GRACE_S,
-                    label=self.name,
+                    label=_label(self.name),
                     backend=self._backend(),
                 ),
             ]
@@ -236,8 +305,21 @@ class Pynisher(Generic[T]):
                 # pynish ends when the function's process does and leaves its children running, as pynisher.
                 flags.append("--leave-leftovers")
             display = ["python", f"<{method}>", _child.callstring(self.func, (), {})[:-2]]
-            launched = self._start(method, flags, display, args, kwargs, opts, directory)
-            status = self._wait(launched)
+            # The function's process writes its pid here as soon as it exists (``_process``).
+            _process.prepare()
+            announce_read, announce = os.pipe()
+            try:
+                launched = self._start(method, flags, display, args, kwargs, opts, directory, announce)
+            except BaseException:
+                os.close(announce_read)
+                raise
+            finally:
+                os.close(announce)
+
+            def started() -> None:
+                self._process = _process.handle(_process.read_pid(announce_read))
+
+            status = self._wait(launched, started)
             report = self._read_report(report_path, status)
             self.last_run = report
             return self._outcome(report, os.path.join(directory, _child.RESULT_FILE), args, kwargs)
@@ -245,18 +327,26 @@ class Pynisher(Generic[T]):
             shutil.rmtree(directory, ignore_errors=True)
 
     def _start(
-        self, method: str, flags: list, display: list, args: tuple, kwargs: dict, opts: Any, directory: str
+        self,
+        method: str,
+        flags: list,
+        display: list,
+        args: tuple,
+        kwargs: dict,
+        opts: Any,
+        directory: str,
+        announce: int,
     ) -> _call.Launched:
         """Starts pynish on the call (a hook: ``pynish.Executor`` starts its tasks from its own server)."""
         if method == "fork":
-            return _call.start_fork(flags, display, self.func, args, kwargs, opts, directory)
+            return _call.start_fork(flags, display, self.func, args, kwargs, opts, directory, announce)
         if method == "forkserver":
-            return _call.start_forkserver(flags, display, self.func, args, kwargs, opts, directory)
-        return _call.start_spawn(flags, self.func, args, kwargs, opts, directory)
+            return _call.start_forkserver(flags, display, self.func, args, kwargs, opts, directory, announce)
+        return _call.start_spawn(flags, self.func, args, kwargs, opts, directory, announce)
 
-    def _wait(self, launched: _call.Launched) -> int:
+    def _wait(self, launched: _call.Launched, started: Callable[[], None]) -> int:
         """Waits for pynish to end (a hook: ``pynish.Executor`` ends a cancelled task's tree through it)."""
-        return _call.wait(launched, self.forceful_keyboard_interrupt)
+        return _call.wait(launched, self.forceful_keyboard_interrupt, started)
 
     def _backend(self) -> Optional[str]:
         """``proc`` with ``terminate_child_processes=False``, whose leftovers must outlive the run's cgroups; else
@@ -272,7 +362,8 @@ class Pynisher(Generic[T]):
                 return parse_report(f.read())
         except FileNotFoundError:
             raise exceptions.PynisherException(
-                f"pynish ended with status {status} and wrote no report (its message, if any, is on stderr)"
+                f"pynish ({binary()}) ended with status {status} and wrote no report (its message, if any, is on"
+                " stderr)"
             ) from None
 
     def _outcome(self, report: Report, result_path: str, args: tuple, kwargs: dict) -> Any:

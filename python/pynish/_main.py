@@ -14,6 +14,10 @@ if TYPE_CHECKING:
 
 _ORIGINAL_DIR = os.path.abspath(os.getcwd())
 
+#: True while a new process re-runs the caller's main module: a limited call made then comes from an unguarded
+#: script's top level (no ``if __name__ == "__main__":``) and raises, as multiprocessing's bootstrapping check.
+bootstrapping = False
+
 
 def describe() -> Dict[str, Any]:
     """In the caller: what the child needs to look like it."""
@@ -49,11 +53,16 @@ def take_on(data: Dict[str, Any], whole_main: bool = True) -> None:
     import runpy
     import types
 
+    global bootstrapping
     module = types.ModuleType("__mp_main__")
-    if name is not None:
-        content = runpy.run_module(name, run_name="__mp_main__", alter_sys=True)
-    else:
-        assert path is not None
-        content = runpy.run_path(path, run_name="__mp_main__")
+    bootstrapping = True
+    try:
+        if name is not None:
+            content = runpy.run_module(name, run_name="__mp_main__", alter_sys=True)
+        else:
+            assert path is not None
+            content = runpy.run_path(path, run_name="__mp_main__")
+    finally:
+        bootstrapping = False
     module.__dict__.update(content)
     sys.modules["__main__"] = sys.modules["__mp_main__"] = module

@@ -74,7 +74,7 @@ def limit_args(
     if backend is not None:
         args += ["--backend", backend]
     if label is not None:
-        args += ["--label", label]
+        args.append(f"--label={label}")  # one argument: a label that starts with "-" is data, not a flag
     return args
 
 

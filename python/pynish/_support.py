@@ -54,3 +54,17 @@ def supports(limit: str) -> bool:
     if check is None:
         raise ValueError(f"Not a known feature, must be one of {list(mapping.keys())}")
     return check()
+
+
+def nearest_start_method(name: str) -> str:
+    """The start method pynish uses for multiprocessing's start method ``name``: the same for fork, forkserver
+    and spawn; for another library's (loky's "loky" and "loky_init_main", any other), the nearest of them:
+    forkserver for a name that says so, fork for one that starts with "fork", else spawn, a fresh interpreter,
+    which is what such methods start (loky's) and works wherever the caller runs."""
+    if name in contexts:
+        return name
+    if "forkserver" in name:
+        return "forkserver"
+    if name.startswith("fork"):
+        return "fork"
+    return "spawn"

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import weakref
-from typing import Any, Deque, List, Optional, Set
+from typing import Any, Callable, Deque, List, Optional, Set
 
 from . import _call, _forkserver
 from ._limit import Pynisher
@@ -24,28 +24,38 @@ class Task(Pynisher):
 
     server: Optional[_forkserver._Client] = None
 
-    def __init__(self, template: Pynisher, server: Optional[_forkserver._Client]) -> None:  # noqa: D107
-        self.__dict__.update(template.__dict__)
-        self.last_run = None
+    def __init__(self, template: Pynisher, server: Optional[_forkserver._Client]) -> None:
+        # The template's settings, not its calls: a fresh last_run and process of its own (as when pickled).
+        self.__setstate__(template.__getstate__())
         self.server = server
         self._lock = threading.Lock()
         self._launched: Optional[_call.Launched] = None
         self._ending = False
 
     def _start(
-        self, method: str, flags: list, display: list, args: tuple, kwargs: dict, opts: Any, directory: str
+        self,
+        method: str,
+        flags: list,
+        display: list,
+        args: tuple,
+        kwargs: dict,
+        opts: Any,
+        directory: str,
+        announce: int,
     ) -> _call.Launched:
         if method == "forkserver" and self.server is not None:
-            return _call.start_forkserver(flags, display, self.func, args, kwargs, opts, directory, self.server)
-        return super()._start(method, flags, display, args, kwargs, opts, directory)
+            return _call.start_forkserver(
+                flags, display, self.func, args, kwargs, opts, directory, announce, server=self.server
+            )
+        return super()._start(method, flags, display, args, kwargs, opts, directory, announce)
 
-    def _wait(self, launched: _call.Launched) -> int:
+    def _wait(self, launched: _call.Launched, started: Callable[[], None]) -> int:
         with self._lock:
             self._launched = launched
             ending = self._ending
         if ending:
             launched.signal(signal.SIGTERM)
-        return super()._wait(launched)
+        return super()._wait(launched, started)
 
     def end(self) -> None:
         """Ends the task's tree: now if pynish runs, else as soon as it has started."""

@@ -14,6 +14,14 @@ __all__ = [
 class PynisherException(Exception):
     """Base class of every pynish exception: a limit was hit, or the call could not give a result."""
 
+    def __reduce__(self) -> tuple:
+        # Rebuilt by calling the class with its args, by every pickler. Without this, tblib's pickling support
+        # (which dask.distributed installs) takes MemoryLimitException's inherited MemoryError.__init__ for a
+        # custom one and rebuilds it with MemoryError.__new__, which refuses a subclass: the client then never
+        # gets the exception (a hung future, a BrokenProcessPool).
+        state = getattr(self, "__dict__", None)
+        return (type(self), self.args, state) if state else (type(self), self.args)
+
 
 class TimeoutException(PynisherException):
     """A time limit (wall time or CPU time) was hit."""
@@ -32,3 +40,8 @@ class MemoryLimitException(PynisherException, MemoryError):
 
     Also a ``MemoryError``: a ``MemoryError`` raised inside a function with a memory limit arrives as this.
     """
+
+
+class UnpicklableResult(PynisherException, TypeError):
+    """The function's result (or exception) could not be pickled to come back. Also a ``TypeError``, which is
+    what pynisher raises then (its pickler's own error)."""

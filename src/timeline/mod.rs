@@ -38,9 +38,9 @@
 mod writer;
 
 use crate::limits::LimitKind;
-use crate::monitor::Usage;
+use crate::record::{Enforcement, Facts, LimitsAsked, Status, Usage};
 use crate::tree::Sample;
-use crate::verdict::{Status, Verdict};
+use crate::verdict::Verdict;
 use anyhow::Result;
 use nix::sys::signal::Signal;
 use serde::Serialize;
@@ -62,8 +62,8 @@ pub struct Header {
     pub timeline: u32,
     pub pynish: &'static str,
     pub backend: &'static str,
-    pub limits: crate::report::LimitsReport,
-    pub enforcement: crate::report::Enforcement,
+    pub limits: LimitsAsked,
+    pub enforcement: Enforcement,
     pub command: Vec<String>,
     pub label: Option<String>,
 }
@@ -102,7 +102,7 @@ pub enum Event {
 
 impl Cause {
     /// Why pynish is ending the tree, from the facts so far.
-    pub fn of(facts: &crate::verdict::Facts) -> Cause {
+    pub fn of(facts: &Facts) -> Cause {
         match (facts.limit.or(facts.kernel_limit), facts.received) {
             (Some(kind), _) => Cause::Limit(kind),
             (None, Some(signal)) => Cause::Received(signal),

@@ -11,7 +11,7 @@
 //! pynish waits at most `FINISH_PATIENCE` for the writer.
 
 use super::{Cause, Event, Line, Record};
-use crate::verdict::Status;
+use crate::record::Status;
 use crate::verdict::Verdict;
 use anyhow::{Context, Result, anyhow};
 use serde::Serialize;
@@ -33,34 +33,24 @@ const STACK: usize = 256 * 1024;
 
 /// The timeline file, open, before the run.
 pub struct Opened {
-    /// Taken by `Writer::start`.
-    file: Option<File>,
+    /// Taken by `Writer::start` once the run goes ahead.
+    dest: Option<crate::destination::Timeline>,
     path: PathBuf,
-    /// pynish made the file: if the run is refused after all (a full disk fails the header, a backend refuses
-    /// the limits), it is removed again, so that a refused run leaves nothing behind.
-    created: bool,
 }
 
-/// A run refused between `open` and `Writer::start` (a backend refusing the limits) leaves no file it made.
+/// A run refused before the writer started (a backend refusing the limits, no thread for the writer, a header
+/// that cannot be written) leaves no file that pynish made, so that a refused run leaves nothing behind.
 impl Drop for Opened {
     fn drop(&mut self) {
-        if self.created && self.file.is_some() {
-            let _ = std::fs::remove_file(&self.path);
+        if let Some(dest) = &mut self.dest {
+            dest.remove_made();
         }
     }
 }
 
-/// Creates `path`, or opens it as it is (close-on-exec: the command does not inherit it).
+/// Opens `path` by the rules of `destination` (close-on-exec: the command does not inherit it).
 pub fn open(path: &Path) -> Result<Opened> {
-    let created = std::fs::symlink_metadata(path).is_err();
-    // Truncated only once the run goes ahead (`Writer::start`): a run refused in between keeps an old timeline.
-    let file = File::options()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .with_context(|| format!("cannot write the timeline to {}", path.display()))?;
-    Ok(Opened { file: Some(file), path: path.to_path_buf(), created })
+    Ok(Opened { dest: Some(crate::destination::open_timeline(path)?), path: path.to_path_buf() })
 }
 
 pub struct Writer {
@@ -74,22 +64,15 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Writes `header` now (a destination that fails even this is bad input), then starts the thread.
-    pub fn start(opened: Opened, header: &str) -> Result<Writer> {
-        let mut opened = opened;
-        let file = opened.file.take().expect("taken only here");
+    /// Starts the thread, then truncates the file and writes `header` (a destination that fails even this is
+    /// bad input). The thread comes first: a run refused for want of it (a user at its process limit, where
+    /// the thread takes one slot) leaves an old timeline as it was, and no new one.
+    pub fn start(mut opened: Opened, header: &str) -> Result<Writer> {
         let path = opened.path.clone();
-        let truncated = match file.metadata() {
-            Ok(meta) if meta.is_file() => file.set_len(0),
-            _ => Ok(()), // a FIFO or a device: nothing to truncate
-        };
-        let mut out = BufWriter::with_capacity(64 * 1024, file);
-        if let Err(error) = truncated.and_then(|_| writeln!(out, "{header}")).and_then(|_| out.flush()) {
-            if opened.created {
-                let _ = std::fs::remove_file(&path);
-            }
-            return Err(error).with_context(|| format!("cannot write the timeline to {}", path.display()));
-        }
+        let context = || format!("cannot write the timeline to {}", path.display());
+        let dest = opened.dest.as_ref().expect("taken only here");
+        // The thread's own descriptor for the same open file: the header goes first, through this one.
+        let out = BufWriter::with_capacity(64 * 1024, dest.file.try_clone().with_context(context)?);
         let (to_thread, records) = sync_channel(CAPACITY);
         let (report, done) = sync_channel(1);
         std::thread::Builder::new()
@@ -99,6 +82,9 @@ impl Writer {
                 let _ = report.send(write_all(records, out));
             })
             .context("cannot start the timeline writer")?;
+        // Dropping `opened` on an error ends the thread (its channel closes) and removes a file pynish made.
+        dest.begin(header).with_context(context)?;
+        opened.dest = None;
         Ok(Writer { path, to_thread: Some(to_thread), backlog: Vec::new(), dropped: 0, done })
     }
 

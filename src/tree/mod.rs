@@ -127,6 +127,19 @@ pub trait Tree {
     }
 }
 
+/// Which mechanism contains and measures the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// proc, unless --memory or --processes needs a kernel group: then cgroup v2, else v1, else proc
+    Auto,
+    /// A cgroup v2 group of its own (needs write access to a delegated group)
+    Cgroup2,
+    /// cgroup v1 groups in the memory, cpuacct, pids and freezer hierarchies
+    Cgroup1,
+    /// Sample /proc for the tree, with rlimits as the kernel's backstop
+    Proc,
+}
+
 /// Why a run's limits need a kernel group, or None when pynish's own timer and counters hold them all.
 ///
 /// Only a resident memory limit and a process limit do: in a group the kernel holds them exactly (no fork, no
@@ -153,11 +166,8 @@ pub const NO_GROUP_NEEDED: &str = "no memory or process limit: wall and CPU time
 /// it was chosen (shown by `-v`). A cgroup backend that was asked for and cannot be used here is an error that
 /// says why. Any cgroup choice first sweeps the groups an earlier pynish left behind when it was killed (see
 /// `cgroup`).
-pub fn select(
-    choice: crate::settings::BackendChoice,
-    limits: &crate::limits::Limits,
-) -> Result<(Box<dyn Tree>, String)> {
-    use crate::settings::BackendChoice;
+#[cfg(target_os = "linux")]
+pub fn select(choice: BackendChoice, limits: &crate::limits::Limits) -> Result<(Box<dyn Tree>, String)> {
     use cgroup::{v1::V1Tree, v2::V2Tree};
     use std::fmt::Write;
     let proc = || -> Box<dyn Tree> { Box::new(proc::ProcTree::new(limits.processes)) };

@@ -248,7 +248,7 @@ impl ProcTree {
             },
             view,
             cap: process_limit
-                .map(|p| p.saturating_mul(crate::monitor::GRACE_PROCESS_SLACK).saturating_add(1))
+                .map(|p| p.saturating_mul(crate::limits::GRACE_PROCESS_SLACK).saturating_add(1))
                 .and_then(|cap| usize::try_from(cap).ok())
                 .unwrap_or(usize::MAX),
             tick: Duration::from_nanos(1_000_000_000 / ticks.max(1) as u64),
