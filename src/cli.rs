@@ -62,6 +62,7 @@ The JSON report and what pynish guarantees: man pynish (or README.md).";
     max_term_width = 100
 )]
 pub struct Cli {
+    /// `pynish check` or `pynish plot`, in place of a run.
     #[command(subcommand)]
     pub subcommand: Option<Sub>,
 
@@ -212,6 +213,7 @@ pub struct Cli {
     pub command: Vec<OsString>,
 }
 
+/// What pynish does instead of a run.
 #[derive(Debug, Subcommand)]
 pub enum Sub {
     /// Draw a --timeline file as an SVG

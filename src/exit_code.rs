@@ -13,9 +13,13 @@ pub enum ExitCode {
     Command(u8),
     /// A signal not sent by pynish ended the command (the shell's 128+N).
     Signal(Signal),
+    /// The wall-time limit was reached (124, as GNU timeout).
     WallTime,
+    /// The CPU-time limit was reached.
     CpuTime,
+    /// The memory limit was reached.
     Memory,
+    /// The process limit was reached.
     Processes,
     /// pynish itself failed or the input was bad; nothing, or not all, was run.
     Error,
@@ -25,12 +29,19 @@ pub enum ExitCode {
     NotFound,
 }
 
+/// GNU timeout's number, so that scripts written for `timeout` keep working.
 pub const WALL_TIME: u8 = 124;
+/// Counting down from 124, one number per limit: a `case` tells every limit apart.
 pub const CPU_TIME: u8 = 123;
+/// See `CPU_TIME`.
 pub const MEMORY: u8 = 122;
+/// See `CPU_TIME`.
 pub const PROCESSES: u8 = 121;
+/// GNU timeout's "timeout itself failed": bad input or pynish's own failure, never the command's.
 pub const ERROR: u8 = 125;
+/// The shell's (and timeout's) number for a command found but not executable.
 pub const NOT_EXECUTABLE: u8 = 126;
+/// The shell's (and timeout's) number for a command not found.
 pub const NOT_FOUND: u8 = 127;
 
 impl From<ExitCode> for u8 {

@@ -23,18 +23,66 @@
 //!
 //! **Timeline.** With `--timeline`, the monitor hands each sample it takes, and each event, to `timeline`, which
 //! thins them and passes lines to a writer thread; `plot` draws the file afterwards.
+//!
+//! # Layers
+//!
+//! Every module uses only what stands below it, so that each can be read, changed and tested without the ones
+//! above (`../shared/tools/modgraph.py src` finds any circle, and CI fails on one):
+//!
+//! ```text
+//! main ──► cli ──► settings        clap types stop in cli; settings is the checked run spec, a pure value
+//!  │                  ▲
+//!  └──► run ──────────┘             orchestration: backend, supervision, verdict, outputs
+//!        ├──► monitor ──► tree/ (proc, cgroup v1, v2), spawn, adopt, terminal, wakeup
+//!        │      └──► timeline ──┐
+//!        ├──► report ───────────┼──► record   plain data: asked, facts, usage, escalation, outcome;
+//!        └──► verdict ──────────┘             the monitor fills it, the others read it
+//!
+//! leaves, for any layer: limits, units, signals, exit_code, procfs, inherit, destination (the path checks)
+//! ```
+//!
+//! The monitor fills the `record`; `verdict` decides from its facts; `report` renders schema 1 from it and
+//! `timeline` its header and `end` line. A new output therefore learns the record, never the monitor's types,
+//! and a change to the report's layout stays in `report`.
+//!
+//! # Reading reports from Rust
+//!
+//! The library's public modules are the report's types and what builds them (`report`, `record`, `verdict`,
+//! `limits`, `exit_code`) and the command line (`cli`, `settings`, `units`, `signals`), so that a benchmark
+//! harness or a CI tool reads pynish's reports with the very types that wrote them:
+//!
+//! ```
+//! use pynish::report::Report;
+//! use pynish::verdict::Verdict;
+//!
+//! // A report pynish wrote (tests/golden/ has the run that gave it): a 1 s wall-time limit, a command that
+//! // ignored SIGTERM and got SIGKILL after the 0.2 s grace.
+//! let line = include_str!("../tests/golden/report-schema-1.json");
+//! let report: Report = serde_json::from_str(line).expect("a schema-1 report");
+//! assert_eq!(report.schema, pynish::report::SCHEMA);
+//! assert_eq!(report.verdict, Verdict::WallTime);
+//! assert_eq!(report.exit_code, pynish::exit_code::WALL_TIME);
+//! assert_eq!(report.limits.wall_time_s, Some(1.0));
+//! assert!(report.usage.wall_time_s >= 1.0);
+//! assert_eq!(report.escalation.first_signal.as_deref(), Some("SIGTERM"));
+//! assert!(report.escalation.sigkill_sent);
+//! // Written back, it is the same line.
+//! assert_eq!(report.to_json(), line.trim_end());
+//! ```
+
+#![deny(missing_docs)]
 
 pub mod cli;
 mod destination;
 pub mod exit_code;
 mod inherit;
 pub mod limits;
-pub mod plot;
+mod plot;
 pub mod record;
 pub mod report;
 pub mod settings;
 pub mod signals;
-pub mod tree;
+mod tree;
 pub mod units;
 pub mod verdict;
 
@@ -49,17 +97,17 @@ mod lifeline;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod mathlib;
 #[cfg(target_os = "linux")]
-pub mod monitor;
+mod monitor;
 #[cfg(target_os = "linux")]
-pub mod procfs;
+mod procfs;
 #[cfg(target_os = "linux")]
 mod run;
 #[cfg(target_os = "linux")]
-pub mod spawn;
+mod spawn;
 #[cfg(target_os = "linux")]
-pub mod terminal;
+mod terminal;
 #[cfg(target_os = "linux")]
-pub mod timeline;
+mod timeline;
 #[cfg(target_os = "linux")]
 mod wakeup;
 

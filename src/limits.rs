@@ -19,10 +19,15 @@ pub enum MemoryKind {
 /// The limits asked for; `None` means unlimited.
 #[derive(Debug, Clone, Default)]
 pub struct Limits {
+    /// Real time from the start of the command, as GNU timeout counts it.
     pub wall_time: Option<Duration>,
+    /// User + system CPU time of the whole tree, ended members included.
     pub cpu_time: Option<Duration>,
+    /// Bytes, counted as `memory_kind` says.
     pub memory: Option<u64>,
+    /// What `memory` counts.
     pub memory_kind: MemoryKind,
+    /// Members alive at once.
     pub processes: Option<u64>,
 }
 
@@ -34,9 +39,13 @@ pub const GRACE_PROCESS_SLACK: u64 = 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitKind {
+    /// `--wall-time`.
     WallTime,
+    /// `--cpu-time`.
     CpuTime,
+    /// `--memory`.
     Memory,
+    /// `--processes`.
     Processes,
 }
 

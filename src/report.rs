@@ -14,10 +14,16 @@ use std::time::Duration;
 /// Version of the report's layout; bumped when a field changes meaning or goes away.
 pub const SCHEMA: u32 = 1;
 
+/// The JSON report, schema 1: one object on one line, written once the whole tree is gone. A public contract
+/// (README, `man pynish`): fields are added, never changed or removed without a new `schema`. Rust callers read
+/// it back with serde (see the crate's example).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// `SCHEMA`: a reader checks it before trusting the rest.
     pub schema: u32,
+    /// `--label`, to tell the reports of many jobs apart.
     pub label: Option<String>,
+    /// What happened, the one field a script branches on.
     pub verdict: Verdict,
     /// pynish's own exit status.
     pub exit_code: u8,
@@ -27,38 +33,61 @@ pub struct Report {
     pub signal: Option<String>,
     /// A terminating signal pynish received and passed on to the tree.
     pub received_signal: Option<String>,
+    /// The limits asked for, to compare the usage with.
     pub limits: LimitsAsked,
+    /// What the whole tree used.
     pub usage: UsageReport,
+    /// What pynish had to do to end the tree.
     pub escalation: EscalationReport,
+    /// `proc`, `cgroup1` or `cgroup2`: how the tree was contained and measured.
     pub backend: String,
+    /// Which mechanism held each limit, so that a reader knows how exact the verdict is.
     pub enforcement: Enforcement,
+    /// The command and its arguments, as text.
     pub command: Vec<String>,
+    /// The command's first process, none when it could not be started.
     pub pid: Option<i32>,
     /// Why the command could not be started (verdict `spawn_error`).
     pub error: Option<String>,
 }
 
+/// The tree's usage in schema 1's units (seconds, bytes), the same units as `limits`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct UsageReport {
+    /// From the start until the whole tree was gone.
     pub wall_time_s: f64,
+    /// User-mode CPU of every member, ended ones included.
     pub cpu_user_s: f64,
+    /// Kernel CPU on the members' behalf.
     pub cpu_system_s: f64,
+    /// Their sum, what `--cpu-time` limits: given so that no reader adds rounded halves.
     pub cpu_time_s: f64,
+    /// The most memory the tree held at once, as the backend counts it.
     pub peak_memory_bytes: u64,
+    /// The most members alive at once.
     pub max_processes: u64,
 }
 
+/// What pynish sent to end the tree, and when: shows whether the command used its grace to clean up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct EscalationReport {
+    /// The first signal sent to every member, e.g. `SIGTERM`; none when the command ended by itself.
     pub first_signal: Option<String>,
+    /// Seconds from the start.
     pub first_signal_at_s: Option<f64>,
+    /// Members that received it.
     pub signalled_processes: usize,
+    /// Whether the grace ran out (or was skipped) and SIGKILL had to follow.
     pub sigkill_sent: bool,
+    /// Seconds from the start.
     pub sigkill_at_s: Option<f64>,
+    /// Members that received SIGKILL.
     pub killed_processes: usize,
 }
 
 impl Report {
+    /// Renders schema 1 from what the run was asked and what it produced; `enforcement` comes from the
+    /// backend, which the record does not know.
     pub fn from_outcome(
         asked: &Asked,
         outcome: &Outcome,
@@ -129,6 +158,7 @@ impl Report {
         }
     }
 
+    /// The one line written to every destination, identical in each.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("the report holds only plain values")
     }

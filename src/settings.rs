@@ -4,7 +4,7 @@
 use crate::destination;
 use crate::limits::Limits;
 use crate::record::{Asked, LimitsAsked};
-use crate::tree::BackendChoice;
+pub use crate::tree::BackendChoice;
 use anyhow::{Result, bail};
 use nix::sys::signal::Signal;
 use std::ffi::OsString;
@@ -14,21 +14,35 @@ use std::time::Duration;
 /// Everything a run needs to know, with no clap types.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The limits the whole tree is held to.
     pub limits: Limits,
+    /// `--grace`: from the first signal to SIGKILL, time for the command to clean up.
     pub grace: Duration,
+    /// `--signal`: the first signal, the one a command can catch to clean up.
     pub signal: Signal,
+    /// `--preserve-status`: exit as the command did even after a limit, for callers that only read the report.
     pub preserve_status: bool,
     /// `--leave-leftovers`: exit when the command's first process ends, leaving the rest running.
     pub leave_leftovers: bool,
+    /// `--json`: the report on stderr, after everything the command printed.
     pub json: bool,
+    /// `--report`: the report written atomically to this file (checked before the run).
     pub report: Option<PathBuf>,
+    /// `--report-fd`: the report written to this descriptor, open (and checked) before the run.
     pub report_fd: Option<i32>,
+    /// `--timeline`: usage over time written to this file while the command runs.
     pub timeline: Option<PathBuf>,
+    /// `--label`: carried into the report, so that a caller running many jobs tells their reports apart.
     pub label: Option<String>,
+    /// `--quiet`: nothing of pynish's own on stderr.
     pub quiet: bool,
+    /// `--verbose`: one line per supervision event on stderr.
     pub verbose: bool,
+    /// `--backend`, with `auto` resolved where a flag decides it (see `Settings::validated`).
     pub backend: BackendChoice,
+    /// `--delegate`: re-run in a delegated systemd scope when that gives pynish a cgroup v2 group.
     pub delegate: bool,
+    /// The command and its arguments, as given (not necessarily UTF-8).
     pub command: Vec<OsString>,
     /// `--adopt PID --adopt-fd FD`: supervise this held child instead of starting `command`.
     pub adopt: Option<Adopt>,
@@ -39,6 +53,7 @@ pub struct Settings {
 /// An existing child to supervise instead of a command to start (`--adopt`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Adopt {
+    /// The held child, which must be pynish's own and not waited for.
     pub pid: i32,
     /// Where the release byte goes; closed once the child runs.
     pub fd: i32,

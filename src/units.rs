@@ -29,7 +29,9 @@ fn scale(number: &str, unit: u128) -> Option<u128> {
     int.checked_mul(unit)?.checked_add(fraction)
 }
 
-/// Parses a duration: `250ms`, `7s`, `1.5h`, `1h 30m`, or a bare number of seconds (`2`, `0.5`).
+/// Parses a duration: `250ms`, `7s`, `1.5h`, `1h 30m`, or a bare number of seconds (`2`, `0.5`). Decimals with a
+/// unit are accepted because humantime refuses them (`1.5h` is the headline example), bare numbers because GNU
+/// timeout and pynisher take seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text.is_empty() {
@@ -60,7 +62,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::new(secs, (nanos % 1_000_000_000) as u32))
 }
 
-/// Parses a byte size: `500MB` (500×10⁶), `1.5GiB` (1.5×2³⁰), `4096` (bytes).
+/// Parses a byte size: `500MB` (500×10⁶), `1.5GiB` (1.5×2³⁰), `4096` (bytes), exactly as `--help` and the man page
+/// say, so that a limit is never off by the 5 % between MB and MiB.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     if text.is_empty() {
@@ -102,7 +105,8 @@ pub fn format_size(bytes: u64) -> String {
     }
 }
 
-/// Formats a duration the way a user would write it (`7s`, `1.5s`, `250ms`).
+/// Formats a duration the way a user would write it (`7s`, `1.5s`, `250ms`), so that a message names the limit
+/// as it was given.
 pub fn format_duration(d: Duration) -> String {
     if d >= Duration::from_secs(1) && d.subsec_nanos() != 0 {
         format!("{}s", d.as_secs_f64())

@@ -9,12 +9,20 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    /// The command ended by itself, within every limit (whatever its exit code).
     Completed,
+    /// A signal ended it that pynish did not send for a limit (its own crash, someone's kill, or a terminating
+    /// signal pynish received and passed on).
     Signaled,
+    /// The wall-time limit was reached, even if the command then exited 0 within its grace.
     WallTime,
+    /// The CPU-time limit was reached, by pynish's count or RLIMIT_CPU's.
     CpuTime,
+    /// The memory limit was reached, by pynish's count or the kernel's (a cgroup OOM kill).
     Memory,
+    /// The process limit was reached, by pynish's count or the kernel's (a refused fork).
     Processes,
+    /// The command could not be started: nothing ran.
     SpawnError,
 }
 

@@ -28,6 +28,7 @@ mod recipes;
 mod report_dest;
 mod resources;
 mod rough_edges;
+mod schema;
 mod signals;
 mod startup;
 mod terminal;

@@ -173,6 +173,7 @@ impl V1Tree {
     }
 
     /// The groups made for the run.
+    #[cfg(test)]
     pub fn groups(&self) -> Vec<PathBuf> {
         self.groups.iter().map(|(d, _)| d.clone()).collect()
     }

@@ -335,6 +335,7 @@ impl V2Tree {
     }
 
     /// The run's group.
+    #[cfg(test)]
     pub fn job(&self) -> &Path {
         &self.job
     }
