@@ -5,7 +5,7 @@
 #
 #   bench/run.sh                full run (~6-7 min on 2 cores)     -> bench/RESULTS.md
 #   bench/run.sh --quick        smoke run (~2 min, few samples)    -> bench/out/RESULTS-quick.md
-#   bench/run.sh --sections default,overhead,wall,cpu,memory,supervise,scale   only those parts
+#   bench/run.sh --sections default,overhead,wall,cpu,memory,supervise,scale,figures   only those parts
 #   bench/run.sh --no-install   do not call apt-get (the peers must already be there)
 #   bench/run.sh --static       measure the static-pie build (`cargo build-static`) instead of the default one
 #

@@ -28,6 +28,15 @@
 //!                                       or INT (blocked); then it forks a child in a new group and exits, HOPS
 //!                                       times over; the last one writes "PID TIME" to DIR/escaped and sleeps.
 //!                                       The command sleeps
+//!   shared MB N                         touch MB, then fork N-1 children that share those pages copy-on-write;
+//!                                       all hold forever
+//!   zombies N                           fork N children that exit at once, reap none, and hold forever
+//!   leader-exit N MB [spin]             the main thread exits (pthread_exit) while a second thread touches MB,
+//!                                       forks N-1 children that each touch MB, and holds (or spins, as do they)
+//!   burst MB                            touch MB (in huge pages where the kernel gives them: a few ms) and exit 0
+//!   leave-groups PIDFILE                a child starts a session, writes itself into the root group of every
+//!                                       hierarchy under /sys/fs/cgroup (root may), ignores TERM, HUP and INT,
+//!                                       writes its pid and sleeps; the command sleeps
 
 use std::io::Write;
 use std::time::Duration;
@@ -339,6 +348,90 @@ fn main() {
                     }
                 }
                 publish(&format!("{dir}/escaped"), &format!("{} {:?}", std::process::id(), start.elapsed()));
+                hold();
+            }
+            hold();
+        }
+        Some("shared") => {
+            let (mb, n) = (arg(&args, 1, 100), arg(&args, 2, 2));
+            let _block = touch(mb);
+            for _ in 1..n {
+                if fork() == 0 {
+                    hold();
+                }
+            }
+            hold();
+        }
+        Some("zombies") => {
+            for _ in 0..arg(&args, 1, 1) {
+                if fork() == 0 {
+                    unsafe { libc::_exit(0) };
+                }
+            }
+            hold();
+        }
+        Some("leader-exit") => {
+            let (n, mb) = (arg(&args, 1, 1), arg(&args, 2, 10));
+            let busy = args.get(3).map(String::as_str) == Some("spin");
+            std::thread::spawn(move || {
+                // Forks only once the main thread is gone (its `stat` says Z), so that no lock it held is copied.
+                let leader_gone = || std::fs::read_to_string("/proc/self/stat").is_ok_and(|s| s.contains(") Z "));
+                while !leader_gone() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                for _ in 1..n {
+                    if fork() == 0 {
+                        break;
+                    }
+                }
+                let _block = touch(mb);
+                if busy { spin() } else { hold() }
+            });
+            // The raw exit(2) system call ends this thread only (as pthread_exit does in C, without the unwinding
+            // that Rust's main cannot catch); the process lives on in the thread spawned above.
+            // SAFETY: nothing of this thread is used after it ends; the other thread owns what it uses.
+            unsafe { libc::syscall(libc::SYS_exit, 0) };
+            unreachable!("exit(2) returned");
+        }
+        Some("burst") => {
+            // Huge pages where the kernel offers them (THP `madvise` or `always`): one fault per 2 MB, so the whole
+            // burst is over long before a supervisor's next sample.
+            let len = (arg(&args, 1, 10) as usize) << 20;
+            // SAFETY: a fresh private anonymous mapping; only this code touches it, within `len`.
+            unsafe {
+                let at = libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                assert_ne!(at, libc::MAP_FAILED, "mmap");
+                libc::madvise(at, len, libc::MADV_HUGEPAGE);
+                let bytes = at as *mut u8;
+                for offset in (0..len).step_by(4096) {
+                    bytes.add(offset).write_volatile(1);
+                }
+            }
+        }
+        Some("leave-groups") => {
+            let pidfile = args.get(1).expect("leave-groups PIDFILE").clone();
+            if fork() == 0 {
+                // Holds no pipe of pynish's caller: a test that gives up on pynish must not wait for this one.
+                let null = std::fs::File::open("/dev/null").unwrap();
+                for fd in 0..3 {
+                    // SAFETY: dup2 onto the standard descriptors, which nothing in this process holds a reference to.
+                    unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd) };
+                }
+                unsafe { libc::setsid() };
+                let me = std::process::id().to_string();
+                for entry in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+                    let _ = std::fs::write(entry.path().join("cgroup.procs"), &me);
+                }
+                let _ = std::fs::write("/sys/fs/cgroup/cgroup.procs", &me);
+                ignore(&[libc::SIGTERM, libc::SIGHUP, libc::SIGINT]);
+                publish(&pidfile, &me);
                 hold();
             }
             hold();

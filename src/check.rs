@@ -130,9 +130,10 @@ fn limits(group: Option<&'static str>) -> Vec<Limit> {
             "the kernel refuses forks beyond the group's pids.max (threads count as tasks)",
         ),
         (None, Some(_)) => (
-            "resident memory summed over the tree, sampled: a fast allocator can overshoot between two samples \
-             (--memory-kind virtual: RLIMIT_AS per process)",
-            "live processes counted by sampling: a fast fork bomb can overshoot between two samples (RLIMIT_NPROC \
+            "the tree's memory, sampled (resident sets, confirmed with proportional set sizes, so that a shared \
+             page counts once): a fast allocator can overshoot between two samples (--memory-kind virtual: \
+             RLIMIT_AS per process)",
+            "processes (unreaped ones too) counted by sampling: a fast fork bomb can overshoot between two samples (RLIMIT_NPROC \
              counts every process of the user, so pynish does not use it)",
         ),
         (None, None) => ("no backend", "no backend"),

@@ -93,6 +93,8 @@ struct Monitor<'a> {
     cores: f64,
     /// The tree's memory when the first signal went out: the grace period allows no growth much past it.
     memory_at_signal: u64,
+    /// Members that received SIGKILL, sorted: each is counted once in the report, however often it is repeated.
+    sigkilled: Vec<i32>,
     /// Set once the tree is gone; until then dropping the monitor (pynish unwinding from a bug) kills the tree.
     finished: bool,
     /// `--timeline`: fed with the samples and events below, never read from.
@@ -113,6 +115,7 @@ impl Drop for Monitor<'_> {
         while Instant::now() < deadline {
             let _ = killpg(self.child, Signal::SIGKILL);
             self.tree.kill_all();
+            kill_strays(&*self.tree);
             if !self.reap() {
                 return;
             }
@@ -177,6 +180,7 @@ pub fn supervise<'a>(
         address_space_peak: 0,
         cores: online_cores(),
         memory_at_signal: 0,
+        sigkilled: Vec::new(),
         finished: false,
         timeline,
         lifeline,
@@ -186,6 +190,17 @@ pub fn supervise<'a>(
     monitor.next_sample = monitor.sample_by(start, first);
     monitor.run(&mut wakeup);
     Ok(monitor.finish())
+}
+
+/// SIGKILL to every live descendant of pynish that `tree` may not have reached; returns them. A member may move
+/// itself out of the run's groups (root may write any of its processes into another cgroup), and a cgroup
+/// backend's kill then misses it; but pynish is the child subreaper, so the member is still below pynish, where a
+/// walk of `/proc` finds it. The proc backend's own kill is that walk already.
+fn kill_strays(tree: &dyn Tree) -> Vec<i32> {
+    if tree.name() == "proc" {
+        return Vec::new();
+    }
+    proc::kill_descendants()
 }
 
 /// How much pynish raises its own scheduling priority above the command's, when it may.
@@ -279,6 +294,7 @@ impl Monitor<'_> {
                 Phase::Grace { .. } => {}
                 Phase::Killing => {
                     self.tree.kill_all();
+                    self.kill_strays_again();
                 }
             }
             self.wait(wakeup);
@@ -513,7 +529,7 @@ impl Monitor<'_> {
         self.memory_at_signal = self.usage.peak_memory;
         // The command's group first, atomically (a forker there cannot outrun it), then whoever left the group;
         // SIGCONT after each, so that stopped members run and can act on the signal.
-        let n = self.send_to_tree(signal, |tree, group| tree.signal_all(signal, group));
+        let n = self.send_to_tree(signal, |tree, group| tree.signal_all(signal, group)).len();
         if self.escalation.first_signal.is_none() {
             self.escalation = Escalation {
                 first_signal: Some(signal),
@@ -530,10 +546,10 @@ impl Monitor<'_> {
     }
 
     /// Sends `signal` to the command's process group with one `killpg` (then SIGCONT, unless it is SIGKILL), then
-    /// to the rest of the tree with `rest`; returns how many members got it. A member the `killpg` kills at once
-    /// may have left the tree's listing by the time `rest` lists it (see `Tree::listed_before_killing`), and is
-    /// counted all the same.
-    fn send_to_tree(&mut self, signal: Signal, rest: impl FnOnce(&mut dyn Tree, Option<i32>) -> Vec<i32>) -> usize {
+    /// to the rest of the tree with `rest`; returns the members that got it, sorted. A member the `killpg` kills at
+    /// once may have left the tree's listing by the time `rest` lists it (see `Tree::listed_before_killing`), and
+    /// is counted all the same.
+    fn send_to_tree(&mut self, signal: Signal, rest: impl FnOnce(&mut dyn Tree, Option<i32>) -> Vec<i32>) -> Vec<i32> {
         let group = Some(self.child.as_raw());
         let mut reached: Vec<i32> =
             self.tree.listed_before_killing().into_iter().filter(|&pid| crate::tree::in_group(pid, group)).collect();
@@ -546,7 +562,7 @@ impl Monitor<'_> {
         reached.extend(rest(&mut *self.tree, group));
         reached.sort_unstable();
         reached.dedup();
-        reached.len()
+        reached
     }
 
     /// SIGKILL to the whole tree; repeated by the loop until nothing is left.
@@ -555,12 +571,27 @@ impl Monitor<'_> {
             return;
         }
         self.escalation.sigkill_at = Some(self.now());
-        let n = self.send_to_tree(Signal::SIGKILL, |tree, _| tree.kill_all());
+        self.sigkilled = self.send_to_tree(Signal::SIGKILL, |tree, _| {
+            let mut killed = tree.kill_all();
+            killed.extend(kill_strays(tree));
+            killed
+        });
+        let n = self.sigkilled.len();
         self.escalation.killed = n;
         self.log.event(format_args!("sent SIGKILL to {n} processes"));
         let cause = self.escalation.first_signal.is_none().then(|| Cause::of(&self.facts));
         self.record(Event::Sigkill { processes: n, cause });
         self.phase = Phase::Killing;
+    }
+
+    /// `kill_strays` while the tree is being killed, counting each stray found only now as killed too.
+    fn kill_strays_again(&mut self) {
+        for pid in kill_strays(&*self.tree) {
+            if let Err(at) = self.sigkilled.binary_search(&pid) {
+                self.sigkilled.insert(at, pid);
+                self.escalation.killed += 1;
+            }
+        }
     }
 
     /// Final accounting once the tree is gone.
@@ -579,6 +610,9 @@ impl Monitor<'_> {
             }
             self.facts.kernel_limit = kernel.or_else(|| self.rlimit_hit());
         }
+        if self.facts.limit.is_none() && self.facts.kernel_limit.is_none() {
+            self.facts.limit = self.over_in_final_figures();
+        }
         self.log.event(format_args!("tree reaped after {wall:?}"));
         self.finished = true;
         Outcome {
@@ -588,6 +622,29 @@ impl Monitor<'_> {
             usage: self.usage,
             escalation: std::mem::take(&mut self.escalation),
         }
+    }
+
+    /// A limit that the final figures (the kernel's high-water marks and reaped CPU, read once the tree is gone)
+    /// show crossed although no sample saw it: a member that peaked and ended between two samples. The verdict
+    /// then names that limit, so that a report never shows a figure over a limit under `completed`.
+    fn over_in_final_figures(&self) -> Option<LimitKind> {
+        let limits = &self.settings.limits;
+        let usage = &self.usage;
+        let over = if limits.cpu_time.is_some_and(|cpu| usage.cpu_user + usage.cpu_system > cpu) {
+            LimitKind::CpuTime
+        } else if limits.memory_kind == MemoryKind::Resident && limits.memory.is_some_and(|m| usage.peak_memory > m) {
+            LimitKind::Memory
+        } else if limits.processes.is_some_and(|p| usage.max_processes > p) {
+            LimitKind::Processes
+        } else {
+            return None;
+        };
+        self.log.event(format_args!(
+            "the final figures show the {} limit {} crossed",
+            over.describe(),
+            limits.show(over)
+        ));
+        Some(over)
     }
 
     /// A limit the kernel's rlimits enforced: SIGXCPU (or the hard RLIMIT_CPU's SIGKILL) past the CPU limit,

@@ -20,6 +20,16 @@ const PROCESSES: RGBColor = RGBColor(120, 60, 160);
 /// Event names: their size, and how many rows they stagger over above the top panel.
 const EVENT_FONT: u32 = 11;
 const EVENT_ROWS: i32 = 4;
+/// The largest number drawn: far above any real run's figure, and far enough below `f64::MAX`
+/// that an axis (the top value plus a margin) stays finite. A file may hold any number (edited, from another
+/// program); an axis reaching infinity sends the plotting library's tick search into an endless loop.
+const PLOTTABLE: f64 = 1e300;
+
+/// `value` as it can be drawn: within `0..=PLOTTABLE`. Every figure of a timeline (time, CPU, memory, counts) is
+/// at least 0, and the axes start there: a point far outside them overflows the library's pixel arithmetic.
+fn plottable(value: f64) -> f64 {
+    if value.is_nan() { 0.0 } else { value.clamp(0.0, PLOTTABLE) }
+}
 
 /// One sample line.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -64,7 +74,7 @@ fn parse(text: &str) -> Result<Timeline> {
             timeline.header = value;
             continue;
         }
-        let number = |key: &str| value.get(key).and_then(Value::as_f64);
+        let number = |key: &str| value.get(key).and_then(Value::as_f64).map(plottable);
         let t = number("t").with_context(|| format!("line {}: no t", i + 1))?;
         match value.get("event").and_then(Value::as_str) {
             Some(event) => {
@@ -167,7 +177,7 @@ struct Panel {
 
 fn draw(timeline: &Timeline) -> Result<String> {
     let limits = &timeline.header["limits"];
-    let limit = |key: &str| limits.get(key).and_then(Value::as_f64);
+    let limit = |key: &str| limits.get(key).and_then(Value::as_f64).map(plottable);
     let last = timeline.points.iter().map(|p| p.t).chain(timeline.marks.iter().map(|m| m.t)).fold(0.0, f64::max);
     let mut x_max = (last * 1.02).max(0.1);
     // A wall-time limit just past the end is worth seeing (the run stopped short of it); far past, it would
@@ -239,7 +249,7 @@ fn draw_panel(
     // Counts get whole numbers on their axis, one label per step at most.
     let (y_max, y_labels) = if panel.integer {
         let y_max = (top * 1.12).ceil().max(top + 1.0);
-        (y_max, (y_max as usize + 1).min(5))
+        (y_max, y_max.min(4.0) as usize + 1)
     } else {
         ((top * 1.12).max(0.01), 5)
     };
@@ -367,6 +377,16 @@ mod tests {
         let labels: Vec<&str> = timeline.marks.iter().map(|m| m.label.as_str()).collect();
         assert_eq!(labels, ["oom kill", "SIGTERM → 2", "exit SIGTERM", "end: memory"]);
         assert_eq!(title(&timeline), "make -j8 — memory (cgroup2)");
+    }
+
+    #[test]
+    fn every_number_is_drawn_within_the_axes() {
+        assert_eq!(plottable(f64::MAX), PLOTTABLE);
+        assert_eq!(plottable(f64::MIN), 0.0);
+        assert_eq!(plottable(f64::NAN), 0.0);
+        assert_eq!(plottable(f64::INFINITY), PLOTTABLE);
+        assert_eq!(plottable(1.5), 1.5);
+        assert!((PLOTTABLE * 1.12).is_finite(), "an axis with its margin stays finite");
     }
 
     #[test]

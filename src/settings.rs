@@ -73,7 +73,7 @@ impl Settings {
         if let Some(path) = &self.timeline {
             destination::check(path, "timeline")?;
             if self.report.as_ref().is_some_and(|report| destination::same_file(report, path)) {
-                bail!("--report and --timeline name the same file {}", path.display());
+                bail!("--report and --timeline name the same file {}", destination::shown(path));
             }
         }
         if let Some(fd) = self.report_fd {

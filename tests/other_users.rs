@@ -359,3 +359,152 @@ fn a_run_refused_for_want_of_a_thread_leaves_no_timeline() {
     assert!(!new.exists(), "a refused run left a timeline behind");
     assert_eq!(fs::read_to_string(&old).unwrap(), "the previous run's timeline\n");
 }
+
+#[test]
+fn another_users_link_as_a_directory_in_a_sticky_directory_is_refused_with_or_without_the_sysctl() {
+    // Once: `--report /tmp/theirs/report.json`, where `theirs` was the other user's link to a directory of root's,
+    // wrote root's report there (over root's own file) under protected_symlinks=0: only the last name was held to
+    // the sticky rule. Root's own link in the same place is followed as before.
+    let Some((uid, gid)) = other_user() else { return };
+    let _one_at_a_time = SYSCTLS.lock().unwrap_or_else(|e| e.into_inner());
+    let shared = sticky_dir();
+    let (keep, precious) = victim();
+    let theirs = shared.path().join("theirs");
+    symlink(keep.path(), &theirs).unwrap();
+    lchown(&theirs, Some(uid), Some(gid)).unwrap();
+    let own_dir = tempfile::tempdir().unwrap();
+    symlink(own_dir.path(), shared.path().join("mine")).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = scratch.path().join("ran");
+    let name = precious.file_name().unwrap();
+    for value in ["0", "1"] {
+        let Some(_sysctl) = Sysctl::set("protected_symlinks", value) else { return };
+        for path in [theirs.join(name), theirs.join("new.json"), theirs.join("../theirs").join(name)] {
+            for flag in ["--report", "--timeline"] {
+                let out = run(flag, &path, &marker);
+                let said = stderr(&out);
+                let shown = format!("{flag} {}, protected_symlinks={value}", path.display());
+                assert_eq!(code(&out), 125, "{shown}: {said}");
+                assert_eq!(said.lines().count(), 1, "{shown}: one line: {said}");
+                assert!(said.contains(&format!("symbolic link of another user (uid {uid})")), "{shown}: {said}");
+                assert!(!marker.exists(), "{shown}: the command ran");
+            }
+        }
+        let mine = shared.path().join("mine").join("report.json");
+        let out = pynish().arg("--report").arg(&mine).args(["--", "true"]).output().unwrap();
+        assert_eq!(code(&out), 0, "protected_symlinks={value}: {}", stderr(&out));
+        report_line(fs::read_to_string(own_dir.path().join("report.json")).unwrap().trim_end(), 0);
+    }
+    assert_eq!(fs::read_to_string(&precious).unwrap(), "precious\n");
+    assert!(!keep.path().join("new.json").exists(), "a file was made through the other user's link");
+}
+
+#[test]
+fn a_report_its_user_may_not_write_is_refused_before_the_run_as_the_timeline_is() {
+    // Once: a non-root user's `--report` to a read-only file of theirs, or to a new name in a directory they may
+    // not write, ran the command and lost the report at the end (said on stderr, exit 0), where a shell's `>`
+    // fails before the command and `--timeline` refused the run. Links to the same are held to the same rule.
+    let Some((uid, gid)) = other_user() else { return };
+    let home = tempfile::tempdir().unwrap();
+    let at = |name: &str| home.path().join(name);
+    fs::create_dir(at("closed")).unwrap();
+    fs::write(at("read-only"), "kept\n").unwrap();
+    symlink(at("read-only"), at("to-read-only")).unwrap();
+    symlink(at("closed").join("new"), at("into-closed")).unwrap();
+    for name in ["", "closed", "read-only", "to-read-only", "into-closed"] {
+        std::os::unix::fs::lchown(at(name), Some(uid), Some(gid)).unwrap();
+    }
+    fs::set_permissions(at("read-only"), fs::Permissions::from_mode(0o444)).unwrap();
+    fs::set_permissions(at("closed"), fs::Permissions::from_mode(0o555)).unwrap();
+    let marker = at("ran");
+    for name in ["read-only", "closed/new", "to-read-only", "into-closed"] {
+        let mut shell = Command::new("sh");
+        shell.arg("-c").arg("echo x > \"$1\"").arg("sh").arg(at(name)).uid(uid).gid(gid);
+        assert!(!shell.output().unwrap().status.success(), "{name}: the shell's > was allowed");
+        for flag in ["--report", "--timeline"] {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_pynish"));
+            cmd.arg(flag).arg(at(name)).args(["--", "touch"]).arg(&marker).env_remove("PYNISH_BACKEND");
+            let out = cmd.uid(uid).gid(gid).output().unwrap();
+            let said = stderr(&out);
+            assert_eq!(code(&out), 125, "{flag} {name}: {said}");
+            assert_eq!(said.lines().count(), 1, "{flag} {name}: one line: {said}");
+            assert!(said.contains("Permission denied"), "{flag} {name}: {said}");
+            assert!(!marker.exists(), "{flag} {name}: the command ran");
+        }
+    }
+    assert_eq!(fs::read_to_string(at("read-only")).unwrap(), "kept\n");
+    assert!(!at("closed/new").exists());
+    // What the user may write is written as before.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pynish"));
+    cmd.arg("--report").arg(at("report.json")).args(["--", "true"]).env_remove("PYNISH_BACKEND");
+    let out = cmd.uid(uid).gid(gid).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(fs::metadata(at("report.json")).unwrap().uid(), uid);
+    report_line(fs::read_to_string(at("report.json")).unwrap().trim_end(), 0);
+}
+
+#[test]
+fn another_users_hard_link_to_roots_file_in_a_sticky_directory_is_refused_whatever_protected_hardlinks_says() {
+    // Once, under protected_hardlinks=0: the other user hard-linked a file of root's elsewhere into the sticky
+    // directory, and root's `--timeline` there truncated that file and wrote the timeline into it. The link is
+    // root's file by owner, so only its count of links tells it apart.
+    let Some((uid, gid)) = other_user() else { return };
+    let _one_at_a_time = SYSCTLS.lock().unwrap_or_else(|e| e.into_inner());
+    let shared = sticky_dir();
+    let (keep, precious) = victim();
+    fs::set_permissions(keep.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let link = shared.path().join("report.json");
+    {
+        let Some(_sysctl) = Sysctl::set("protected_hardlinks", "0") else { return };
+        let mut ln = Command::new("ln");
+        ln.arg(&precious).arg(&link).uid(uid).gid(gid);
+        assert!(ln.status().unwrap().success(), "the other user could not make the link");
+    }
+    assert_eq!(fs::metadata(&link).unwrap().ino(), fs::metadata(&precious).unwrap().ino());
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = scratch.path().join("ran");
+    for flag in ["--report", "--timeline"] {
+        let out = run(flag, &link, &marker);
+        let said = stderr(&out);
+        assert_eq!(code(&out), 125, "{flag}: {said}");
+        assert_eq!(said.lines().count(), 1, "{flag}: one line: {said}");
+        assert!(said.contains("2 hard links"), "{flag}: {said}");
+        assert!(!marker.exists(), "{flag}: the command ran");
+    }
+    assert_eq!(fs::read_to_string(&precious).unwrap(), "precious\n");
+}
+
+#[test]
+fn another_users_toggling_directory_link_never_steers_roots_report() {
+    // The directory on the way, raced: the other user keeps making and removing a link to root's directory at
+    // the report's directory name. Under protected_symlinks=0 the kernel would follow it; pynish never may.
+    let Some((uid, gid)) = other_user() else { return };
+    if Command::new("perl").arg("-e").arg("1").status().is_err() {
+        eprintln!("SKIP: no perl to toggle the link with");
+        return;
+    }
+    let _one_at_a_time = SYSCTLS.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_sysctl) = Sysctl::set("protected_symlinks", "0") else { return };
+    let shared = sticky_dir();
+    let (keep, precious) = victim();
+    let theirs = shared.path().join("d");
+    let script = "while (1) { symlink($ARGV[0], $ARGV[1]); unlink($ARGV[1]) }";
+    let toggler = Command::new("perl").args(["-e", script]).arg(keep.path()).arg(&theirs).uid(uid).gid(gid).spawn();
+    let _toggler = Reaped(toggler.expect("perl"));
+    let report = theirs.join(precious.file_name().unwrap());
+    let mut refused = 0;
+    for run in 0..200 {
+        let out = pynish().arg("--report").arg(&report).args(["--", "true"]).output().unwrap();
+        let said = stderr(&out);
+        assert_eq!(fs::read_to_string(&precious).unwrap(), "precious\n", "run {run}: root's file was overwritten");
+        assert_eq!(fs::read_dir(keep.path()).unwrap().count(), 1, "run {run}: a file was made in root's directory");
+        if said.contains("symbolic link of another user") {
+            refused += 1;
+        } else {
+            // The name was missing at that moment: refused (125) or, at the end, lost; never written.
+            assert!(said.contains("No such file or directory"), "run {run}: exit {}: {said}", code(&out));
+        }
+    }
+    eprintln!("{refused} of 200 runs saw the other user's link and refused it");
+    assert!(refused > 0, "the other user's link was never seen: no race took place");
+}

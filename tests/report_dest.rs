@@ -199,3 +199,41 @@ fn a_link_to_a_directory_is_bad_input_and_runs_nothing() {
     assert!(said.contains("is a directory"), "{said}");
     assert!(!marker.exists(), "the command ran");
 }
+
+#[test]
+fn a_path_ending_in_a_slash_names_a_directory_and_is_refused_before_the_run() {
+    // Once: `--report out.json/` wrote the file `out.json`, where a shell's `>` says "Is a directory", and
+    // `--timeline` made it too.
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("old.json"), "old\n").unwrap();
+    let marker = dir.path().join("ran");
+    for flag in ["--report", "--timeline"] {
+        for name in ["new.json/", "old.json/"] {
+            let path = format!("{}/{name}", dir.path().display());
+            let out = pynish().arg(flag).arg(&path).args(["--", "touch"]).arg(&marker).output().unwrap();
+            assert_eq!(code(&out), 125, "{flag} {name}: {}", stderr(&out));
+            assert!(stderr(&out).contains("names a directory"), "{flag} {name}: {}", stderr(&out));
+            assert!(!marker.exists(), "{flag} {name}: the command ran");
+        }
+    }
+    assert!(!dir.path().join("new.json").exists(), "a file was made");
+    assert_eq!(fs::read_to_string(dir.path().join("old.json")).unwrap(), "old\n");
+}
+
+#[test]
+fn a_refused_path_with_a_newline_in_it_is_said_on_one_line() {
+    // Once: `--report $'dir\nname/x'` was refused with its path printed as it is, the error spread over two lines.
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    for flag in ["--report", "--timeline"] {
+        for name in ["missing\nline/report.json", "new\nline.json/"] {
+            let path = dir.path().join(name);
+            let out = pynish().arg(flag).arg(&path).args(["--", "touch"]).arg(&marker).output().unwrap();
+            let said = stderr(&out);
+            assert_eq!(code(&out), 125, "{flag} {name:?}: {said}");
+            assert_eq!(said.lines().count(), 1, "{flag} {name:?}: one line: {said:?}");
+            assert!(said.contains("\\n"), "{flag} {name:?}: the newline shown escaped: {said:?}");
+            assert!(!marker.exists(), "{flag} {name:?}: the command ran");
+        }
+    }
+}

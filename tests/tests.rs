@@ -31,6 +31,8 @@ mod rough_edges;
 mod schema;
 mod signals;
 mod startup;
+mod strays;
 mod terminal;
 mod timeline;
 mod tree;
+mod true_figures;

@@ -147,6 +147,39 @@ fn plot_writes_next_to_the_timeline_and_refuses_what_is_not_one() {
 }
 
 #[test]
+fn plot_finishes_on_any_number() {
+    // A timeline may come from anywhere (edited, another program): numbers near the largest float once sent the
+    // plotting library's tick search into an endless loop, and a huge count overflowed.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.jsonl");
+    pynish().arg("--timeline").arg(&path).args(["--memory-kind", "virtual", "--", "true"]).assert().success();
+    let header = std::fs::read_to_string(&path).unwrap().lines().next().unwrap().to_string();
+    let huge = ["1.7976931348623157e308", "-1.7976931348623157e308", "1e300", "5e-324"];
+    for key in ["t", "cpu_user_s", "cpu_system_s", "memory_bytes", "processes"] {
+        for value in huge {
+            let sample = format!(
+                r#"{{"t":0.1,"cpu_user_s":1,"cpu_system_s":0,"memory_bytes":1,"processes":1,"{key}":{value}}}"#
+            );
+            std::fs::write(&path, format!("{header}\n{sample}\n")).unwrap();
+            let output = pynish().arg("plot").arg(&path).timeout(std::time::Duration::from_secs(20)).output().unwrap();
+            assert_eq!(code(&output), 0, "{key}={value}: {}", String::from_utf8_lossy(&output.stderr));
+        }
+    }
+    // Limits in the header too.
+    for key in ["wall_time_s", "cpu_time_s", "memory_bytes", "processes"] {
+        let mut value: Value = serde_json::from_str(&header).unwrap();
+        value["limits"][key] = serde_json::json!(1.7976931348623157e308);
+        std::fs::write(&path, format!("{value}\n{{\"t\":0.1,\"cpu_user_s\":1}}\n")).unwrap();
+        let output = pynish().arg("plot").arg(&path).timeout(std::time::Duration::from_secs(20)).output().unwrap();
+        assert_eq!(code(&output), 0, "limit {key}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    // What is not JSON (NaN, inf) is refused at once.
+    std::fs::write(&path, format!("{header}\n{{\"t\":NaN}}\n{{\"t\":inf}}\n")).unwrap();
+    let output = pynish().arg("plot").arg(&path).timeout(std::time::Duration::from_secs(20)).output().unwrap();
+    assert_eq!(code(&output), 125, "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
 fn a_stalled_timeline_reader_never_delays_a_limit() {
     use std::os::unix::ffi::OsStrExt;
     let dir = tempfile::tempdir().unwrap();

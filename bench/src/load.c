@@ -13,6 +13,8 @@
  *   load idle N                      forks N children that sleep until the parent dies; prints "ready"
  *   load tree N spin [REPORT]        forks N-1 sleeping children, then spins in one thread (as spin 1)
  *   load tree N exit                 forks N-1 children that all exit once every one exists; waits; exits 0
+ *   load share N MB                  touches MB megabytes (10^6), then forks N-1 children that share them
+ *                                    copy-on-write; all sleep forever
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -150,6 +152,19 @@ static void tree(int n, const char *mode) {
     spin_threads(1);
 }
 
+static void share(int n, long mb) {
+    size_t len = (size_t)mb * 1000000;
+    char *block = malloc(len);
+    if (!block) { perror("malloc"); exit(1); }
+    for (size_t i = 0; i < len; i += 4096) block[i] = 1;
+    for (int i = 1; i < n; i++) {
+        pid_t p = fork();
+        if (p < 0) { perror("fork"); exit(1); }
+        if (p == 0) break;
+    }
+    sleep_forever();
+}
+
 int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "spin")) {
         open_report(argc > 3 ? argv[3] : NULL);
@@ -166,6 +181,8 @@ int main(int argc, char **argv) {
     } else if (argc >= 4 && !strcmp(argv[1], "tree")) {
         open_report(argc > 4 ? argv[4] : NULL);
         tree(atoi(argv[2]), argv[3]);
+    } else if (argc >= 4 && !strcmp(argv[1], "share")) {
+        share(atoi(argv[2]), atol(argv[3]));
     } else {
         fprintf(stderr, "usage: see the comment at the top of bench/src/load.c\n");
         return 2;

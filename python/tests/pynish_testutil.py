@@ -222,6 +222,21 @@ def _hold_worker(nbytes, piddir):
     time.sleep(60)
 
 
+def _pause(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def fill_then_pool(nbytes, workers):
+    """Fill nbytes, then run a fork Pool of `workers` that inherit them copy-on-write and hold them a moment."""
+    import multiprocessing
+
+    block = b"\x01" * nbytes  # written, so resident; shared, unwritten, by the pool's workers
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        done = pool.map(_pause, [0.5] * workers)
+    return len(done) if block else 0
+
+
 def workers_holding(n, nbytes, piddir, start_method="fork"):
     """Start n multiprocessing workers that each touch nbytes and hold it; wait for them."""
     import multiprocessing

@@ -43,6 +43,18 @@ def test_workers_together_over_the_memory_limit(context, piddir, heavy_memory, c
     print(f"memory: {context} took {took:.2f}s, peak {lf.usage.peak_memory_bytes / MiB:.0f} MiB, backend {rep.backend}")
 
 
+@pytest.mark.pynish_only
+def test_pages_a_fork_pool_shares_count_once(heavy_memory):
+    # Issue 19: 300 MB, then a fork Pool(3) whose workers share them copy-on-write, under 800 MB. With
+    # terminate_child_processes=False pynish runs on proc, which counted the shared pages once per process
+    # (killed at "1,252 MB"); their proportional set sizes count them once.
+    lf = limit(u.fill_then_pool, memory=(800, "MB"), wall_time=60, terminate_child_processes=False)
+    assert lf(300 * 10**6, 3) == 3
+    rep = report(lf)
+    assert rep.backend == "proc"
+    assert 300e6 <= lf.usage.peak_memory_bytes < 800e6, lf.usage
+
+
 @pytest.mark.pynisher_weakness  # pynisher: the exception comes after 6-8 s
 @pytest.mark.parametrize("context", ["fork", "spawn", "forkserver"])
 def test_setsid_grandchild_wall_time(context, piddir):

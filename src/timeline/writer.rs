@@ -69,7 +69,7 @@ impl Writer {
     /// the thread takes one slot) leaves an old timeline as it was, and no new one.
     pub fn start(mut opened: Opened, header: &str) -> Result<Writer> {
         let path = opened.path.clone();
-        let context = || format!("cannot write the timeline to {}", path.display());
+        let context = || format!("cannot write the timeline to {}", crate::destination::shown(&path));
         let dest = opened.dest.as_ref().expect("taken only here");
         // The thread's own descriptor for the same open file: the header goes first, through this one.
         let out = BufWriter::with_capacity(64 * 1024, dest.file.try_clone().with_context(context)?);
@@ -123,7 +123,9 @@ impl Writer {
     /// Sends the backlog, closes the channel and waits, at most `FINISH_PATIENCE`, for the thread.
     pub fn finish(mut self) -> Result<()> {
         let deadline = Instant::now() + FINISH_PATIENCE;
-        let stalled = || anyhow!("the timeline {} was not written within {FINISH_PATIENCE:?}", self.path.display());
+        let stalled = || {
+            anyhow!("the timeline {} was not written within {FINISH_PATIENCE:?}", crate::destination::shown(&self.path))
+        };
         if let Some(to_thread) = self.to_thread.take() {
             for record in std::mem::take(&mut self.backlog) {
                 let mut record = record;
@@ -140,7 +142,8 @@ impl Writer {
             }
         }
         let result = match self.done.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(result) => result.with_context(|| format!("cannot write the timeline to {}", self.path.display())),
+            Ok(result) => result
+                .with_context(|| format!("cannot write the timeline to {}", crate::destination::shown(&self.path))),
             Err(_) => Err(stalled()),
         };
         if self.dropped > 0 {

@@ -170,7 +170,7 @@ pub const NO_GROUP_NEEDED: &str = "no memory or process limit: wall and CPU time
 pub fn select(choice: BackendChoice, limits: &crate::limits::Limits) -> Result<(Box<dyn Tree>, String)> {
     use cgroup::{v1::V1Tree, v2::V2Tree};
     use std::fmt::Write;
-    let proc = || -> Box<dyn Tree> { Box::new(proc::ProcTree::new(limits.processes)) };
+    let proc = || -> Box<dyn Tree> { Box::new(proc::ProcTree::new(limits)) };
     match choice {
         BackendChoice::Proc => Ok((proc(), "asked for with --backend proc".into())),
         BackendChoice::Cgroup2 => {

@@ -109,7 +109,9 @@ fn signal_number(name: &Value) -> i32 {
 /// - `signaled` exits 128+N of the signal pynish received, else of the one that ended the command;
 /// - a limit verdict exits with the limit's code, or with `--preserve-status` with the command's own status; it
 ///   has a first signal that reached at least one member, or else the kernel held that limit (`enforcement`
-///   names `cgroup1`, `cgroup2` or `rlimit`) and did the killing;
+///   names `cgroup1`, `cgroup2` or `rlimit`) and did the killing, or else its figure in `usage` is over the limit
+///   (found in the final figures, the tree having ended by itself);
+/// - `completed` never shows a figure over a limit (issue 19);
 /// - `spawn_error` exits 125, 126 or 127 and ran nothing.
 pub fn check_invariants(status: i32, report: &Value) {
     let exit = report["exit_code"].as_i64().unwrap_or_else(|| panic!("exit_code is not a number: {report}")) as i32;
@@ -124,11 +126,13 @@ pub fn check_invariants(status: i32, report: &Value) {
         _ => panic!("both command_exit_code and signal are set: {report}"),
     };
     let verdict = report["verdict"].as_str().unwrap_or_else(|| panic!("no verdict: {report}"));
+    let over = over_limits(report);
     let (limit_code, kind) = match verdict {
         "completed" => {
             assert!(report["command_exit_code"].is_number(), "completed without the command's exit code: {report}");
             assert_eq!(own, Some(exit), "completed, yet exit_code is not the command's: {report}");
             assert!(report["received_signal"].is_null(), "{report}");
+            assert!(over.is_empty(), "completed, yet {over:?} over the limit: {report}");
             return;
         }
         "signaled" => {
@@ -154,9 +158,29 @@ pub fn check_invariants(status: i32, report: &Value) {
     let signalled = esc["signalled_processes"].as_u64().unwrap_or(0);
     let by_kernel = matches!(report["enforcement"][kind].as_str(), Some("cgroup1" | "cgroup2" | "rlimit"));
     assert!(
-        (!esc["first_signal"].is_null() && signalled >= 1) || by_kernel,
+        (!esc["first_signal"].is_null() && signalled >= 1) || by_kernel || over.contains(&kind),
         "{verdict}: no first signal reached a member, and the kernel did not hold the limit: {report}"
     );
+}
+
+/// The limits (named as verdicts) whose figure in the report's `usage` is over the limit asked for.
+pub fn over_limits(report: &Value) -> Vec<&'static str> {
+    let (limits, usage) = (&report["limits"], &report["usage"]);
+    let over = |limit: &str, figure: &str| match (limits[limit].as_f64(), usage[figure].as_f64()) {
+        (Some(limit), Some(figure)) => figure > limit,
+        _ => false,
+    };
+    let mut found = Vec::new();
+    if over("cpu_time_s", "cpu_time_s") {
+        found.push("cpu_time");
+    }
+    if limits["memory_kind"] == "resident" && over("memory_bytes", "peak_memory_bytes") {
+        found.push("memory");
+    }
+    if over("processes", "max_processes") {
+        found.push("processes");
+    }
+    found
 }
 
 pub fn code(output: &Output) -> i32 {

@@ -1,17 +1,19 @@
 //! Where `--report PATH` and `--timeline PATH` write, checked before the run and opened when written: one set of
 //! rules for both flags. A leaf: it knows paths, files and the kernel, nothing of settings, reports or timelines.
 //!
-//! **The kernel resolves the path, never pynish.** pynish may run as root while another user owns the directory
-//! the path is in (`/tmp`): a link read by hand and then followed is a race that user can win (root's report
-//! renamed over a root-owned file elsewhere). So the directory is opened once, and the last name is opened in it
-//! with `O_CREAT`, exactly as a shell's `>` opens it: the kernel's `fs.protected_symlinks`, `protected_fifos`
-//! and `protected_regular` apply as they would to the shell.
+//! **No path read back and followed.** pynish may run as root while another user owns the directory the path
+//! is in (`/tmp`): a link read by hand and then followed by its text is a race that user can win (root's report
+//! renamed over a root-owned file elsewhere). So the directory is opened once, one name at a time, each from the
+//! descriptor of the one before, and the last name is opened in it with `O_CREAT`, exactly as a shell's `>`
+//! opens it: the kernel's `fs.protected_symlinks`, `protected_fifos` and `protected_regular` apply as they
+//! would to the shell.
 //!
 //! **A shared sticky directory** (sticky and writable by group or others: `/tmp`) gets the kernel's rules
 //! whatever the sysctls say: a symbolic link, FIFO or regular file there that belongs neither to pynish's user
 //! nor to the directory's owner is refused, with one line, before the run (and again when written, since it
-//! may appear meanwhile). The last name is first opened with `O_NOFOLLOW`, so a link is only ever followed once
-//! it is known to be trusted (its owner's, whom the sticky bit lets alone replace it).
+//! may appear meanwhile). So is such a link on the way to the directory, and a regular file with more than one
+//! name there (perhaps another user's hard link to a file elsewhere). A link, last name or on the way, is only
+//! ever followed once it is known to be trusted (its owner's, whom the sticky bit lets alone replace it).
 //!
 //! **What is written where:**
 //! - A regular file, or nothing yet: the report is written atomically, a temporary file in the file's own
@@ -27,13 +29,34 @@
 //!   and the report's write waits for room at most until the same deadline. A timeline that no reader takes in
 //!   that time refuses the run; a report is then lost, and said on stderr.
 
-use anyhow::{Context, Result, bail};
+//!
+//! The module's parts: this file holds the rules (which directory, which entry, whose) and the opening; `write`
+//! writes what was opened (the atomic replace, the bounded FIFO write, the timeline's file); `fd` checks and
+//! writes a descriptor passed by number (`--report-fd`); the platform's own calls (`/proc`, `openat2`) are in
+//! `linux` (`other` stands in elsewhere).
+
+mod fd;
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+use linux as platform;
+#[cfg(not(target_os = "linux"))]
+mod other;
+#[cfg(not(target_os = "linux"))]
+use other as platform;
+mod write;
+
+use fd::descriptor_open;
+pub use fd::{check_fd, write_fd};
+use platform::{in_proc, locate, open_following};
+pub use write::{Timeline, open_timeline, write_report};
+
+use anyhow::{Result, bail};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
-use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -42,9 +65,29 @@ use std::time::{Duration, Instant};
 pub const PATIENCE: Duration = Duration::from_secs(5);
 /// How often a FIFO without a reader is tried again.
 const RETRY: Duration = Duration::from_millis(20);
-/// How many symbolic links in a row the checks follow by hand, as the kernel's own limit (ELOOP). Used only to
-/// explain a refusal before the run (a dangling link's missing directory, a closed descriptor), never to write.
+/// How many symbolic links in a row are followed by hand, as the kernel's own limit (ELOOP): by the directory
+/// walk (from descriptors), and by the checks that explain a refusal before the run (a dangling link's missing
+/// directory, a closed descriptor).
 const MAX_LINKS: usize = 40;
+
+/// A path as messages show it: on one line whatever its bytes, a newline or another control character escaped
+/// (`\n`), so that a refusal stays the one line pynish promises.
+pub struct Shown<'a>(&'a Path);
+
+/// `path`, to be shown in a message (see `Shown`).
+pub fn shown(path: &Path) -> Shown<'_> {
+    Shown(path)
+}
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        for c in self.0.to_string_lossy().chars() {
+            if c.is_control() { write!(f, "{}", c.escape_default())? } else { f.write_char(c)? }
+        }
+        Ok(())
+    }
+}
 
 /// The directory `path` is in.
 fn parent(path: &Path) -> &Path {
@@ -62,16 +105,85 @@ struct Dir {
     shared_owner: Option<u32>,
 }
 
+/// Why a directory could not be walked to.
+enum Unwalked {
+    Errno(Errno),
+    /// Another user's symbolic link (owned by this uid) on the way, in a shared sticky directory.
+    Foreign(u32),
+}
+
+impl From<Errno> for Unwalked {
+    fn from(e: Errno) -> Self {
+        Unwalked::Errno(e)
+    }
+}
+
 impl Dir {
-    fn open(dir: &Path) -> nix::Result<Dir> {
-        #[cfg(target_os = "linux")]
-        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        #[cfg(not(target_os = "linux"))]
-        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let fd = nix::fcntl::open(dir, flags, Mode::empty())?;
+    fn from_fd(fd: OwnedFd) -> nix::Result<Dir> {
         let st = fstat(&fd)?;
         let shared = st.st_mode & libc::S_ISVTX != 0 && st.st_mode & (libc::S_IWOTH | libc::S_IWGRP) != 0;
         Ok(Dir { fd, shared_owner: shared.then_some(st.st_uid) })
+    }
+
+    /// The directory `dir`, resolved by the kernel in one go: for paths the kernel gave (no link of anyone's).
+    fn open(dir: &Path) -> nix::Result<Dir> {
+        Dir::from_fd(nix::fcntl::open(dir, platform::dir_flags(), Mode::empty())?)
+    }
+
+    /// The directory `dir` a destination is in, opened one name at a time, each from the directory before it, so
+    /// that a symbolic link on the way is held to the sticky rule of the last name (another user's link in a
+    /// shared sticky directory is refused, whatever `fs.protected_symlinks` says) before it is followed. A
+    /// trusted link stays where it is (the sticky bit keeps others from replacing it) while its text is read.
+    /// Links in `/proc` (`/proc/self`, `/dev/fd`) are the kernel's own, followed by it.
+    fn walk(dir: &Path) -> Result<Dir, Unwalked> {
+        use std::collections::VecDeque;
+        use std::path::Component;
+        let mut todo: VecDeque<OsString> = VecDeque::new();
+        let push_front = |todo: &mut VecDeque<OsString>, path: &Path| {
+            for part in path.components().rev() {
+                todo.push_front(match part {
+                    Component::RootDir => OsString::from("/"),
+                    Component::Prefix(p) => p.as_os_str().to_os_string(),
+                    other => other.as_os_str().to_os_string(),
+                });
+            }
+        };
+        push_front(&mut todo, dir);
+        let mut cur = Dir::open(Path::new(if dir.is_absolute() { "/" } else { "." }))?;
+        let mut links = 0;
+        while let Some(name) = todo.pop_front() {
+            if name == "/" {
+                cur = Dir::open(Path::new("/"))?;
+                continue;
+            }
+            if name == "." {
+                continue;
+            }
+            let nofollow = if in_proc(&cur.fd) { OFlag::empty() } else { OFlag::O_NOFOLLOW };
+            match openat(&cur.fd, name.as_os_str(), platform::dir_flags() | nofollow, Mode::empty()) {
+                Ok(fd) => {
+                    cur = Dir::from_fd(fd)?;
+                    continue;
+                }
+                // O_NOFOLLOW on a link (with O_DIRECTORY, Linux says ENOTDIR).
+                Err(Errno::ELOOP | Errno::ENOTDIR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let st = cur.lstat(&name)?;
+            if !is(&st, SFlag::S_IFLNK) {
+                return Err(Errno::ENOTDIR.into());
+            }
+            if foreign(&cur, &st).is_some() {
+                return Err(Unwalked::Foreign(st.st_uid));
+            }
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(Errno::ELOOP.into());
+            }
+            let target = nix::fcntl::readlinkat(&cur.fd, name.as_os_str())?;
+            push_front(&mut todo, Path::new(&target));
+        }
+        Ok(cur)
     }
 
     /// The entry `name`, not followed.
@@ -102,6 +214,13 @@ fn guarded_kind(st: &FileStat) -> Option<&'static str> {
     }
 }
 
+/// Whether `st` is a regular file with more than one name, in the shared sticky directory `dir`: a name there
+/// may be another user's hard link to a file of pynish's user elsewhere (`fs.protected_hardlinks=0` lets anyone
+/// make one), which a write in place would overwrite. Its owner cannot tell, so any such file is refused.
+fn hard_linked(dir: &Dir, st: &FileStat) -> bool {
+    dir.shared_owner.is_some() && is(st, SFlag::S_IFREG) && st.st_nlink > 1
+}
+
 fn is(st: &FileStat, kind: SFlag) -> bool {
     st.st_mode & SFlag::S_IFMT.bits() == kind.bits()
 }
@@ -116,13 +235,27 @@ struct Place<'a> {
 
 impl<'a> Place<'a> {
     fn new(path: &'a Path, what: &'static str) -> Result<Place<'a>> {
-        let shown = path.display();
+        let named = shown(path);
         // `.`, `..`, `/`: a directory by its very name.
-        let Some(name) = path.file_name() else { bail!("{what} file {shown} is a directory") };
+        let Some(name) = path.file_name() else { bail!("{what} file {named} is a directory") };
+        // `out.json/`: a directory by its spelling, as the kernel reads it (`file_name` drops the slash).
+        if std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).ends_with(b"/") {
+            bail!("{what} file {named} names a directory (it ends in `/`)");
+        }
         let dir_path = parent(path);
-        let dir = Dir::open(dir_path).map_err(|e| match e {
-            Errno::ENOTDIR => anyhow::anyhow!("{what} directory {} is not a directory", dir_path.display()),
-            e => anyhow::anyhow!("{what} directory {} is not usable: {}", dir_path.display(), e.desc()),
+        let dir = Dir::walk(dir_path).map_err(|e| match e {
+            Unwalked::Errno(Errno::ENOTDIR) => {
+                anyhow::anyhow!("{what} directory {} is not a directory", shown(dir_path))
+            }
+            Unwalked::Errno(e) => {
+                anyhow::anyhow!("{what} directory {} is not usable: {}", shown(dir_path), e.desc())
+            }
+            Unwalked::Foreign(uid) => anyhow::anyhow!(
+                "{what} directory {} goes through a symbolic link of another user (uid {uid}) in a shared sticky \
+                 directory: refused, as the kernel's protected_symlinks refuses it to a shell's `>`; choose \
+                 another path",
+                shown(dir_path)
+            ),
         })?;
         Ok(Place { what, path, dir, name: name.to_os_string() })
     }
@@ -134,38 +267,41 @@ impl<'a> Place<'a> {
                 "{} file {} is a {kind} of another user (uid {}) in the shared sticky directory {}: refused, as \
                  the kernel's protected_* rules refuse it to a shell's `>`; remove it or choose another path",
                 self.what,
-                self.path.display(),
+                shown(self.path),
                 st.st_uid,
-                parent(self.path).display()
+                shown(parent(self.path))
+            ),
+            None if hard_linked(&self.dir, st) => bail!(
+                "{} file {} is a regular file with {} hard links in the shared sticky directory {}: refused, as \
+                 one may be another user's link to a file elsewhere; remove it or choose another path",
+                self.what,
+                shown(self.path),
+                st.st_nlink,
+                shown(parent(self.path))
             ),
             None => Ok(()),
         }
     }
 
+    /// Refuses, before the run, a file (or, for a new one, a directory) pynish's user may not write: the open at
+    /// the end would be refused as a shell's `>` is before its command, and the report lost.
+    fn may_write(&self, dir: &impl AsFd, path: &Path) -> Result<()> {
+        use nix::unistd::{AccessFlags, faccessat};
+        faccessat(dir, path, AccessFlags::W_OK, AtFlags::AT_EACCESS).map_err(|e| self.failed(e))
+    }
+
     fn not_open(&self) -> anyhow::Error {
-        anyhow::anyhow!("{} file {} names a descriptor that is not open", self.what, self.path.display())
+        anyhow::anyhow!("{} file {} names a descriptor that is not open", self.what, shown(self.path))
     }
 
     fn failed(&self, e: Errno) -> anyhow::Error {
-        let shown = self.path.display();
+        let shown = shown(self.path);
         match e {
             Errno::EISDIR => anyhow::anyhow!("{} file {shown} is a directory", self.what),
             Errno::ELOOP => anyhow::anyhow!("cannot follow the links of {shown}: {}", e.desc()),
             e => anyhow::anyhow!("{} file {shown} is not usable: {}", self.what, e.desc()),
         }
     }
-}
-
-/// Whether `dir` is in `/proc`, whose `fd/N` links name open files rather than paths.
-#[cfg(target_os = "linux")]
-fn in_proc(dir: &impl AsFd) -> bool {
-    use nix::sys::statfs::{PROC_SUPER_MAGIC, fstatfs};
-    fstatfs(dir).is_ok_and(|fs| fs.filesystem_type() == PROC_SUPER_MAGIC)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn in_proc(_dir: &impl AsFd) -> bool {
-    false
 }
 
 /// The links at the end of `path` followed by hand, as text. Only for the checks (explaining a refusal, telling
@@ -190,46 +326,6 @@ fn follow(path: &Path) -> Result<PathBuf, Option<i32>> {
     Err(None)
 }
 
-/// Whether pynish's descriptor `fd` is open, and was open when pynish started (Rust's runtime puts `/dev/null`
-/// on a closed 0, 1 or 2: a report sent there would go nowhere, silently).
-fn descriptor_open(fd: i32) -> bool {
-    // SAFETY: F_GETFD only reads the descriptor table; an unopened number yields EBADF.
-    let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
-    open && !crate::inherit::was_closed(fd)
-}
-
-/// Refuses, before the run, a descriptor (`--report-fd`) that is not open for writing now rather than lose the
-/// report at the end.
-pub fn check_fd(fd: i32, flag: &str) -> Result<()> {
-    if !descriptor_open(fd) {
-        bail!("{flag} {fd} is not an open file descriptor");
-    }
-    // SAFETY: F_GETFL only reads the descriptor's status flags.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags & libc::O_ACCMODE == libc::O_RDONLY {
-        bail!("{flag} {fd} is open for reading only");
-    }
-    Ok(())
-}
-
-/// Writes `line` to the open descriptor `fd` the caller passed (and `check_fd` checked), all of it.
-pub fn write_fd(fd: i32, line: &str) -> io::Result<()> {
-    let mut written = 0;
-    while written < line.len() {
-        // SAFETY: write reads only `line`'s bytes; fd is a plain number (a closed one yields EBADF).
-        let n = unsafe { libc::write(fd, line[written..].as_ptr().cast(), line.len() - written) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err);
-        }
-        written += n as usize;
-    }
-    Ok(())
-}
-
 /// Refuses, before the run, a path that cannot take `what` ("report", "timeline"): a directory, a missing
 /// directory, another user's entry in a shared sticky directory, a closed descriptor's `/proc` link. Makes and
 /// opens nothing: a FIFO would block until its reader comes, and a reader must not see an empty report early.
@@ -238,7 +334,7 @@ pub fn check(path: &Path, what: &'static str) -> Result<()> {
     let st = match place.dir.lstat(&place.name) {
         Ok(st) => st,
         Err(Errno::ENOENT) if in_proc(&place.dir.fd) => return Err(place.not_open()),
-        Err(Errno::ENOENT) => return Ok(()),
+        Err(Errno::ENOENT) => return place.may_write(&place.dir.fd, Path::new(".")),
         Err(e) => return Err(place.failed(e)),
     };
     place.refuse_foreign(&st)?;
@@ -246,7 +342,7 @@ pub fn check(path: &Path, what: &'static str) -> Result<()> {
         return Err(place.failed(Errno::EISDIR));
     }
     if !is(&st, SFlag::S_IFLNK) {
-        return Ok(());
+        return place.may_write(&place.dir.fd, Path::new(&place.name));
     }
     let target = match follow(path) {
         Err(Some(fd)) if !descriptor_open(fd) => return Err(place.not_open()),
@@ -256,15 +352,17 @@ pub fn check(path: &Path, what: &'static str) -> Result<()> {
     };
     match fstatat(&place.dir.fd, place.name.as_os_str(), AtFlags::empty()) {
         Ok(st) if is(&st, SFlag::S_IFDIR) => Err(place.failed(Errno::EISDIR)),
+        // A `/proc` fd link (`target` None) was checked open above: its description is written, not reopened.
+        Ok(_) if target.is_some() => place.may_write(&place.dir.fd, Path::new(&place.name)),
         Ok(_) => Ok(()),
         // A link to nothing: its target is made, if its directory is there.
         Err(Errno::ENOENT) => match target {
             Some(target) => {
                 let dir = parent(&target);
                 match fs::metadata(dir) {
-                    Ok(meta) if meta.is_dir() => Ok(()),
-                    Ok(_) => bail!("{what} directory {} is not a directory", dir.display()),
-                    Err(e) => bail!("{what} directory {} is not usable: {e}", dir.display()),
+                    Ok(meta) if meta.is_dir() => place.may_write(&nix::fcntl::AT_FDCWD, dir),
+                    Ok(_) => bail!("{what} directory {} is not a directory", shown(dir)),
+                    Err(e) => bail!("{what} directory {} is not usable: {e}", shown(dir)),
                 }
             }
             None => Err(place.not_open()),
@@ -303,8 +401,15 @@ impl Entry {
                 "{} file {} leads to a {kind} of another user (uid {}) in a shared sticky directory: refused, as \
                  the kernel's protected_* rules refuse it to a shell's `>`",
                 place.what,
-                place.path.display(),
+                shown(place.path),
                 st.st_uid
+            ),
+            None if hard_linked(&self.dir, st) => bail!(
+                "{} file {} leads to a regular file with {} hard links in a shared sticky directory: refused, as \
+                 one may be another user's link to a file elsewhere",
+                place.what,
+                shown(place.path),
+                st.st_nlink
             ),
             None => Ok(()),
         }
@@ -341,45 +446,6 @@ fn base_flags() -> OFlag {
 /// `0666`, less the umask (applied by open(2)), as a shell's `>` makes a file.
 fn new_mode() -> Mode {
     Mode::from_bits_truncate(0o666)
-}
-
-/// The link `name` in `dir`, followed by the kernel with `O_CREAT`; also whether a `/proc` fd link was on the
-/// way (`RESOLVE_NO_MAGICLINKS` refuses it; the plain open then follows it).
-#[cfg(target_os = "linux")]
-fn open_following(dir: &Dir, name: &OsStr) -> nix::Result<(OwnedFd, bool)> {
-    use nix::fcntl::{OpenHow, ResolveFlag, openat2};
-    let flags = base_flags() | OFlag::O_CREAT;
-    let how = OpenHow::new().flags(flags).mode(new_mode()).resolve(ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    match openat2(&dir.fd, name, how) {
-        Ok(fd) => Ok((fd, false)),
-        Err(Errno::ELOOP) => openat(&dir.fd, name, flags, new_mode()).map(|fd| (fd, true)),
-        // Before Linux 5.6, or a seccomp filter: no way to tell, so no append.
-        Err(Errno::ENOSYS | Errno::EPERM | Errno::E2BIG) => {
-            openat(&dir.fd, name, flags, new_mode()).map(|fd| (fd, false))
-        }
-        Err(e) => Err(e),
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn open_following(dir: &Dir, name: &OsStr) -> nix::Result<(OwnedFd, bool)> {
-    openat(&dir.fd, name, base_flags() | OFlag::O_CREAT, new_mode()).map(|fd| (fd, false))
-}
-
-/// Where the kernel says the opened regular file is (its `/proc/self/fd` link), if that entry is still this
-/// very file: a link's target is replaced there, and nowhere else.
-#[cfg(target_os = "linux")]
-fn locate(fd: &OwnedFd, st: &FileStat) -> Option<Entry> {
-    use std::os::fd::AsRawFd;
-    let at = fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
-    let name = at.file_name()?.to_os_string();
-    let dir = Dir::open(parent(&at)).ok()?;
-    dir.holds(&name, st).then_some(Entry { dir, name })
-}
-
-#[cfg(not(target_os = "linux"))]
-fn locate(_fd: &OwnedFd, _st: &FileStat) -> Option<Entry> {
-    None
 }
 
 /// One attempt at opening `place`, or why it is tried again.
@@ -475,13 +541,13 @@ fn open(path: &Path, what: &'static str, deadline: Instant) -> Result<Opened> {
                 races += 1;
                 place
             }
-            Err(Again::Raced(_)) => bail!("{what} file {} kept changing while pynish opened it", path.display()),
+            Err(Again::Raced(_)) => bail!("{what} file {} kept changing while pynish opened it", shown(path)),
             Err(Again::Fifo(place)) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     bail!(
                         "{what} file {}: no reader took it within {PATIENCE:?} (a FIFO without a reader?)",
-                        path.display()
+                        shown(path)
                     );
                 }
                 std::thread::sleep(left.min(RETRY));
@@ -489,153 +555,6 @@ fn open(path: &Path, what: &'static str, deadline: Instant) -> Result<Opened> {
             }
         };
     }
-}
-
-/// A `--timeline` destination, opened before the run and written while it runs.
-pub struct Timeline {
-    /// The file, non-blocking until `begin` has written the header.
-    pub file: File,
-    /// Whether it is truncated when the run goes ahead: a regular file pynish may rewrite, not someone's open
-    /// file reached through `/proc` (stdout redirected to a file), nor a FIFO or a device.
-    truncate: bool,
-    /// The entry pynish made, removed again by `remove_made` if the run is refused.
-    made: Option<Entry>,
-}
-
-/// Opens the timeline `path` (close-on-exec: the command does not inherit it), waiting at most `PATIENCE` for a
-/// FIFO's reader. Nothing is truncated yet: a run refused before it starts keeps an old timeline.
-pub fn open_timeline(path: &Path) -> Result<Timeline> {
-    let opened = open(path, "timeline", Instant::now() + PATIENCE)?;
-    if opened.through_fd {
-        set_flags(&opened.file, |flags| flags | OFlag::O_APPEND)
-            .with_context(|| format!("cannot write the timeline to {}", path.display()))?;
-    }
-    let truncate = is(&opened.st, SFlag::S_IFREG) && !opened.through_fd;
-    let made = opened.entry.filter(|_| opened.created);
-    Ok(Timeline { file: opened.file, truncate, made })
-}
-
-/// Changes the status flags of `file`'s open description (shared by its duplicates).
-fn set_flags(file: &File, change: impl FnOnce(OFlag) -> OFlag) -> io::Result<()> {
-    use nix::fcntl::{FcntlArg, fcntl};
-    let flags = OFlag::from_bits_truncate(fcntl(file, FcntlArg::F_GETFL)?);
-    fcntl(file, FcntlArg::F_SETFL(change(flags)))?;
-    Ok(())
-}
-
-impl Timeline {
-    /// Once the run goes ahead: truncates the file (if it is one pynish may rewrite) and writes `header` and its
-    /// newline, waiting at most `PATIENCE` for a FIFO's reader to make room; then makes the file blocking, for
-    /// the writer thread (which may wait; the watch loop never does).
-    pub fn begin(&self, header: &str) -> io::Result<()> {
-        if self.truncate {
-            self.file.set_len(0)?;
-        }
-        write_by(&self.file, format!("{header}\n").as_bytes(), Instant::now() + PATIENCE)?;
-        set_flags(&self.file, |flags| flags & !OFlag::O_NONBLOCK)
-    }
-
-    /// Removes the file pynish made, if its name still holds it: a refused run leaves nothing behind.
-    pub fn remove_made(&mut self) {
-        if let Some(entry) = self.made.take() {
-            entry.remove_if_holds(&self.file);
-        }
-    }
-}
-
-/// Writes `line` (one JSON report and its newline) to `path`, by the rules of the module docs, within
-/// `PATIENCE` when it goes to a FIFO. A file pynish made for it is removed again if the report cannot be written.
-pub fn write_report(path: &Path, line: &str) -> Result<()> {
-    let deadline = Instant::now() + PATIENCE;
-    let context = || format!("cannot write the report to {}", path.display());
-    let opened = open(path, "report", deadline).with_context(context)?;
-    let written = write_opened(&opened, line, deadline);
-    if written.is_err()
-        && opened.created
-        && let Some(entry) = &opened.entry
-    {
-        entry.remove_if_holds(&opened.file);
-    }
-    written.with_context(context)
-}
-
-fn write_opened(opened: &Opened, line: &str, deadline: Instant) -> io::Result<()> {
-    let mut file = &opened.file;
-    if let Some(entry) = &opened.entry {
-        match replace(entry, &opened.st, line) {
-            Ok(()) => return Ok(()),
-            // A directory pynish may not write (or rename in) holding a file it may: no atomic rename, but a
-            // report.
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => file.set_len(0)?,
-            Err(e) => return Err(e),
-        }
-    } else if is(&opened.st, SFlag::S_IFREG) {
-        if opened.through_fd {
-            std::io::Seek::seek(&mut file, io::SeekFrom::End(0))?;
-        } else {
-            file.set_len(0)?; // a link's target the kernel did not place
-        }
-    }
-    write_by(file, line.as_bytes(), deadline)
-}
-
-/// Writes all of `bytes` to a non-blocking `file`, waiting for room (a FIFO's reader) at most until `deadline`.
-fn write_by(file: &File, bytes: &[u8], deadline: Instant) -> io::Result<()> {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    let mut file = file;
-    let mut left = bytes;
-    while !left.is_empty() {
-        match file.write(left) {
-            Ok(n) => left = &left[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let wait = deadline.saturating_duration_since(Instant::now());
-                let wait = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
-                let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLOUT)];
-                if poll(&mut fds, wait).map_err(io::Error::from)? == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("no reader took it within {PATIENCE:?} (a FIFO without a reader?)"),
-                    ));
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// A temporary file next to `entry`, with the mode (and, for root, the owner) of the file `old` it replaces,
-/// renamed over it in the same open directory.
-fn replace(entry: &Entry, old: &FileStat, line: &str) -> io::Result<()> {
-    let dir = &entry.dir.fd;
-    let (temp, fd) = (0..100)
-        .find_map(|attempt| {
-            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            let temp = format!(".pynish-report.{}.{}.{attempt}", std::process::id(), nanos.subsec_nanos());
-            let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-            match openat(dir, temp.as_str(), flags, new_mode()) {
-                Err(Errno::EEXIST) => None,
-                result => Some(result.map(|fd| (temp, fd))),
-            }
-        })
-        .unwrap_or(Err(Errno::EEXIST))?;
-    let written = (|| {
-        let mut file = File::from(fd);
-        if nix::unistd::geteuid().is_root() {
-            // Before the mode: chown clears set-id bits. Best effort: a file system may refuse owners.
-            let _ = nix::unistd::fchown(&file, Some(old.st_uid.into()), Some(old.st_gid.into()));
-        }
-        nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(old.st_mode & 0o7777))?;
-        file.write_all(line.as_bytes())?;
-        file.sync_all()?;
-        nix::fcntl::renameat(dir, temp.as_str(), dir, entry.name.as_os_str())?;
-        Ok(())
-    })();
-    if written.is_err() {
-        let _ = nix::unistd::unlinkat(dir, temp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
-    }
-    written
 }
 
 #[cfg(test)]
