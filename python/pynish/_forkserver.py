@@ -3,10 +3,11 @@
 The server is started once, on the first call, as a fresh interpreter in a session of its own (so no terminal
 signal reaches it), and takes on the caller's ``sys.path``, working directory and main module (``_main``), as
 multiprocessing's forkserver preloads ``__main__``. For each call the caller sends, over a Unix socket, the
-call's folder, pynish's flags and the write end of an "ended" pipe; the server forks A, which starts a session,
-forks B (held on a pipe, exactly as in the fork context) and execs ``pynish --adopt B``. Only pynish holds the
-"ended" pipe: the caller sees end-of-file on it once pynish has exited, that is once the whole tree is gone.
-B, once released, reads the call from the folder (cloudpickle), so a function never crosses the socket.
+call's folder, pynish's flags, the write end of an "ended" pipe and the call's two pipes (``_stream``); the
+server forks A, which starts a session, forks B (held on a pipe, exactly as in the fork context) and execs
+``pynish --adopt B``. Only pynish holds the "ended" pipe: the caller sees end-of-file on it once pynish has exited,
+that is once the whole tree is gone. B, once released, reads the call (cloudpickle) from its pipe, which the
+caller feeds, and sends its outcome back through the other: a function never crosses the socket.
 
 The server ends when the caller's end of the socket closes: at the caller's exit (``shutdown`` runs then and
 waits for it), when the caller calls ``shutdown()``, or when the caller dies. Only the caller holds that end (it
@@ -101,10 +102,12 @@ class _Client:
     def alive(self) -> bool:
         return not self.broken and self.owner == os.getpid() and self.process.poll() is None
 
-    def start(self, request: tuple, ended_write: int, announce: Optional[int] = None) -> int:
+    def start(self, request: tuple, fds: List[int], announce: Optional[int] = None) -> int:
+        """Has the server start a call; ``fds``: the "ended" pipe's write end, the call's and outcome's pipes;
+        ``announce``: where the function's process writes its pid."""
         with self.lock:
             try:
-                _send(self.sock, request, [ended_write] if announce is None else [ended_write, announce])
+                _send(self.sock, request, fds if announce is None else [*fds, announce])
                 pid, _ = _recv(self.sock)
             except BaseException:
                 # Interrupted between request and answer (Ctrl-C) or the server died: the stream may hold a
@@ -196,8 +199,10 @@ def serve(fd: int, lifeline: int) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         while True:
             (directory, flags, display), fds = _recv(sock)
-            ended = fds[0]
-            announce = fds[1] if len(fds) > 1 else None
+            ended, call, result = fds[:3]
+            announce = fds[3] if len(fds) > 3 else None
+            for fd in fds:
+                os.set_inheritable(fd, False)  # to the call's child only; "ended" goes to pynish through exec
             answer: Any = failed
             try:
                 if failed is None:
@@ -209,6 +214,7 @@ def serve(fd: int, lifeline: int) -> None:
                         display=display,
                         directory=directory,
                         inherit=(ended, lifeline),
+                        pipes=(call, result),
                         announce=announce,
                     )
             except Exception as e:  # the caller raises it
@@ -242,6 +248,7 @@ def _fork_call(
     display: List[str],
     directory: str,
     inherit: Tuple[int, ...],
+    pipes: Tuple[int, int],
     announce: Optional[int] = None,
 ) -> int:
     from . import _child
@@ -253,7 +260,7 @@ def _fork_call(
             os.setsid()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            run = functools.partial(_child.load_and_execute, directory, False)
+            run = functools.partial(_child.load_and_execute, directory, False, *pipes)
             _child.hold_and_exec(program, flags, display, prctl, run, inherit=inherit, announce=announce)
         finally:
             os._exit(125)
