@@ -101,7 +101,7 @@ pub struct Cli {
     /// The first signal, a name or number
     ///
     /// Sent to every member of the tree when a limit is reached (TERM, SIGINT, 9, ...); SIGKILL follows after
-    /// the grace period. A real-time signal is named as `kill -l` names it (RTMIN+6, SIGRTMAX-2) or numbered (40).
+    /// the grace period. Real-time signals too: by number (40) or by name as kill -l prints it (RTMIN+6, SIGRTMAX-2).
     #[arg(short = 's', long, value_name = "SIG", value_hint = ValueHint::Other, value_parser = parse_signal, default_value = "TERM", env = "PYNISH_SIGNAL", help_heading = "Escalation")]
     pub signal: Sig,
 
