@@ -41,6 +41,7 @@ Register-ArgumentCompleter -Native -CommandName 'pynish' -ScriptBlock {
             [CompletionResult]::new('--backend', '--backend', [CompletionResultType]::ParameterName, 'How the tree is contained and measured')
             [CompletionResult]::new('--adopt', '--adopt', [CompletionResultType]::ParameterName, 'Supervise this existing child of pynish instead of starting COMMAND (needs --adopt-fd)')
             [CompletionResult]::new('--adopt-fd', '--adopt-fd', [CompletionResultType]::ParameterName, 'The write end of the pipe the adopted process waits on (see --adopt)')
+            [CompletionResult]::new('--lifeline-fd', '--lifeline-fd', [CompletionResultType]::ParameterName, 'End the tree, as on a SIGTERM to pynish, once every write end of the pipe whose read end is FD is closed')
             [CompletionResult]::new('--preserve-status', '--preserve-status', [CompletionResultType]::ParameterName, 'Exit with the command''s own status even when a limit was hit')
             [CompletionResult]::new('--leave-leftovers', '--leave-leftovers', [CompletionResultType]::ParameterName, 'When the command''s first process ends, leave what it left behind running and end pynish there')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the JSON report on stderr once the whole tree is gone')

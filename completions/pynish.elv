@@ -38,6 +38,7 @@ set edit:completion:arg-completer[pynish] = {|@words|
             cand --backend 'How the tree is contained and measured'
             cand --adopt 'Supervise this existing child of pynish instead of starting COMMAND (needs --adopt-fd)'
             cand --adopt-fd 'The write end of the pipe the adopted process waits on (see --adopt)'
+            cand --lifeline-fd 'End the tree, as on a SIGTERM to pynish, once every write end of the pipe whose read end is FD is closed'
             cand --preserve-status 'Exit with the command''s own status even when a limit was hit'
             cand --leave-leftovers 'When the command''s first process ends, leave what it left behind running and end pynish there'
             cand --json 'Print the JSON report on stderr once the whole tree is gone'

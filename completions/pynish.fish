@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_pynish_global_optspecs
-    string join \n w/wall-time= c/cpu-time= m/memory= memory-kind= p/processes= g/grace= s/signal= preserve-status leave-leftovers json report= report-fd= timeline= label= q/quiet v/verbose backend= delegate adopt= adopt-fd= h/help V/version
+    string join \n w/wall-time= c/cpu-time= m/memory= memory-kind= p/processes= g/grace= s/signal= preserve-status leave-leftovers json report= report-fd= timeline= label= q/quiet v/verbose backend= delegate adopt= adopt-fd= lifeline-fd= h/help V/version
 end
 
 function __fish_pynish_needs_command
@@ -42,6 +42,7 @@ cgroup1\t'cgroup v1 groups in the memory, cpuacct, pids and freezer hierarchies'
 proc\t'Sample /proc for the tree, with rlimits as the kernel\'s backstop'"
 complete -c pynish -n "__fish_pynish_needs_command" -l adopt -d 'Supervise this existing child of pynish instead of starting COMMAND (needs --adopt-fd)' -r -f
 complete -c pynish -n "__fish_pynish_needs_command" -l adopt-fd -d 'The write end of the pipe the adopted process waits on (see --adopt)' -r -f
+complete -c pynish -n "__fish_pynish_needs_command" -l lifeline-fd -d 'End the tree, as on a SIGTERM to pynish, once every write end of the pipe whose read end is FD is closed' -r
 complete -c pynish -n "__fish_pynish_needs_command" -l preserve-status -d 'Exit with the command\'s own status even when a limit was hit'
 complete -c pynish -n "__fish_pynish_needs_command" -l leave-leftovers -d 'When the command\'s first process ends, leave what it left behind running and end pynish there'
 complete -c pynish -n "__fish_pynish_needs_command" -l json -d 'Print the JSON report on stderr once the whole tree is gone'

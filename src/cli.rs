@@ -187,6 +187,12 @@ pub struct Cli {
     #[arg(long, value_name = "FD", value_hint = ValueHint::Other, value_parser = clap::value_parser!(i32).range(0..), requires = "adopt", hide_short_help = true, help_heading = "Adopting a process")]
     pub adopt_fd: Option<i32>,
 
+    /// End the tree, as on a SIGTERM to pynish, once every write end of the pipe whose read end is FD is closed
+    ///
+    /// For a caller that must not leave a run behind when it dies: it keeps the pipe's write end to itself.
+    #[arg(long, value_name = "FD", value_parser = clap::value_parser!(i32).range(0..), hide = true)]
+    pub lifeline_fd: Option<i32>,
+
     // Global, since disabling clap's own help flag disables it in `check` too.
     /// Print help (pynish help adds units, exit status and details)
     #[arg(short = 'h', long, action = clap::ArgAction::HelpShort, global = true)]
@@ -331,6 +337,7 @@ impl Settings {
             delegate: cli.delegate,
             command: cli.command,
             adopt: cli.adopt.zip(cli.adopt_fd).map(|(pid, fd)| Adopt { pid, fd }),
+            lifeline: cli.lifeline_fd,
         }
         .validated()
     }

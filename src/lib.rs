@@ -92,6 +92,8 @@ mod adopt;
 mod check;
 #[cfg(target_os = "linux")]
 mod delegate;
+#[cfg(target_os = "linux")]
+mod lifeline;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod mathlib;
 #[cfg(target_os = "linux")]

@@ -14,6 +14,7 @@
 //! it) → `Killing` (SIGKILL to every member, repeated until pynish has no child left) → done. A second
 //! terminating signal during the grace period skips to `Killing`.
 
+use crate::lifeline::Lifeline;
 use crate::limits::{GRACE_PROCESS_SLACK, LimitKind, MemoryKind};
 use crate::record::{Escalation, Facts, Outcome, Status, Usage};
 use crate::settings::Settings;
@@ -99,6 +100,10 @@ struct Monitor<'a> {
     finished: bool,
     /// `--timeline`: fed with the samples and events below, never read from.
     timeline: Option<&'a mut Timeline>,
+    /// `--lifeline-fd`: watched until the caller is gone, then dropped (its hang-up would wake `ppoll` forever).
+    lifeline: Option<Lifeline>,
+    /// The lifeline was cut since the last turn of the loop: handled as a SIGTERM to pynish.
+    lifeline_cut: bool,
 }
 
 impl Drop for Monitor<'_> {
@@ -135,6 +140,8 @@ pub fn supervise<'a>(
     if unsafe { nix::libc::prctl(nix::libc::PR_SET_CHILD_SUBREAPER, 1) } < 0 {
         return Err(SpawnError::Setup(anyhow::anyhow!("cannot become a child subreaper: {}", Errno::last())));
     }
+    // Before the command starts: from here on the read end is close-on-exec, so the command never holds it.
+    let lifeline = settings.lifeline.map(Lifeline::take);
 
     let terminal = Terminal::foreground();
     if let Some(terminal) = terminal {
@@ -177,6 +184,8 @@ pub fn supervise<'a>(
         sigkilled: Vec::new(),
         finished: false,
         timeline,
+        lifeline,
+        lifeline_cut: false,
     };
     let first = start + monitor.interval(Sample::default(), MEMORY_RATE_FLOOR, FORK_RATE_FLOOR);
     monitor.next_sample = monitor.sample_by(start, first);
@@ -258,7 +267,12 @@ impl Monitor<'_> {
             if !self.reap() {
                 break;
             }
-            self.handle_signals(wakeup.take());
+            let mut received = wakeup.take();
+            if std::mem::take(&mut self.lifeline_cut) {
+                self.log.event(format_args!("the lifeline's writers are gone: ending the tree as on SIGTERM"));
+                received.push(Signal::SIGTERM);
+            }
+            self.handle_signals(received);
             let now = Instant::now();
             match self.phase {
                 Phase::Running if self.facts.status.is_some() && self.settings.leave_leftovers => {
@@ -351,8 +365,17 @@ impl Monitor<'_> {
             Phase::Killing => now + KILL_RETRY,
         };
         let timeout = TimeSpec::from_duration(due.saturating_duration_since(now));
-        let mut fds = [PollFd::new(wakeup.fd(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(wakeup.fd(), PollFlags::POLLIN)];
+        fds.extend(self.lifeline.as_ref().map(Lifeline::poll_fd));
         let _ = ppoll(&mut fds, Some(timeout), None);
+        let lifeline = fds.get(1).map(PollFd::revents);
+        drop(fds);
+        if let Some(revents) = lifeline
+            && self.lifeline.as_ref().is_some_and(|line| line.cut(revents))
+        {
+            self.lifeline = None;
+            self.lifeline_cut = true;
+        }
     }
 
     fn sample(&mut self, now: Instant) {

@@ -42,6 +42,9 @@ fn supervise(cli: Cli) -> Result<Exit> {
     if let Some(adopt) = settings.adopt {
         crate::adopt::validate(adopt)?;
     }
+    if let Some(fd) = settings.lifeline {
+        crate::lifeline::validate(fd)?;
+    }
     let log = Log { verbose: settings.verbose };
     crate::delegate::maybe_rerun(&settings, &settings.limits)?;
     let opened = settings.timeline.as_deref().map(timeline::open).transpose()?;

@@ -46,6 +46,8 @@ pub struct Settings {
     pub command: Vec<OsString>,
     /// `--adopt PID --adopt-fd FD`: supervise this held child instead of starting `command`.
     pub adopt: Option<Adopt>,
+    /// `--lifeline-fd FD`: the read end of a pipe whose closing ends the run (`lifeline`).
+    pub lifeline: Option<i32>,
 }
 
 /// An existing child to supervise instead of a command to start (`--adopt`).

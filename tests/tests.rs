@@ -18,6 +18,7 @@ mod inherit;
 mod input;
 mod json;
 mod leftovers;
+mod lifeline;
 mod limits;
 mod namespaces;
 mod other_users;

@@ -77,7 +77,7 @@ def main() -> int:
     ap.add_argument("--pynish", required=True, help="python of a venv with pynish (pip install .) and numpy")
     ap.add_argument("--rounds", type=int, default=40, help="calls per implementation, context and function")
     ap.add_argument("--reps", type=int, default=5, help="repetitions of each precision case")
-    ap.add_argument("--sections", default="cost,precision")
+    ap.add_argument("--sections", default="cost,precision", help="cost, precision, callers (cost by caller size)")
     ap.add_argument("--markdown", help="also write the markdown section here")
     ap.add_argument("--results", help="put the section into this file (bench/RESULTS.md), between its markers")
     ap.add_argument("--raw", help="write the raw samples (JSON) here")
@@ -117,6 +117,9 @@ def main() -> int:
                     for i in order:
                         prec.setdefault(f"{i}/{name}", []).append(workers[i].ask(**req))
             raw["precision"] = prec
+        # Last: a caller's peak RSS (the precision section's big return) counts its whole life, ballast included.
+        if "callers" in sections:
+            raw["callers"] = callers(workers, args.rounds)
     finally:
         for w in workers.values():
             w.close()
@@ -138,32 +141,91 @@ def main() -> int:
     if args.raw:
         with open(args.raw, "w") as fh:
             json.dump(raw, fh, indent=1)
-    md = markdown(raw, meta)
+    md = markdown(raw, meta) if raw.get("cost") or raw.get("precision") else ""
+    if raw.get("callers"):
+        md_callers = callers_markdown(raw["callers"], meta)
+        print(md_callers)
+        if args.results:
+            into_results(args.results, md_callers, CALLERS_START, CALLERS_END, "Python API: cost by caller size")
     print(md)
     if args.markdown:
         with open(args.markdown, "w") as fh:
             fh.write(md)
-    if args.results:
+    if args.results and md:
         into_results(args.results, md)
     return 0
 
 
 START, END = "<!-- python-bench:start -->", "<!-- python-bench:end -->"
+CALLERS_START, CALLERS_END = "<!-- python-callers:start -->", "<!-- python-callers:end -->"
+#: Caller sizes (MiB of touched ballast on top of the worker itself, about 20 MB) and argument sizes measured.
+BALLASTS = [0, 1024]
+ARGUMENT_MB = 200
 
 
-def into_results(path: str, md: str) -> None:
+def callers(workers, rounds: int) -> dict:
+    """Cost of a trivial call per context, from a small caller and from one holding 1 GiB, and of a call with a
+    200 MiB argument from the small caller; the implementations alternate call by call."""
+    out: dict = {"rss": {}, "cost": {}}
+    trivial = [("trivial", ctx, {"op": "cost", "ctx": ctx, "func": "trivial"}) for ctx in CONTEXTS]
+    argument = [(f"arg{ARGUMENT_MB}", ctx, {"op": "argcost", "ctx": ctx, "mb": ARGUMENT_MB}) for ctx in CONTEXTS]
+    # The argument last: the caller holds it from then on (its RSS is then the small caller's plus the argument).
+    for ballast, cases in [(BALLASTS[1], trivial), (BALLASTS[0], trivial), (BALLASTS[0], argument)]:
+        for i in IMPLS:
+            out["rss"][f"{i}/{ballast}"] = workers[i].ask(op="ballast", mb=ballast)["rss_mb"]
+        for _, _, req in cases:  # warm-up, not counted
+            for i in IMPLS:
+                workers[i].ask(**req)
+        for r in range(rounds):
+            order = IMPLS if r % 2 == 0 else IMPLS[::-1]
+            for name, ctx, req in cases:
+                for i in order:
+                    key = f"{i}/{ballast}/{name}/{ctx}"
+                    out["cost"].setdefault(key, []).append(workers[i].ask(**req)["ms"])
+    for i in IMPLS:
+        workers[i].ask(op="ballast", mb=0)
+    return out
+
+
+def callers_markdown(data: dict, meta: dict) -> str:
+    out = [
+        f"Run {meta['date']} ({meta['duration_s']} s): {meta['machine']}, Python {meta['python']}, pynisher "
+        f"{meta['pynisher']}, pynish {meta['pynish']}; load {meta['load']}.",
+        "",
+        f"**Cost per call by caller size** (ms; median, with p10–p90; {meta['rounds']} calls each, alternating):",
+        "",
+        "| caller | call | context | pynisher 1.0.10 | pynish | pynish − pynisher |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key in sorted({k.split("/", 1)[1] for k in data["cost"]}, key=lambda k: (int(k.split("/")[0]), k)):
+        ballast, name, ctx = key.split("/")
+        a, b = data["cost"][f"pynisher/{key}"], data["cost"][f"pynish/{key}"]
+        ma, mb = statistics.median(a), statistics.median(b)
+        rss = "/".join(f"{data['rss'][f'{i}/{ballast}']:.0f}" for i in IMPLS)
+        call = "`return 1`" if name == "trivial" else f"`len` of a {ARGUMENT_MB} MiB `bytes` argument"
+        out.append(
+            f"| {rss} MiB | {call} | {ctx} | {ma:.1f} ({q(a, .1):.1f}–{q(a, .9):.1f}) | {mb:.1f} "
+            f"({q(b, .1):.1f}–{q(b, .9):.1f}) | {mb - ma:+.1f} ({(mb / ma - 1) * 100:+.0f} %) |"
+        )
+    out.append("")
+    return "\n".join(out)
+
+
+def into_results(
+    path: str, md: str, start: str = START, end: str = END, title: str = "Python API: pynish against pynisher 1.0.10"
+) -> None:
     """Replace the measured part of the Python section (between the markers), or append the section."""
     try:
         with open(path) as fh:
             text = fh.read()
     except FileNotFoundError:
         text = ""
-    block = f"{START}\n{md.rstrip()}\n{END}"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
+    block = f"{start}\n{md.rstrip()}\n{end}"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
     else:
-        text = text.rstrip() + "\n\n## Python API: pynish against pynisher 1.0.10\n\n" + block + "\n"
+        text = text.rstrip() + f"\n\n## {title}\n\n" + block + "\n"
     with open(path, "w") as fh:
         fh.write(text)
 

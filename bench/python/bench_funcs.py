@@ -78,3 +78,8 @@ def big_return(nbytes):
     for i in range(0, nbytes, 4096):
         buf[i] = 1
     return bytes(buf)
+
+
+def takes(value):
+    """A function with an argument (a large one, in the benchmark), returning little."""
+    return len(value)

@@ -68,8 +68,32 @@ def tree_case(fn, **limits):
         shutil.rmtree(d, ignore_errors=True)
 
 
+#: What the caller holds besides itself ("ballast" requests), and a large argument, made once.
+BALLAST = bytearray()
+ARGUMENT = b""
+
+
+def resident_mb():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def handle(req):
+    global BALLAST, ARGUMENT
     op = req["op"]
+    if op == "ballast":
+        # Every page touched: a fork copies the page tables of what the caller really holds.
+        BALLAST = bytearray(b"\x01") * (req["mb"] * 2**20)
+        if req["mb"] == 0:
+            ARGUMENT = b""
+        return {"rss_mb": resident_mb()}
+    if op == "argcost":
+        if len(ARGUMENT) != req["mb"] * 2**20:
+            ARGUMENT = b"x" * (req["mb"] * 2**20)
+        lf = impl.limit(bench_funcs.takes, context=req["ctx"], warnings=False)
+        t0 = time.perf_counter()
+        lf(ARGUMENT)
+        return {"ms": (time.perf_counter() - t0) * 1000}
     if op == "cost":
         fn = getattr(bench_funcs, req["func"])
         lf = impl.limit(fn, context=req["ctx"], warnings=False)

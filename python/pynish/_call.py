@@ -4,11 +4,13 @@
 caller's memory: no pickling) and execs ``pynish --adopt B --adopt-fd W``, holding B on a pipe. pynish, now A,
 puts B in its process group, cgroups and rlimits, then releases it by writing one byte on W.
 
-"spawn": the call is pickled with cloudpickle into a private folder, and pynish starts a fresh interpreter that
-reads it (``pynish._child.main``). "forkserver": see ``_forkserver``.
+"spawn": the call is pickled with cloudpickle, and pynish starts a fresh interpreter that reads it from a pipe
+(``pynish._child.main``). "forkserver": see ``_forkserver``. In every context the outcome comes back through a
+pipe (``_stream``), read while the caller waits.
 
 pynish runs in a session of its own: Ctrl-C at the terminal reaches the caller only, which passes it on to
-pynish (SIGINT), and pynish ends the whole tree.
+pynish (SIGINT), and pynish ends the whole tree. Every pynish watches the caller's lifeline (``_lifeline``): if
+the caller dies, pynish ends the whole tree as on a SIGTERM.
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ import sys
 import time
 from typing import Any, Callable, Optional
 
-from . import _child, _main
+from . import _child, _lifeline, _main, _stream
 from ._binary import binary
 from ._interpreter import PACKAGE_PARENT, interpreter_flags
 #: What the fresh interpreter runs: this very package, even when only the caller's sys.path could find it.
 _BOOT = (
     "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._child import main; "
-    "main(sys.argv.pop(1), sys.argv.pop(1))"
+    "main(*sys.argv[1:5])"
 )
 
 _prctl: Optional[Callable[[int, int], int]] = None
@@ -47,15 +49,111 @@ def _libc_prctl() -> Callable[[int, int], int]:
 class Launched:
     """pynish running one call: its pid, and a way to wait for it."""
 
-    def __init__(self, pid: int, popen: Optional[subprocess.Popen] = None, ended: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        pid: int,
+        outcome: _stream.Reader,
+        popen: Optional[subprocess.Popen] = None,
+        ended: Optional[int] = None,
+        feeder: Optional[_stream.Feeder] = None,
+    ) -> None:
         self.pid = pid
         self.popen = popen
         #: Read end of a pipe only pynish holds (forkserver: pynish is not our child): EOF once it has exited.
         self.ended = ended
         self.status: Optional[int] = None
+        #: The function's outcome, read while waiting; and the call, written while the child reads it.
+        self.outcome = outcome
+        self.feeder = feeder
+        outcome.wait = self._readable
+        #: The function's outcome once read: ("ok", value), ("err", exception, traceback) or None (none came).
+        self.loaded: Optional[tuple] = None
+        self._loading = True
+        #: Readable once pynish has exited (without reaping it): the "ended" pipe, else a pidfd where there is one.
+        self.done: Optional[int] = ended
+        self._pidfd: Optional[int] = None
+        if ended is None and hasattr(os, "pidfd_open"):
+            try:
+                self.done = self._pidfd = os.pidfd_open(pid)
+            except OSError:
+                pass
 
     def wait(self, timeout: Optional[float] = None) -> Optional[int]:
         """pynish's exit status (negative: killed by that signal), or None if still running after ``timeout``."""
+        if self.status is not None:
+            return self.status
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._gather(deadline):
+            return None
+        status = self._status(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if status is not None and self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        return status
+
+    def _gather(self, deadline: Optional[float]) -> bool:
+        """Reads the outcome (``loaded``), feeding the call meanwhile, until the outcome is whole or pynish has
+        ended; False if ``deadline`` came first. Waiting with a deadline (after Ctrl-C) the outcome no longer
+        matters: it is read and dropped."""
+        outcome = self.outcome
+        if outcome.fd is not None:
+            if deadline is None and self._loading:
+                try:
+                    self.loaded = outcome.load()
+                finally:
+                    self._loading = False
+            elif not self._drop(deadline):
+                return False
+            outcome.close()
+            outcome.wait = None  # no cycle: a large outcome is freed as soon as the caller lets it go
+        if self.feeder is not None:
+            self.feeder.close()
+        return True
+
+    def _readable(self, deadline: Optional[float] = None) -> Optional[bool]:
+        """Blocks until the outcome's pipe is readable (True) or pynish has ended (False), feeding the call; None
+        if ``deadline`` came first."""
+        import select
+
+        feeder = self.feeder
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if self.done is None:  # no pidfd: look for pynish's end every few milliseconds
+                left = 0.005 if left is None else min(left, 0.005)
+            writing = [feeder.fd] if feeder is not None and feeder.fd is not None else []
+            watched = [fd for fd in (self.outcome.fd, self.done) if fd is not None]
+            readable, writable, _ = select.select(watched, writing, [], left)
+            if writable:
+                feeder.pump()  # type: ignore[union-attr]
+            if self.outcome.fd in readable:
+                return True
+            if self.done in readable if self.done is not None else self._status(0) is not None:
+                return False
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+
+    def _drop(self, deadline: Optional[float]) -> bool:
+        """Reads and drops the outcome until pynish has ended; False if ``deadline`` came first."""
+        fd = self.outcome.fd
+        while True:
+            try:
+                while os.read(fd, 1 << 16):  # type: ignore[arg-type]
+                    pass
+                return True  # end of file: every writer is gone
+            except BlockingIOError:
+                pass
+            readable = self._readable(deadline)
+            if readable is None:
+                return False
+            if not readable:
+                try:
+                    while os.read(fd, 1 << 16):  # type: ignore[arg-type]
+                        pass
+                except BlockingIOError:
+                    pass
+                return True
+
+    def _status(self, timeout: Optional[float]) -> Optional[int]:
         if self.status is not None:
             return self.status
         if self.popen is not None:
@@ -110,21 +208,31 @@ def start_fork(
 ) -> Launched:
     prctl = _libc_prctl()
     program = binary()
+    lifeline = _lifeline.read_end()
+    flags = [*_lifeline.flags(lifeline), *flags]
     # What the caller printed but not yet flushed would otherwise be printed again by the child.
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:
             pass
-    pid = os.fork()
+    result_read, result_write = _stream.pipe()
+    try:
+        pid = os.fork()
+    except BaseException:
+        os.close(result_read)
+        os.close(result_write)
+        raise
     if pid == 0:
         try:
+            os.close(result_read)
             os.setsid()
-            run = functools.partial(_child.execute, func, args, kwargs, opts, directory)
-            _child.hold_and_exec(program, flags, display, prctl, run, announce=announce)
+            run = functools.partial(_child.execute, func, args, kwargs, opts, directory, result_write)
+            _child.hold_and_exec(program, flags, display, prctl, run, inherit=(lifeline,), announce=announce)
         finally:
             os._exit(125)
-    return Launched(pid)
+    os.close(result_write)
+    return Launched(pid, _stream.Reader(result_read))
 
 
 def _pickler(f: Any) -> Any:
@@ -147,10 +255,35 @@ def _pickler(f: Any) -> Any:
     return Pickler(f, protocol=5)
 
 
-def write_call(directory: str, func: Callable, args: tuple, kwargs: dict, opts: Any) -> None:
-    with open(os.path.join(directory, _child.CALL_FILE), "wb") as f:
-        pickle.dump(_main.describe(), f, protocol=5)
-        _pickler(f).dump((func, args, kwargs, opts))
+class Pipes:
+    """A fresh child's two pipes: the call in (fed from the caller's memory) and the outcome out."""
+
+    def __init__(self, func: Callable, args: tuple, kwargs: dict, opts: Any) -> None:
+        call_read, call_write = _stream.pipe()
+        self.feeder = _stream.Feeder(call_write)
+        self.call = call_read
+        self.result, self.result_write = _stream.pipe()
+        try:
+            pickle.dump(_main.describe(), self.feeder, protocol=5)
+            _pickler(self.feeder).dump((func, args, kwargs, opts))
+        except BaseException:
+            self.close()
+            raise
+
+    def child_ends(self) -> list[int]:
+        return [self.call, self.result_write]
+
+    def launched(self, pid: int, **how: Any) -> Launched:
+        """Once the child holds its ends: the caller closes its copies and starts feeding the call."""
+        for fd in self.child_ends():
+            os.close(fd)
+        self.feeder.start()
+        return Launched(pid, _stream.Reader(self.result), feeder=self.feeder, **how)
+
+    def close(self) -> None:
+        self.feeder.close()
+        for fd in (self.call, self.result, self.result_write):
+            os.close(fd)
 
 
 def start_spawn(
@@ -162,13 +295,20 @@ def start_spawn(
     directory: str,
     announce: Optional[int] = None,
 ) -> Launched:
-    write_call(directory, func, args, kwargs, opts)
+    pipes = Pipes(func, args, kwargs, opts)
     interpreter = [sys.executable, *interpreter_flags()]
+    lifeline = _lifeline.read_end()
     fd = -1 if announce is None else announce
-    argv = [binary(), *flags, "--", *interpreter, "-c", _BOOT, PACKAGE_PARENT, directory, str(fd)]
-    passed = () if announce is None else (announce,)
-    popen = subprocess.Popen(argv, start_new_session=True, close_fds=True, pass_fds=passed)
-    return Launched(popen.pid, popen)
+    ends = [str(fd) for fd in pipes.child_ends()]
+    boot = [*interpreter, "-c", _BOOT, PACKAGE_PARENT, directory, *ends, str(fd)]
+    argv = [binary(), *_lifeline.flags(lifeline), *flags, "--", *boot]
+    passed = [lifeline, *pipes.child_ends(), *(() if announce is None else (announce,))]
+    try:
+        popen = subprocess.Popen(argv, start_new_session=True, close_fds=True, pass_fds=passed)
+    except BaseException:
+        pipes.close()
+        raise
+    return pipes.launched(popen.pid, popen=popen)
 
 
 def start_forkserver(
@@ -183,18 +323,19 @@ def start_forkserver(
 ) -> Launched:
     from . import _forkserver
 
-    write_call(directory, func, args, kwargs, opts)
+    pipes = Pipes(func, args, kwargs, opts)
     program = binary()
     ended_read, ended_write = os.pipe()
     try:
         server = _forkserver.client(program)
-        pid = server.start((directory, [program, *flags], display), ended_write, announce)
+        pid = server.start((directory, [program, *flags], display), [ended_write, *pipes.child_ends()], announce)
     except BaseException:
         os.close(ended_read)
+        pipes.close()
         raise
     finally:
         os.close(ended_write)
-    return Launched(pid, ended=ended_read)
+    return pipes.launched(pid, ended=ended_read)
 
 
 def wait(

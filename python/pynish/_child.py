@@ -2,11 +2,11 @@
 
 Three ways in: a child forked from the caller and held on a pipe until pynish has adopted it
 (``wait_for_release``, context "fork"); the same, forked from a forkserver, which then reads the call from a
-file (``load_and_execute``, context "forkserver"); or a fresh interpreter that pynish started (``main``, context
+pipe (``load_and_execute``, context "forkserver"); or a fresh interpreter that pynish started (``main``, context
 "spawn"), which first takes on the caller's ``sys.path``, working directory and main module as
-multiprocessing's spawn does, then reads the call. Either way the outcome is one pickle in a private file:
-``("ok", value)`` or ``("err", exception, traceback_text)``, written beside and renamed into place, so that the
-caller finds all of it or none.
+multiprocessing's spawn does, then reads the call. Either way the outcome is one pickle sent through a pipe
+(``_stream``): ``("ok", value)`` or ``("err", exception, traceback_text)``, ended by a mark that it is whole,
+so that the caller takes all of it or none.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pickle
 import sys
 import traceback
 
+from ._stream import Writer
 from .exceptions import (
     CpuTimeoutException,
     MemoryLimitException,
@@ -30,9 +31,8 @@ if TYPE_CHECKING:
 
 #: The byte pynish writes on the hold pipe once the adopted child is in place; EOF without it means "do not run".
 GO = b"G"
-#: Names of the files in the call's private folder.
-CALL_FILE = "call.pkl"
-RESULT_FILE = "result.pkl"
+#: In a limited function's process: its call's folder, where the calls it makes put theirs (``_folder``).
+running_in: Optional[str] = None
 
 
 class Options:
@@ -129,15 +129,14 @@ def wrap_error(err: BaseException, opts: Options, call: str) -> BaseException:
     return err
 
 
-def _dump(outcome: tuple, f: Any) -> None:
+def _dump(outcome: tuple, out: Writer) -> None:
     try:
-        # The plain pickler first: fastest, and protocol 5 writes a large bytes value straight to the file.
-        pickle.dump(outcome, f, protocol=5)
+        # The plain pickler first: fastest, and protocol 5 writes a large bytes value straight to the pipe.
+        pickle.dump(outcome, out, protocol=5)
     except Exception:
         # Lambdas, local classes, classes pickled by value from a __main__ script: cloudpickle can.
-        f.seek(0)
-        f.truncate()
-        _no_files_pickler(f).dump(outcome)
+        out.reset()
+        _no_files_pickler(out).dump(outcome)
 
 
 def _no_files_pickler(f: Any) -> Any:
@@ -195,33 +194,31 @@ def _loads_back(err: BaseException) -> bool:
     return True
 
 
-def write_outcome(path: str, outcome: tuple) -> None:
-    part = path + ".part"
+def send_outcome(fd: int, outcome: tuple) -> None:
+    """Sends the outcome through the pipe ``fd`` and closes it."""
     if outcome[0] == "err" and not _loads_back(outcome[1]):
         outcome = ("err", _Rebuilt(outcome[1]), outcome[2])
+    out = Writer(fd)
     try:
-        with open(part, "wb") as f:
-            try:
-                _dump(outcome, f)
-            except Exception as e:
-                f.seek(0)
-                f.truncate()
-                sent = outcome[1].err if isinstance(outcome[1], _Rebuilt) else outcome[1]
-                what = "result" if outcome[0] == "ok" else f"exception {type(sent).__name__}"
-                tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
-                if outcome[0] == "err":
-                    tb = outcome[2] + "\nWhile sending it back:\n" + tb
-                # A TypeError too when pickling said so: pynisher raises that very error.
-                kind = UnpicklableResult if isinstance(e, TypeError) else PynisherException
-                failure = kind(f"The function's {what} could not be sent back: {e!r}")
-                pickle.dump(("err", failure, tb), f, protocol=5)
-        os.replace(part, path)
-    except BaseException:
-        # Out of memory or disk even for that: no file; the caller says there was no result.
         try:
-            os.unlink(part)
-        except OSError:
-            pass
+            _dump(outcome, out)
+        except Exception as e:
+            out.reset()
+            sent = outcome[1].err if isinstance(outcome[1], _Rebuilt) else outcome[1]
+            what = "result" if outcome[0] == "ok" else f"exception {type(sent).__name__}"
+            tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+            if outcome[0] == "err":
+                tb = outcome[2] + "\nWhile sending it back:\n" + tb
+            # A TypeError too when pickling said so: pynisher raises that very error.
+            kind = UnpicklableResult if isinstance(e, TypeError) else PynisherException
+            failure = kind(f"The function's {what} could not be sent back: {e!r}")
+            pickle.dump(("err", failure, tb), out, protocol=5)
+        out.end()
+    except BaseException:
+        # Out of memory even for that, or the caller is gone: no whole outcome; the caller says there was none.
+        pass
+    finally:
+        os.close(fd)
 
 
 def _close_stdin() -> None:
@@ -243,9 +240,11 @@ def _close_stdin() -> None:
         pass
 
 
-def execute(func: Callable, args: tuple, kwargs: dict, opts: Options, directory: str) -> None:
-    """Runs the call, writes its outcome, and ends this process (never returns)."""
+def execute(func: Callable, args: tuple, kwargs: dict, opts: Options, directory: str, result: int) -> None:
+    """Runs the call, sends its outcome through the pipe ``result``, and ends this process (never returns)."""
+    global running_in
     code = 0
+    running_in = directory
     try:
         _close_stdin()
         if opts.name:
@@ -259,7 +258,7 @@ def execute(func: Callable, args: tuple, kwargs: dict, opts: Options, directory:
         except BaseException as e:  # KeyboardInterrupt and SystemExit too: the caller decides
             tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
             outcome = ("err", wrap_error(e, opts, callstring(func, args, kwargs)), tb)
-        write_outcome(os.path.join(directory, RESULT_FILE), outcome)
+        send_outcome(result, outcome)
         del outcome
     except BaseException:
         code = 1
@@ -356,11 +355,12 @@ def main_function(name: str, by_value: bytes) -> Any:
     return pickle.loads(by_value)
 
 
-def load_and_execute(directory: str, whole_main: bool) -> None:
-    """Reads the call from ``directory`` and runs it (never returns). ``whole_main``: a fresh interpreter, which
-    takes on the caller's main module too; else a forkserver's child, whose server already did."""
+def load_and_execute(directory: str, whole_main: bool, call: int, result: int) -> None:
+    """Reads the call from the pipe ``call`` and runs it, its outcome to the pipe ``result`` (never returns).
+    ``whole_main``: a fresh interpreter, which takes on the caller's main module too; else a forkserver's child,
+    whose server already did."""
     try:
-        with open(os.path.join(directory, CALL_FILE), "rb") as f:
+        with open(call, "rb") as f:
             from ._main import take_on
 
             take_on(pickle.load(f), whole_main)
@@ -369,9 +369,9 @@ def load_and_execute(directory: str, whole_main: bool) -> None:
             func, args, kwargs, opts = pickle.load(f)
     except BaseException as e:
         tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
-        write_outcome(os.path.join(directory, RESULT_FILE), ("err", e, tb))
+        send_outcome(result, ("err", e, tb))
         os._exit(0)
-    execute(func, args, kwargs, opts, directory)
+    execute(func, args, kwargs, opts, directory, result)
 
 
 def announce_pid(fd: int) -> None:
@@ -383,8 +383,12 @@ def announce_pid(fd: int) -> None:
         pass
 
 
-def main(directory: str, announce: str = "-1") -> None:
-    """Context "spawn": the entry point of the fresh interpreter. Never returns."""
+def main(directory: str, call: str, result: str, announce: str = "-1") -> None:
+    """Context "spawn": the entry point of the fresh interpreter, with the call's folder and the pipes' numbers.
+    Never returns."""
     if int(announce) >= 0:
         announce_pid(int(announce))
-    load_and_execute(directory, True)
+    # Inherited through exec, so inheritable: not to be passed on to the function's own subprocesses.
+    for fd in (int(call), int(result)):
+        os.set_inheritable(fd, False)
+    load_and_execute(directory, True, int(call), int(result))

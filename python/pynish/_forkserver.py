@@ -3,13 +3,16 @@
 The server is started once, on the first call, as a fresh interpreter in a session of its own (so no terminal
 signal reaches it), and takes on the caller's ``sys.path``, working directory and main module (``_main``), as
 multiprocessing's forkserver preloads ``__main__``. For each call the caller sends, over a Unix socket, the
-call's folder, pynish's flags and the write end of an "ended" pipe; the server forks A, which starts a session,
-forks B (held on a pipe, exactly as in the fork context) and execs ``pynish --adopt B``. Only pynish holds the
-"ended" pipe: the caller sees end-of-file on it once pynish has exited, that is once the whole tree is gone.
-B, once released, reads the call from the folder (cloudpickle), so a function never crosses the socket.
+call's folder, pynish's flags, the write end of an "ended" pipe and the call's two pipes (``_stream``); the
+server forks A, which starts a session, forks B (held on a pipe, exactly as in the fork context) and execs
+``pynish --adopt B``. Only pynish holds the "ended" pipe: the caller sees end-of-file on it once pynish has exited,
+that is once the whole tree is gone. B, once released, reads the call (cloudpickle) from its pipe, which the
+caller feeds, and sends its outcome back through the other: a function never crosses the socket.
 
 The server ends when the caller's end of the socket closes: at the caller's exit (``shutdown`` runs then and
-waits for it), or when the caller calls ``shutdown()``.
+waits for it), when the caller calls ``shutdown()``, or when the caller dies. Only the caller holds that end (it
+is closed in every child forked through Python). The server also holds the caller's lifeline (``_lifeline``)
+and passes it to each call's pynish, which ends its tree once the caller is gone.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ if TYPE_CHECKING:
     from typing import Any, List, Optional, Tuple
 
 _BOOT = (
-    "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._forkserver import serve; serve(int(sys.argv.pop(1)))"
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._forkserver import serve;"
+    " serve(int(sys.argv.pop(1)), int(sys.argv.pop(1)))"
 )
 
 
@@ -65,7 +69,7 @@ class _Client:
     def __init__(self, program: str) -> None:
         import subprocess
 
-        from . import _main
+        from . import _lifeline, _main
         from ._interpreter import PACKAGE_PARENT, interpreter_flags
 
         self.owner = os.getpid()
@@ -74,8 +78,18 @@ class _Client:
         self.lock = threading.Lock()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            argv = [sys.executable, *interpreter_flags(), "-c", _BOOT, PACKAGE_PARENT, str(theirs.fileno())]
-            self.process = subprocess.Popen(argv, pass_fds=[theirs.fileno()], start_new_session=True, close_fds=True)
+            lifeline = _lifeline.read_end()
+            argv = [
+                sys.executable,
+                *interpreter_flags(),
+                "-c",
+                _BOOT,
+                PACKAGE_PARENT,
+                str(theirs.fileno()),
+                str(lifeline),
+            ]
+            fds = [theirs.fileno(), lifeline]
+            self.process = subprocess.Popen(argv, pass_fds=fds, start_new_session=True, close_fds=True)
         finally:
             theirs.close()
         self.sock = ours
@@ -84,10 +98,12 @@ class _Client:
     def alive(self) -> bool:
         return not self.broken and self.owner == os.getpid() and self.process.poll() is None
 
-    def start(self, request: tuple, ended_write: int, announce: Optional[int] = None) -> int:
+    def start(self, request: tuple, fds: List[int], announce: Optional[int] = None) -> int:
+        """Has the server start a call; ``fds``: the "ended" pipe's write end, the call's and outcome's pipes;
+        ``announce``: where the function's process writes its pid."""
         with self.lock:
             try:
-                _send(self.sock, request, [ended_write] if announce is None else [ended_write, announce])
+                _send(self.sock, request, fds if announce is None else [*fds, announce])
                 pid, _ = _recv(self.sock)
             except BaseException:
                 # Interrupted between request and answer (Ctrl-C) or the server died: the stream may hold a
@@ -123,6 +139,22 @@ def shutdown() -> None:
 atexit.register(shutdown)
 
 
+def _forget_in_child() -> None:
+    # A forked child (a fork-context call, a multiprocessing worker) must not hold the caller's end of a server's
+    # socket: the server would outlive the caller as long as the child lives.
+    global _clients_lock
+    _clients_lock = threading.Lock()
+    for c in list(_clients.values()):
+        try:
+            c.sock.close()
+        except Exception:
+            pass
+    _clients.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def client(program: str) -> _Client:
     """The caller's server for this pynish binary, started on first use (and again after a fork or a crash)."""
     with _clients_lock:
@@ -135,8 +167,8 @@ def client(program: str) -> _Client:
 # -- in the server ------------------------------------------------------------------------------------------
 
 
-def serve(fd: int) -> None:
-    """The server's loop (never returns)."""
+def serve(fd: int, lifeline: int) -> None:
+    """The server's loop (never returns). ``lifeline``: the read end of the caller's lifeline, for each pynish."""
     # _child is imported here once, not in every call's child.
     from . import _child, _main  # noqa: F401
 
@@ -160,8 +192,10 @@ def serve(fd: int) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         while True:
             (directory, flags, display), fds = _recv(sock)
-            ended = fds[0]
-            announce = fds[1] if len(fds) > 1 else None
+            ended, call, result = fds[:3]
+            announce = fds[3] if len(fds) > 3 else None
+            for fd in fds:
+                os.set_inheritable(fd, False)  # to the call's child only; "ended" goes to pynish through exec
             answer: Any = failed
             try:
                 if failed is None:
@@ -169,10 +203,11 @@ def serve(fd: int) -> None:
                         sock,
                         prctl,
                         program=flags[0],
-                        flags=flags[1:],
+                        flags=["--lifeline-fd", str(lifeline), *flags[1:]],
                         display=display,
                         directory=directory,
-                        ended=ended,
+                        inherit=(ended, lifeline),
+                        pipes=(call, result),
                         announce=announce,
                     )
             except Exception as e:  # the caller raises it
@@ -194,7 +229,8 @@ def _fork_call(
     flags: List[str],
     display: List[str],
     directory: str,
-    ended: int,
+    inherit: Tuple[int, ...],
+    pipes: Tuple[int, int],
     announce: Optional[int] = None,
 ) -> int:
     from . import _child
@@ -206,8 +242,8 @@ def _fork_call(
             os.setsid()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            run = functools.partial(_child.load_and_execute, directory, False)
-            _child.hold_and_exec(program, flags, display, prctl, run, inherit=(ended,), announce=announce)
+            run = functools.partial(_child.load_and_execute, directory, False, *pipes)
+            _child.hold_and_exec(program, flags, display, prctl, run, inherit=inherit, announce=announce)
         finally:
             os._exit(125)
     return pid

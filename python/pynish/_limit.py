@@ -5,15 +5,12 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
-import pickle
-import shutil
 import sys
-import tempfile
 import threading
 from multiprocessing.context import BaseContext
 from typing import Any, Callable, Dict, Generic, List, Optional, Tuple, Type, TypeVar, Union
 
-from . import _call, _child, _main, _process, exceptions
+from . import _call, _child, _ending, _folder, _main, _process, exceptions
 from ._binary import binary
 from ._report import Report, Usage, parse_report
 from ._run import limit_args
@@ -62,14 +59,6 @@ def _memory(value: Any) -> Any:
         x, unit = value
         return round(x * _MEMORY_UNITS[unit.upper()])
     return value
-
-
-def _scratch() -> Optional[str]:
-    """Where a call's private folder goes: memory (/dev/shm) when there is one, since creating and removing
-    its few files on a disk file system costs milliseconds per call; else the temp folder ($TMPDIR)."""
-    if "TMPDIR" not in os.environ and os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK | os.X_OK):
-        return "/dev/shm"
-    return None
 
 
 def _label(name: Any) -> Optional[str]:
@@ -285,7 +274,9 @@ class Pynisher(Generic[T]):
         )
         if self.warnings and self.memory is not None:
             _warn_memory(self.memory, method)
-        directory = tempfile.mkdtemp(prefix="pynish-call-", dir=_scratch())
+        folder = _folder.Folder()
+        directory = folder.path
+        guarded = _ending.guard()
         try:
             report_path = os.path.join(directory, "report.json")
             flags = [
@@ -326,12 +317,19 @@ class Pynisher(Generic[T]):
             def started() -> None:
                 self._process = _process.handle(_process.read_pid(announce_read))
 
-            status = _call.wait(launched, self.forceful_keyboard_interrupt, started)
+            _ending.started(launched, folder)
+            _folder.sweep()
+            try:
+                status = _call.wait(launched, self.forceful_keyboard_interrupt, started)
+            finally:
+                _ending.ended(launched)
             report = self._read_report(report_path, status)
             self.last_run = report
-            return self._outcome(report, os.path.join(directory, _child.RESULT_FILE), args, kwargs)
+            loaded, launched.loaded = launched.loaded, None
+            return self._outcome(report, loaded, args, kwargs)
         finally:
-            shutil.rmtree(directory, ignore_errors=True)
+            folder.remove()
+            _ending.unguard(guarded)
 
     def _backend(self) -> Optional[str]:
         """``proc`` with ``terminate_child_processes=False``, whose leftovers must outlive the run's cgroups; else
@@ -351,12 +349,11 @@ class Pynisher(Generic[T]):
                 " stderr)"
             ) from None
 
-    def _outcome(self, report: Report, result_path: str, args: tuple, kwargs: dict) -> Any:
+    def _outcome(self, report: Report, loaded: Optional[tuple], args: tuple, kwargs: dict) -> Any:
         call = _child.callstring(self.func, args, kwargs)
         err: Optional[BaseException] = None
         tb: Optional[str] = None
         result: Any = EMPTY
-        loaded = self._load(result_path)
         if loaded is not None:
             if loaded[0] == "ok":
                 result = loaded[1]
@@ -400,19 +397,6 @@ class Pynisher(Generic[T]):
         if isinstance(err, MemoryError) and not isinstance(err, exceptions.MemoryLimitException) and self.memory:
             err = exceptions.MemoryLimitException(f"MemoryError raised with limit {self.memory}B")
         return _raise_with(err, tb)
-
-    @staticmethod
-    def _load(path: str) -> Optional[tuple]:
-        try:
-            f = open(path, "rb")
-        except FileNotFoundError:
-            return None
-        with f:
-            try:
-                return pickle.load(f)
-            except Exception as e:
-                # e.g. an exception class whose constructor takes other arguments than it pickles.
-                return ("err", exceptions.PynisherException(f"The function's outcome could not be read: {e!r}"), None)
 
 
 limit = Pynisher

@@ -12,7 +12,11 @@ TYPE_CHECKING = False  # not from typing: a fresh child does not pay for importi
 if TYPE_CHECKING:
     from typing import Any, Dict
 
-_ORIGINAL_DIR = os.path.abspath(os.getcwd())
+from . import _ORIGINAL_DIR as _IMPORTED_IN
+
+#: Where relative entries of ``sys.path`` and the main module's path are resolved: the working directory when
+#: pynish was first imported (see ``pynish._ORIGINAL_DIR``).
+_ORIGINAL_DIR = _IMPORTED_IN if _IMPORTED_IN is not None else os.path.abspath(os.getcwd())
 
 #: True while a new process re-runs the caller's main module: a limited call made then comes from an unguarded
 #: script's top level (no ``if __name__ == "__main__":``) and raises, as multiprocessing's bootstrapping check.

@@ -360,3 +360,18 @@ def session_members(sid: int) -> list[int]:
         if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
             out.append(int(name))
     return out
+
+
+def orphaning_tree(piddir):
+    """A function with a grandchild in a session of its own that ignores SIGTERM: announces both, writes
+    piddir/ready, then sleeps."""
+    announce(piddir)
+    code = (
+        "import signal, sys, time, pynish_testutil as u; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+        " u.announce(sys.argv[1]); time.sleep(120)"
+    )
+    subprocess.Popen([sys.executable, "-c", code, str(piddir)], env=script_env(), start_new_session=True)
+    wait_for_files(piddir, 2)
+    Path(piddir, "ready").write_text("")
+    time.sleep(120)
+    return "not ended"
