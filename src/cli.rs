@@ -2,11 +2,10 @@
 
 use crate::limits::{Limits, MemoryKind};
 use crate::settings::{Adopt, Settings};
-use crate::signals::parse_signal;
+use crate::signals::{Sig, parse_signal};
 use crate::tree::BackendChoice;
 use crate::units::{parse_duration, parse_size};
 use clap::{Parser, Subcommand, ValueEnum, ValueHint};
-use nix::sys::signal::Signal;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -102,9 +101,9 @@ pub struct Cli {
     /// The first signal, a name or number
     ///
     /// Sent to every member of the tree when a limit is reached (TERM, SIGINT, 9, ...); SIGKILL follows after
-    /// the grace period. A standard signal (1-31): real-time signals are refused.
+    /// the grace period. Real-time signals too: by number (40) or by name as kill -l prints it (RTMIN+6, SIGRTMAX-2).
     #[arg(short = 's', long, value_name = "SIG", value_hint = ValueHint::Other, value_parser = parse_signal, default_value = "TERM", env = "PYNISH_SIGNAL", help_heading = "Escalation")]
-    pub signal: Signal,
+    pub signal: Sig,
 
     /// Exit with the command's own status even when a limit was hit
     #[arg(long, help_heading = "Escalation")]

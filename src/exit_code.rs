@@ -4,7 +4,7 @@
 //! GNU timeout (124 for the wall clock, 125–127 for its own failures) and count down from there for the other
 //! limits, so a shell `case` can branch on every outcome.
 
-use nix::sys::signal::Signal;
+use crate::signals::Sig;
 
 /// Why pynish ends with the status it ends with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,7 +12,7 @@ pub enum ExitCode {
     /// The command exited by itself with this code.
     Command(u8),
     /// A signal not sent by pynish ended the command (the shell's 128+N).
-    Signal(Signal),
+    Signal(Sig),
     /// The wall-time limit was reached (124, as GNU timeout).
     WallTime,
     /// The CPU-time limit was reached.
@@ -48,7 +48,7 @@ impl From<ExitCode> for u8 {
     fn from(code: ExitCode) -> u8 {
         match code {
             ExitCode::Command(code) => code,
-            ExitCode::Signal(sig) => 128u8.wrapping_add(sig as i32 as u8),
+            ExitCode::Signal(sig) => 128u8.wrapping_add(sig.number() as u8),
             ExitCode::WallTime => WALL_TIME,
             ExitCode::CpuTime => CPU_TIME,
             ExitCode::Memory => MEMORY,
@@ -63,12 +63,13 @@ impl From<ExitCode> for u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::signal::Signal;
 
     #[test]
     fn numbers_are_stable() {
         assert_eq!(u8::from(ExitCode::Command(3)), 3);
-        assert_eq!(u8::from(ExitCode::Signal(Signal::SIGSEGV)), 139);
-        assert_eq!(u8::from(ExitCode::Signal(Signal::SIGKILL)), 137);
+        assert_eq!(u8::from(ExitCode::Signal(Signal::SIGSEGV.into())), 139);
+        assert_eq!(u8::from(ExitCode::Signal(Sig::KILL)), 137);
         assert_eq!(u8::from(ExitCode::WallTime), 124);
         assert_eq!(u8::from(ExitCode::CpuTime), 123);
         assert_eq!(u8::from(ExitCode::Memory), 122);

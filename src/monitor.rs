@@ -18,6 +18,7 @@ use crate::lifeline::Lifeline;
 use crate::limits::{GRACE_PROCESS_SLACK, LimitKind, MemoryKind};
 use crate::record::{Escalation, Facts, Outcome, Status, Usage};
 use crate::settings::Settings;
+use crate::signals::Sig;
 use crate::spawn::{self, Plan, SpawnError};
 use crate::terminal::Terminal;
 use crate::timeline::{Cause, Event, Timeline};
@@ -28,7 +29,7 @@ use nix::poll::{PollFd, PollFlags, ppoll};
 use nix::sys::resource::Resource;
 use nix::sys::signal::{Signal, killpg};
 use nix::sys::time::TimeSpec;
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::wait::WaitPidFlag;
 use nix::unistd::Pid;
 use std::time::{Duration, Instant};
 
@@ -311,17 +312,13 @@ impl Monitor<'_> {
             flags |= WaitPidFlag::WUNTRACED;
         }
         loop {
-            match waitpid(None, Some(flags)) {
-                Ok(WaitStatus::StillAlive) => return true,
-                Ok(WaitStatus::Exited(pid, code)) if pid == self.child => {
-                    self.facts.status = Some(Status::Exited(code));
-                    self.record(Event::Exit(Status::Exited(code)));
+            match wait_any(flags) {
+                Ok(Reaped::Nothing) => return true,
+                Ok(Reaped::Ended(pid, status)) if pid == self.child => {
+                    self.facts.status = Some(status);
+                    self.record(Event::Exit(status));
                 }
-                Ok(WaitStatus::Signaled(pid, signal, _)) if pid == self.child => {
-                    self.facts.status = Some(Status::Signaled(signal));
-                    self.record(Event::Exit(Status::Signaled(signal)));
-                }
-                Ok(WaitStatus::Stopped(pid, _)) if pid == self.child && self.phase == Phase::Running => {
+                Ok(Reaped::Stopped(pid)) if pid == self.child && self.phase == Phase::Running => {
                     if let Some(terminal) = self.terminal {
                         terminal.relay_stop(self.child);
                     }
@@ -341,11 +338,11 @@ impl Monitor<'_> {
                 self.log.event(format_args!("received {signal}"));
                 match (self.facts.received, self.phase) {
                     (None, Phase::Running) => {
-                        self.facts.received = Some(signal);
-                        self.escalate(signal);
+                        self.facts.received = Some(signal.into());
+                        self.escalate(signal.into());
                     }
                     (None, _) => {
-                        self.facts.received = Some(signal);
+                        self.facts.received = Some(signal.into());
                         self.kill();
                     }
                     (Some(_), _) => self.kill(),
@@ -514,12 +511,12 @@ impl Monitor<'_> {
     }
 
     /// Sends `signal` once to every member of the tree and starts the grace period.
-    fn escalate(&mut self, signal: Signal) {
-        if signal == Signal::SIGKILL || self.settings.grace.is_zero() {
+    fn escalate(&mut self, signal: Sig) {
+        if signal == Sig::KILL || self.settings.grace.is_zero() {
             self.kill();
             if self.escalation.first_signal.is_none() {
                 // SIGKILL went first (`--signal KILL`, `--grace 0`): it is the first signal, to the same members.
-                self.escalation.first_signal = Some(Signal::SIGKILL);
+                self.escalation.first_signal = Some(Sig::KILL);
                 self.escalation.first_signal_at = self.escalation.sigkill_at;
                 self.escalation.signalled = self.escalation.killed;
             }
@@ -549,15 +546,15 @@ impl Monitor<'_> {
     /// to the rest of the tree with `rest`; returns the members that got it, sorted. A member the `killpg` kills at
     /// once may have left the tree's listing by the time `rest` lists it (see `Tree::listed_before_killing`), and
     /// is counted all the same.
-    fn send_to_tree(&mut self, signal: Signal, rest: impl FnOnce(&mut dyn Tree, Option<i32>) -> Vec<i32>) -> Vec<i32> {
+    fn send_to_tree(&mut self, signal: Sig, rest: impl FnOnce(&mut dyn Tree, Option<i32>) -> Vec<i32>) -> Vec<i32> {
         let group = Some(self.child.as_raw());
         let mut reached: Vec<i32> =
             self.tree.listed_before_killing().into_iter().filter(|&pid| crate::tree::in_group(pid, group)).collect();
-        if killpg(self.child, signal).is_err() {
+        if !signal.send_to_group(self.child.as_raw()) {
             reached.clear();
         }
-        if signal != Signal::SIGKILL {
-            let _ = killpg(self.child, Signal::SIGCONT);
+        if signal != Sig::KILL {
+            Sig::CONT.send_to_group(self.child.as_raw());
         }
         reached.extend(rest(&mut *self.tree, group));
         reached.sort_unstable();
@@ -571,7 +568,7 @@ impl Monitor<'_> {
             return;
         }
         self.escalation.sigkill_at = Some(self.now());
-        self.sigkilled = self.send_to_tree(Signal::SIGKILL, |tree, _| {
+        self.sigkilled = self.send_to_tree(Sig::KILL, |tree, _| {
             let mut killed = tree.kill_all();
             killed.extend(kill_strays(tree));
             killed
@@ -655,8 +652,8 @@ impl Monitor<'_> {
         let cpu = self.usage.cpu_user + self.usage.cpu_system;
         if let Some(limit) = limits.cpu_time {
             match self.facts.status {
-                Some(Status::Signaled(Signal::SIGXCPU)) => return Some(LimitKind::CpuTime),
-                Some(Status::Signaled(Signal::SIGKILL)) if cpu >= limit => return Some(LimitKind::CpuTime),
+                Some(Status::Signaled(Sig::XCPU)) => return Some(LimitKind::CpuTime),
+                Some(Status::Signaled(Sig::KILL)) if cpu >= limit => return Some(LimitKind::CpuTime),
                 _ => {}
             }
         }
@@ -670,4 +667,35 @@ impl Monitor<'_> {
         }
         None
     }
+}
+
+/// What one `waitpid` found.
+enum Reaped {
+    /// No child has changed state (WNOHANG).
+    Nothing,
+    /// A child ended, as `Status` says.
+    Ended(Pid, Status),
+    /// A child stopped (WUNTRACED).
+    Stopped(Pid),
+    /// Anything else (a child continued).
+    Other,
+}
+
+/// One `waitpid(-1, flags)`, as nix's but for a child that a real-time signal ended: nix's `WaitStatus` names
+/// only the standard signals, and would reap such a child and then fail with EINVAL, its status lost (and the
+/// loop would take the failure for "no child left"). The first signal may be a real-time one (`--signal 40`).
+fn wait_any(flags: WaitPidFlag) -> nix::Result<Reaped> {
+    let mut status = 0;
+    // SAFETY: waitpid writes one int through a valid pointer.
+    let pid = Errno::result(unsafe { libc::waitpid(-1, &mut status, flags.bits()) })?;
+    Ok(match pid {
+        0 => Reaped::Nothing,
+        pid if libc::WIFEXITED(status) => Reaped::Ended(Pid::from_raw(pid), Status::Exited(libc::WEXITSTATUS(status))),
+        pid if libc::WIFSIGNALED(status) => match Sig::from_number(libc::WTERMSIG(status)) {
+            Some(signal) => Reaped::Ended(Pid::from_raw(pid), Status::Signaled(signal)),
+            None => Reaped::Other,
+        },
+        pid if libc::WIFSTOPPED(status) => Reaped::Stopped(Pid::from_raw(pid)),
+        _ => Reaped::Other,
+    })
 }

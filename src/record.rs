@@ -1,13 +1,13 @@
 //! The run's record: what a run was asked, and what it produced, as plain data.
 //!
 //! The monitor fills it; `verdict` decides from its facts; `report` renders schema 1 from it, and `timeline` its
-//! header and `end` line. It stands below all of them and imports none of them (only the leaf `limits`), so
+//! header and `end` line. It stands below all of them and imports none of them (only the leaves `limits` and `signals`), so
 //! that a change to the report's layout, or a new output, never reaches into the watch loop, and the loop never
 //! learns an output's types. Every type here is `Serialize` and `Deserialize`: a Rust caller can keep a record,
 //! send it elsewhere and read it back, without pynish's own machinery.
 
 use crate::limits::{LimitKind, Limits, MemoryKind};
-use nix::sys::signal::Signal;
+use crate::signals::Sig;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -44,13 +44,13 @@ pub struct LimitsAsked {
     pub processes: Option<u64>,
     /// `--grace`, in seconds.
     pub grace_s: f64,
-    /// `--signal`, e.g. `SIGTERM`.
+    /// `--signal`, e.g. `SIGTERM` or `SIGRTMIN+6`.
     pub signal: String,
 }
 
 impl LimitsAsked {
     /// The limits as the run holds them, in schema 1's units.
-    pub fn new(limits: &Limits, grace: Duration, signal: Signal) -> LimitsAsked {
+    pub fn new(limits: &Limits, grace: Duration, signal: Sig) -> LimitsAsked {
         LimitsAsked {
             wall_time_s: limits.wall_time.map(seconds),
             cpu_time_s: limits.cpu_time.map(seconds),
@@ -58,7 +58,7 @@ impl LimitsAsked {
             memory_kind: limits.memory_kind,
             processes: limits.processes,
             grace_s: seconds(grace),
-            signal: signal.as_str().to_owned(),
+            signal: signal.name().into_owned(),
         }
     }
 }
@@ -103,7 +103,7 @@ pub enum Status {
     /// It exited by itself with this code.
     Exited(i32),
     /// A signal ended it.
-    Signaled(#[serde(with = "signal_name")] Signal),
+    Signaled(#[serde(with = "signal_name")] Sig),
 }
 
 /// Everything the verdict depends on, gathered by the monitor; `verdict::decide` reads nothing else.
@@ -115,7 +115,7 @@ pub struct Facts {
     pub kernel_limit: Option<LimitKind>,
     /// A terminating signal pynish itself received and passed on to the tree.
     #[serde(with = "optional_signal_name")]
-    pub received: Option<Signal>,
+    pub received: Option<Sig>,
     /// How the command ended.
     pub status: Option<Status>,
     /// `--preserve-status`: the command's own status is the exit status even after a limit.
@@ -127,7 +127,7 @@ pub struct Facts {
 pub struct Escalation {
     /// The first signal sent to the tree (SIGKILL itself with `--signal KILL` or `--grace 0`).
     #[serde(with = "optional_signal_name")]
-    pub first_signal: Option<Signal>,
+    pub first_signal: Option<Sig>,
     /// When, since the start.
     pub first_signal_at: Option<Duration>,
     /// Members that received the first signal.
@@ -166,17 +166,17 @@ pub struct Outcome {
     pub escalation: Escalation,
 }
 
-/// A signal as its name (`SIGTERM`), the form a person and the report read, rather than its number, which
-/// differs between architectures.
+/// A signal as its name (`SIGTERM`, `SIGRTMIN+6`), the form a person and the report read, rather than its
+/// number, which differs between architectures (and, for a real-time one, between C libraries).
 mod signal_name {
-    use nix::sys::signal::Signal;
+    use crate::signals::Sig;
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
-    pub fn serialize<S: Serializer>(signal: &Signal, out: S) -> Result<S::Ok, S::Error> {
-        out.serialize_str(signal.as_str())
+    pub fn serialize<S: Serializer>(signal: &Sig, out: S) -> Result<S::Ok, S::Error> {
+        out.serialize_str(&signal.name())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(input: D) -> Result<Signal, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(input: D) -> Result<Sig, D::Error> {
         let name = String::deserialize(input)?;
         name.parse().map_err(|_| D::Error::custom(format!("unknown signal {name}")))
     }
@@ -184,17 +184,17 @@ mod signal_name {
 
 /// `signal_name` for an optional signal.
 mod optional_signal_name {
-    use nix::sys::signal::Signal;
+    use crate::signals::Sig;
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
-    pub fn serialize<S: Serializer>(signal: &Option<Signal>, out: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(signal: &Option<Sig>, out: S) -> Result<S::Ok, S::Error> {
         match signal {
-            Some(signal) => out.serialize_some(signal.as_str()),
+            Some(signal) => out.serialize_some(&signal.name()),
             None => out.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(input: D) -> Result<Option<Signal>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(input: D) -> Result<Option<Sig>, D::Error> {
         let name = Option::<String>::deserialize(input)?;
         name.map(|name| name.parse().map_err(|_| D::Error::custom(format!("unknown signal {name}")))).transpose()
     }
@@ -203,21 +203,22 @@ mod optional_signal_name {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::signal::Signal;
 
     #[test]
     fn an_outcome_reads_back_as_it_was_written() {
         let outcome = Outcome {
             facts: Facts {
                 limit: Some(LimitKind::Memory),
-                received: Some(Signal::SIGHUP),
-                status: Some(Status::Signaled(Signal::SIGKILL)),
+                received: Some(Signal::SIGHUP.into()),
+                status: Some(Status::Signaled(Sig::KILL)),
                 ..Facts::default()
             },
             pid: 42,
             wall: Duration::from_millis(1500),
             usage: Usage { cpu_user: Duration::from_millis(3), peak_memory: 1 << 20, ..Usage::default() },
             escalation: Escalation {
-                first_signal: Some(Signal::SIGTERM),
+                first_signal: Some(Sig::TERM),
                 first_signal_at: Some(Duration::from_millis(7)),
                 signalled: 2,
                 ..Escalation::default()

@@ -5,9 +5,9 @@
 use crate::exit_code::ExitCode;
 use crate::limits::{LimitKind, Limits};
 use crate::record::{Asked, Enforcement, LimitsAsked, Outcome, Status, seconds as secs};
+use crate::signals::Sig;
 use crate::verdict::Verdict;
 use anyhow::{Context, Result};
-use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -108,10 +108,10 @@ impl Report {
                 _ => None,
             },
             signal: match outcome.facts.status {
-                Some(Status::Signaled(signal)) => Some(signal.as_str().to_owned()),
+                Some(Status::Signaled(signal)) => Some(signal.name().into_owned()),
                 _ => None,
             },
-            received_signal: outcome.facts.received.map(|s| s.as_str().to_owned()),
+            received_signal: outcome.facts.received.map(|s| s.name().into_owned()),
             limits: asked.limits.clone(),
             usage: UsageReport {
                 wall_time_s: secs(outcome.wall),
@@ -122,7 +122,7 @@ impl Report {
                 max_processes: usage.max_processes,
             },
             escalation: EscalationReport {
-                first_signal: esc.first_signal.map(|s| s.as_str().to_owned()),
+                first_signal: esc.first_signal.map(|s| s.name().into_owned()),
                 first_signal_at_s: esc.first_signal_at.map(secs),
                 signalled_processes: esc.signalled,
                 sigkill_sent: esc.sigkill_at.is_some(),
@@ -177,7 +177,7 @@ pub fn message(limits: &Limits, grace: Duration, outcome: &Outcome, verdict: Ver
     let esc = &outcome.escalation;
     let grace = crate::units::format_duration(grace);
     match (esc.first_signal, esc.sigkill_at.is_some()) {
-        (Some(Signal::SIGKILL), _) => line += "; sent SIGKILL",
+        (Some(Sig::KILL), _) => line += "; sent SIGKILL",
         (Some(first), true) => line += &format!("; sent {first}, SIGKILL after {grace}"),
         (Some(first), false) => line += &format!("; sent {first}, the command ended within the {grace} grace"),
         (None, true) => line += "; sent SIGKILL",

@@ -6,18 +6,18 @@ use crate::monitor::{self, Log};
 use crate::record::Enforcement;
 use crate::report::{self, Report};
 use crate::settings::Settings;
+use crate::signals::Sig;
 use crate::spawn::SpawnError;
 use crate::timeline::{self, Event, Timeline};
 use crate::tree::{self, Tree};
 use crate::verdict::{self, Verdict};
 use anyhow::Result;
-use nix::sys::signal::Signal;
 
 /// How pynish itself ends.
 enum Exit {
     Code(u8),
     /// Die of this signal, as the command did (the shell then sees a real signal death).
-    Signal(Signal),
+    Signal(Sig),
 }
 
 /// Runs and returns pynish's exit status (unless it dies of the command's signal first).
@@ -150,16 +150,21 @@ fn emit(settings: &Settings, report: &Report) -> Result<()> {
 
 /// Ends pynish by `signal`, as the command ended, so that a calling shell sees a real signal death (and, for
 /// SIGINT, stops its script as it would without pynish). Core dumps of pynish itself are disabled first.
-fn die_of(signal: Signal) -> u8 {
+/// Plain libc calls, not nix's, which name only the standard signals: a command may die of a real-time one.
+fn die_of(signal: Sig) -> u8 {
     use nix::sys::resource::{Resource, setrlimit};
-    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, sigprocmask};
     let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
-    // SAFETY: restoring the default disposition installs no Rust code as a handler.
-    let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
-    let mut set = SigSet::empty();
-    set.add(signal);
-    let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
-    let _ = nix::sys::signal::raise(signal);
+    let number = signal.number();
+    // SAFETY: restoring the default disposition installs no Rust code as a handler; the set is a local value
+    // filled by sigemptyset before use; raise takes a plain number.
+    unsafe {
+        libc::signal(number, libc::SIG_DFL);
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, number);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(number);
+    }
     // Still here: the signal's default action does not terminate (e.g. SIGCHLD); use the shell's number.
     u8::from(ExitCode::Signal(signal))
 }

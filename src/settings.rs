@@ -4,9 +4,9 @@
 use crate::destination;
 use crate::limits::Limits;
 use crate::record::{Asked, LimitsAsked};
+use crate::signals::Sig;
 pub use crate::tree::BackendChoice;
 use anyhow::{Result, bail};
-use nix::sys::signal::Signal;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,8 +18,8 @@ pub struct Settings {
     pub limits: Limits,
     /// `--grace`: from the first signal to SIGKILL, time for the command to clean up.
     pub grace: Duration,
-    /// `--signal`: the first signal, the one a command can catch to clean up.
-    pub signal: Signal,
+    /// `--signal`: the first signal, the one a command can catch to clean up (standard or real-time).
+    pub signal: Sig,
     /// `--preserve-status`: exit as the command did even after a limit, for callers that only read the report.
     pub preserve_status: bool,
     /// `--leave-leftovers`: exit when the command's first process ends, leaving the rest running.

@@ -69,6 +69,7 @@ pub fn decide(facts: &Facts) -> (Verdict, ExitCode) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signals::Sig;
     use nix::sys::signal::Signal;
 
     #[test]
@@ -87,18 +88,18 @@ mod tests {
     fn preserve_status_returns_command_status() {
         let facts = Facts {
             limit: Some(LimitKind::Memory),
-            status: Some(Status::Signaled(Signal::SIGKILL)),
+            status: Some(Status::Signaled(Sig::KILL)),
             preserve_status: true,
             ..Facts::default()
         };
-        assert_eq!(decide(&facts), (Verdict::Memory, ExitCode::Signal(Signal::SIGKILL)));
+        assert_eq!(decide(&facts), (Verdict::Memory, ExitCode::Signal(Sig::KILL)));
     }
 
     #[test]
     fn kernel_kill_is_a_limit_not_a_signal() {
         let facts = Facts {
             kernel_limit: Some(LimitKind::CpuTime),
-            status: Some(Status::Signaled(Signal::SIGXCPU)),
+            status: Some(Status::Signaled(Sig::XCPU)),
             ..Facts::default()
         };
         assert_eq!(decide(&facts), (Verdict::CpuTime, ExitCode::CpuTime));
@@ -106,13 +107,14 @@ mod tests {
 
     #[test]
     fn received_signal_is_reported() {
-        let facts = Facts { received: Some(Signal::SIGHUP), status: Some(Status::Exited(0)), ..Facts::default() };
-        assert_eq!(decide(&facts), (Verdict::Signaled, ExitCode::Signal(Signal::SIGHUP)));
+        let facts =
+            Facts { received: Some(Signal::SIGHUP.into()), status: Some(Status::Exited(0)), ..Facts::default() };
+        assert_eq!(decide(&facts), (Verdict::Signaled, ExitCode::Signal(Signal::SIGHUP.into())));
     }
 
     #[test]
     fn foreign_signal_passes_through() {
-        let facts = Facts { status: Some(Status::Signaled(Signal::SIGSEGV)), ..Facts::default() };
-        assert_eq!(decide(&facts), (Verdict::Signaled, ExitCode::Signal(Signal::SIGSEGV)));
+        let facts = Facts { status: Some(Status::Signaled(Signal::SIGSEGV.into())), ..Facts::default() };
+        assert_eq!(decide(&facts), (Verdict::Signaled, ExitCode::Signal(Signal::SIGSEGV.into())));
     }
 }

@@ -207,7 +207,17 @@ impl Drop for Reaped {
     }
 }
 
-/// `runs` runs of root's pynish with `--report` in a sticky directory where the other user keeps making and
+/// Waits until the other user's toggler has made its link at `path` once (it may be slow to start on a loaded
+/// machine), so that the runs after it race against a link that really comes and goes.
+fn wait_for_toggler(path: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while fs::symlink_metadata(path).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the other user's toggler never made its link");
+        std::thread::yield_now();
+    }
+}
+
+/// At least `runs` runs of root's pynish with `--report` in a sticky directory where the other user keeps making and
 /// removing a link to root's file (and to a new file beside it); the test removes each report root wrote, so that
 /// the name stays free for the next round of the race. Returns (written, refused before, lost at the end).
 fn race(uid: u32, gid: u32, runs: usize) -> (usize, usize, usize) {
@@ -228,8 +238,13 @@ fn race(uid: u32, gid: u32, runs: usize) -> (usize, usize, usize) {
         .spawn()
         .expect("perl");
     let _toggler = Reaped(toggler);
+    wait_for_toggler(&report);
     let (mut written, mut refused, mut lost) = (0, 0, 0);
-    for run in 0..runs {
+    // Past `runs`, until both sides of the race were seen (a loaded machine may schedule the toggler rarely).
+    for run in 0..runs * 10 {
+        if run >= runs && refused + lost > 0 && written > 0 {
+            break;
+        }
         let out = pynish().arg("--report").arg(&report).args(["--", "true"]).output().unwrap();
         let said = stderr(&out);
         assert_eq!(fs::read_to_string(&precious).unwrap(), "precious\n", "run {run}: root's file was overwritten");
@@ -492,8 +507,15 @@ fn another_users_toggling_directory_link_never_steers_roots_report() {
     let toggler = Command::new("perl").args(["-e", script]).arg(keep.path()).arg(&theirs).uid(uid).gid(gid).spawn();
     let _toggler = Reaped(toggler.expect("perl"));
     let report = theirs.join(precious.file_name().unwrap());
+    wait_for_toggler(&theirs);
     let mut refused = 0;
-    for run in 0..200 {
+    let mut runs = 0;
+    // At least 200 runs, and more until one saw the link (a loaded machine may schedule the toggler rarely).
+    for run in 0..2000 {
+        if run >= 200 && refused > 0 {
+            break;
+        }
+        runs += 1;
         let out = pynish().arg("--report").arg(&report).args(["--", "true"]).output().unwrap();
         let said = stderr(&out);
         assert_eq!(fs::read_to_string(&precious).unwrap(), "precious\n", "run {run}: root's file was overwritten");
@@ -505,6 +527,6 @@ fn another_users_toggling_directory_link_never_steers_roots_report() {
             assert!(said.contains("No such file or directory"), "run {run}: exit {}: {said}", code(&out));
         }
     }
-    eprintln!("{refused} of 200 runs saw the other user's link and refused it");
+    eprintln!("{refused} of {runs} runs saw the other user's link and refused it");
     assert!(refused > 0, "the other user's link was never seen: no race took place");
 }

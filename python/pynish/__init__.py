@@ -30,6 +30,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ._executor import Executor, Future
     from ._limit import EMPTY, Pynisher, limit, restricted
     from ._report import Enforcement, Escalation, Limits, Report, Usage
     from ._run import run
@@ -51,6 +52,8 @@ __all__ = [
     "supports_memory",
     "supports_limit_decorator",
     "run",
+    "Executor",
+    "Future",
     "Report",
     "Limits",
     "Usage",
@@ -75,6 +78,8 @@ _LAZY = {
     "limit": "_limit",
     "restricted": "_limit",
     "run": "_run",
+    "Executor": "_executor",
+    "Future": "_executor",
     "Report": "_report",
     "Limits": "_report",
     "Usage": "_report",

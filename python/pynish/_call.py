@@ -320,7 +320,9 @@ def start_forkserver(
     opts: Any,
     directory: str,
     announce: Optional[int] = None,
+    server: Any = None,
 ) -> Launched:
+    """``server``: a ``_forkserver._Client`` of the caller's own (``pynish.Executor``'s); else the shared one."""
     from . import _forkserver
 
     pipes = Pipes(func, args, kwargs, opts)
@@ -328,7 +330,8 @@ def start_forkserver(
     ended_read, ended_write = os.pipe()
     _owned.hold(ended_write)  # pynish's alone once sent: a child forked meanwhile would hide pynish's end
     try:
-        server = _forkserver.client(program)
+        if server is None:
+            server = _forkserver.client(program)
         pid = server.start((directory, [program, *flags], display), [ended_write, *pipes.child_ends()], announce)
     except BaseException:
         os.close(ended_read)

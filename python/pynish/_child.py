@@ -305,6 +305,10 @@ def execute(func: Callable, args: tuple, kwargs: dict, opts: Options, directory:
 
 def _forget_parent_children() -> None:
     # This process was forked from the caller: the caller's multiprocessing children are not ours to join.
+    if "multiprocessing" not in sys.modules:
+        # Never imported (a forkserver's child, as a rule): nothing to forget, and importing it here would cost
+        # every call milliseconds.
+        return
     try:
         from multiprocessing import process, util
 

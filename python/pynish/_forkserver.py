@@ -26,6 +26,7 @@ import socket
 import struct
 import sys
 import threading
+import weakref
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -66,7 +67,9 @@ def _recv(sock: socket.socket) -> Tuple[Any, List[int]]:
 
 
 class _Client:
-    def __init__(self, program: str) -> None:
+    def __init__(self, program: str, preload: Tuple[str, ...] = ()) -> None:
+        """``preload``: modules the server imports once, after taking on the caller's ``sys.path`` (so that every
+        call's child finds them loaded)."""
         import subprocess
 
         from . import _lifeline, _main
@@ -93,7 +96,8 @@ class _Client:
         finally:
             theirs.close()
         self.sock = ours
-        _send(ours, _main.describe())
+        _send(ours, dict(_main.describe(), preload=list(preload)))
+        _every.add(self)
 
     def alive(self) -> bool:
         return not self.broken and self.owner == os.getpid() and self.process.poll() is None
@@ -125,6 +129,8 @@ class _Client:
 
 _clients: dict = {}
 _clients_lock = threading.Lock()
+#: Every client alive in this process: the shared ones above and those of each ``pynish.Executor``.
+_every: "weakref.WeakSet[_Client]" = weakref.WeakSet()
 
 
 def shutdown() -> None:
@@ -144,7 +150,7 @@ def _forget_in_child() -> None:
     # socket: the server would outlive the caller as long as the child lives.
     global _clients_lock
     _clients_lock = threading.Lock()
-    for c in list(_clients.values()):
+    for c in list(_every):
         try:
             c.sock.close()
         except Exception:
@@ -182,6 +188,7 @@ def serve(fd: int, lifeline: int) -> None:
             # The caller's main module failed when re-run here (an unguarded script's limited call raises the
             # bootstrapping RuntimeError): every call is answered with that, rather than a server gone silent.
             failed = e
+        _preload(data.get("preload", ()))
         # Imported once here rather than in every call's child: what reading a call and writing its outcome needs.
         import cloudpickle  # noqa: F401
         import ctypes
@@ -220,6 +227,17 @@ def serve(fd: int, lifeline: int) -> None:
         pass
     finally:
         os._exit(0)
+
+
+def _preload(modules: List[str]) -> None:
+    # A module that fails to import here is left to the call that needs it, which then says why.
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except BaseException:
+            pass
 
 
 def _fork_call(

@@ -300,14 +300,7 @@ class Pynisher(Generic[T]):
             _process.prepare()
             announce_read, announce = os.pipe()
             try:
-                if method == "fork":
-                    launched = _call.start_fork(flags, display, self.func, args, kwargs, opts, directory, announce)
-                elif method == "forkserver":
-                    launched = _call.start_forkserver(
-                        flags, display, self.func, args, kwargs, opts, directory, announce
-                    )
-                else:
-                    launched = _call.start_spawn(flags, self.func, args, kwargs, opts, directory, announce)
+                launched = self._start(method, flags, display, args, kwargs, opts, directory, announce)
             except BaseException:
                 os.close(announce_read)
                 raise
@@ -320,7 +313,7 @@ class Pynisher(Generic[T]):
             _ending.started(launched, folder)
             _folder.sweep()
             try:
-                status = _call.wait(launched, self.forceful_keyboard_interrupt, started)
+                status = self._wait(launched, started)
             finally:
                 _ending.ended(launched)
             report = self._read_report(report_path, status)
@@ -330,6 +323,28 @@ class Pynisher(Generic[T]):
         finally:
             folder.remove()
             _ending.unguard(guarded)
+
+    def _start(
+        self,
+        method: str,
+        flags: list,
+        display: list,
+        args: tuple,
+        kwargs: dict,
+        opts: Any,
+        directory: str,
+        announce: int,
+    ) -> _call.Launched:
+        """Starts pynish on the call (a hook: ``pynish.Executor`` starts its tasks from its own server)."""
+        if method == "fork":
+            return _call.start_fork(flags, display, self.func, args, kwargs, opts, directory, announce)
+        if method == "forkserver":
+            return _call.start_forkserver(flags, display, self.func, args, kwargs, opts, directory, announce)
+        return _call.start_spawn(flags, self.func, args, kwargs, opts, directory, announce)
+
+    def _wait(self, launched: _call.Launched, started: Callable[[], None]) -> int:
+        """Waits for pynish to end (a hook: ``pynish.Executor`` ends a cancelled task's tree through it)."""
+        return _call.wait(launched, self.forceful_keyboard_interrupt, started)
 
     def _backend(self) -> Optional[str]:
         """``proc`` with ``terminate_child_processes=False``, whose leftovers must outlive the run's cgroups; else

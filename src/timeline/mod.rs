@@ -39,10 +39,10 @@ mod writer;
 
 use crate::limits::LimitKind;
 use crate::record::{Enforcement, Facts, LimitsAsked, Status, Usage};
+use crate::signals::Sig;
 use crate::tree::Sample;
 use crate::verdict::Verdict;
 use anyhow::Result;
-use nix::sys::signal::Signal;
 use serde::Serialize;
 use std::path::Path;
 use std::time::Duration;
@@ -72,7 +72,7 @@ pub struct Header {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cause {
     Limit(LimitKind),
-    Received(Signal),
+    Received(Sig),
     CommandEnded,
 }
 
@@ -80,7 +80,7 @@ pub enum Cause {
 #[derive(Debug, Clone, Copy)]
 pub enum Event {
     Signal {
-        signal: Signal,
+        signal: Sig,
         processes: usize,
         cause: Cause,
     },

@@ -16,6 +16,7 @@ use crate::verdict::Verdict;
 use anyhow::{Context, Result, anyhow};
 use serde::Serialize;
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -203,18 +204,18 @@ struct SampleLine {
 #[serde(tag = "event", rename_all = "snake_case")]
 enum EventFields {
     Signal {
-        signal: &'static str,
+        signal: Cow<'static, str>,
         processes: usize,
         cause: Value,
         #[serde(skip_serializing_if = "Option::is_none")]
-        received: Option<&'static str>,
+        received: Option<Cow<'static, str>>,
     },
     Sigkill {
         processes: usize,
         #[serde(skip_serializing_if = "Option::is_none")]
         cause: Option<Value>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        received: Option<&'static str>,
+        received: Option<Cow<'static, str>>,
     },
     OomKill,
     ForkRefused,
@@ -222,7 +223,7 @@ enum EventFields {
         #[serde(skip_serializing_if = "Option::is_none")]
         code: Option<i32>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        signal: Option<&'static str>,
+        signal: Option<Cow<'static, str>>,
     },
     End {
         verdict: Verdict,
@@ -236,10 +237,10 @@ enum EventFields {
 }
 
 /// The `cause` field, and `received` with it.
-fn describe(cause: Cause) -> (Value, Option<&'static str>) {
+fn describe(cause: Cause) -> (Value, Option<Cow<'static, str>>) {
     match cause {
         Cause::Limit(kind) => (json!(Verdict::from(kind)), None),
-        Cause::Received(received) => (json!("signal"), Some(received.as_str())),
+        Cause::Received(received) => (json!("signal"), Some(received.name())),
         Cause::CommandEnded => (json!("command_ended"), None),
     }
 }
@@ -261,7 +262,7 @@ pub fn format(record: &Record) -> String {
             let fields = match event {
                 Event::Signal { signal, processes, cause } => {
                     let (cause, received) = describe(cause);
-                    EventFields::Signal { signal: signal.as_str(), processes, cause, received }
+                    EventFields::Signal { signal: signal.name(), processes, cause, received }
                 }
                 Event::Sigkill { processes, cause } => {
                     let (cause, received) = cause.map(describe).unzip();
@@ -270,9 +271,7 @@ pub fn format(record: &Record) -> String {
                 Event::OomKill => EventFields::OomKill,
                 Event::ForkRefused => EventFields::ForkRefused,
                 Event::Exit(Status::Exited(code)) => EventFields::Exit { code: Some(code), signal: None },
-                Event::Exit(Status::Signaled(signal)) => {
-                    EventFields::Exit { code: None, signal: Some(signal.as_str()) }
-                }
+                Event::Exit(Status::Signaled(signal)) => EventFields::Exit { code: None, signal: Some(signal.name()) },
                 Event::End { verdict, exit_code, usage, dropped } => EventFields::End {
                     verdict,
                     exit_code,
@@ -295,6 +294,7 @@ pub fn format(record: &Record) -> String {
 mod tests {
     use super::*;
     use crate::limits::LimitKind;
+    use crate::signals::{Sig, parse_signal};
     use nix::sys::signal::Signal;
 
     fn ms(n: u64) -> Duration {
@@ -308,19 +308,25 @@ mod tests {
             format(&Record::Line(line)),
             r#"{"t":1.5,"cpu_user_s":0.25,"cpu_system_s":0.001,"memory_bytes":4096,"processes":2}"#
         );
-        let signal = Event::Signal { signal: Signal::SIGTERM, processes: 3, cause: Cause::Limit(LimitKind::Memory) };
+        let signal = Event::Signal { signal: Sig::TERM, processes: 3, cause: Cause::Limit(LimitKind::Memory) };
         assert_eq!(
             format(&Record::Event(ms(612), signal)),
             r#"{"t":0.612,"event":"signal","signal":"SIGTERM","processes":3,"cause":"memory"}"#
         );
-        let received = Event::Signal { signal: Signal::SIGINT, processes: 1, cause: Cause::Received(Signal::SIGINT) };
+        let int = Sig::from(Signal::SIGINT);
+        let received = Event::Signal { signal: int, processes: 1, cause: Cause::Received(int) };
         let text = format(&Record::Event(ms(1), received));
         assert!(text.ends_with(r#""cause":"signal","received":"SIGINT"}"#), "{text}");
         assert_eq!(format(&Record::Event(ms(2), Event::OomKill)), r#"{"t":0.002,"event":"oom_kill"}"#);
         let refused = format(&Record::Event(ms(3000), Event::ForkRefused));
         assert_eq!(refused, r#"{"t":3.0,"event":"fork_refused"}"#, "t written as samples write it");
-        let exit = Event::Exit(Status::Signaled(Signal::SIGKILL));
+        let exit = Event::Exit(Status::Signaled(Sig::KILL));
         assert_eq!(format(&Record::Event(ms(3), exit)), r#"{"t":0.003,"event":"exit","signal":"SIGKILL"}"#);
+        let real_time = parse_signal("RTMIN+6").unwrap();
+        let rt = Event::Signal { signal: real_time, processes: 2, cause: Cause::Limit(LimitKind::WallTime) };
+        assert!(format(&Record::Event(ms(4), rt)).contains(r#""signal":"SIGRTMIN+6""#));
+        let exit = Event::Exit(Status::Signaled(real_time));
+        assert_eq!(format(&Record::Event(ms(5), exit)), r#"{"t":0.005,"event":"exit","signal":"SIGRTMIN+6"}"#);
         let end = Event::End { verdict: Verdict::Memory, exit_code: 122, usage: Default::default(), dropped: 0 };
         let end: Value = serde_json::from_str(&format(&Record::Event(ms(4), end))).unwrap();
         assert_eq!(end["event"], "end");

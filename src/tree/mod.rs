@@ -12,17 +12,17 @@ pub mod cgroup;
 pub mod proc;
 
 use crate::limits::LimitKind;
+use crate::signals::Sig;
 use anyhow::Result;
-use nix::sys::signal::Signal;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
 /// Sends `signal` to one member, then SIGCONT unless the signal ends it anyway, so that a stopped member runs
 /// and can act on it: one pass over the tree instead of a second walk for SIGCONT.
-pub fn deliver(pid: i32, signal: Signal, send: impl Fn(i32, Signal) -> bool) -> bool {
+pub fn deliver(pid: i32, signal: Sig, send: impl Fn(i32, Sig) -> bool) -> bool {
     let sent = send(pid, signal);
-    if sent && signal != Signal::SIGKILL {
-        send(pid, Signal::SIGCONT);
+    if sent && signal != Sig::KILL {
+        send(pid, Sig::CONT);
     }
     sent
 }
@@ -109,11 +109,11 @@ pub trait Tree {
     /// Sends `signal` to every live member of the tree outside process group `signalled_group` (which the caller
     /// has already signalled with one `killpg`, so that no member gets the signal twice), each followed by
     /// SIGCONT (see `deliver`); returns the members that got the signal, by this call or by that `killpg`.
-    fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> Vec<i32>;
+    fn signal_all(&mut self, signal: Sig, signalled_group: Option<i32>) -> Vec<i32>;
 
     /// Kills every live member with nothing escaping (a cgroup does it atomically); returns the members killed.
     fn kill_all(&mut self) -> Vec<i32> {
-        self.signal_all(Signal::SIGKILL, None)
+        self.signal_all(Sig::KILL, None)
     }
 
     /// The kernel's own counters for the run, once the tree is gone.

@@ -16,9 +16,8 @@
 use super::{Sample, Tree};
 use crate::limits::{LimitKind, Limits, MemoryKind};
 use crate::procfs::{self, View};
+use crate::signals::Sig;
 use anyhow::Result;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use std::collections::HashMap;
 use std::fs;
 use std::time::{Duration, Instant};
@@ -262,7 +261,7 @@ pub fn kill_descendants() -> Vec<i32> {
     if !procfs::is_own() {
         return killed;
     }
-    let send = |pid: i32| kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok();
+    let send = |pid: i32| Sig::KILL.send(pid);
     let mut visit = |pid: i32, stat: &Stat| {
         if !stat.ended() && send(pid) {
             killed.push(pid);
@@ -529,7 +528,7 @@ impl Tree for ProcTree {
         found
     }
 
-    fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> Vec<i32> {
+    fn signal_all(&mut self, signal: Sig, signalled_group: Option<i32>) -> Vec<i32> {
         let mut signalled = Vec::new();
         let view = self.view.clone();
         let mut send = |pid: i32, pgrp: i32| {
@@ -542,7 +541,7 @@ impl Tree for ProcTree {
                 },
                 View::Blind => return,
             };
-            let send = |p: i32, s: Signal| kill(Pid::from_raw(p), s).is_ok();
+            let send = |p: i32, s: Sig| s.send(p);
             if Some(pgrp) == signalled_group || super::deliver(pid, signal, send) {
                 signalled.push(pid);
             }

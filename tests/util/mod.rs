@@ -95,10 +95,10 @@ pub fn report_file(path: &std::path::Path, status: i32) -> Value {
     report_line(&text, status)
 }
 
-/// The number of a signal named as in the report (`"SIGTERM"`).
+/// The number of a signal named as in the report (`"SIGTERM"`, `"SIGRTMIN+6"`).
 fn signal_number(name: &Value) -> i32 {
     let name = name.as_str().unwrap_or_else(|| panic!("not a signal name: {name}"));
-    name.parse::<nix::sys::signal::Signal>().unwrap_or_else(|_| panic!("unknown signal {name}")) as i32
+    pynish::signals::parse_signal(name).unwrap_or_else(|_| panic!("unknown signal {name}")).number()
 }
 
 /// What every report must say, whatever the run (issue 10), given `status`, pynish's real exit status as a shell

@@ -5,8 +5,8 @@
 //! numbers in a table: no real process is ever signalled.
 
 use super::Host;
+use crate::signals::Sig;
 use nix::libc;
-use nix::sys::signal::Signal;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
@@ -24,7 +24,7 @@ struct State {
     me: i32,
     /// pid → start time of every live process.
     processes: HashMap<i32, u64>,
-    signals: Vec<(i32, Signal)>,
+    signals: Vec<(i32, Sig)>,
     kills: usize,
     frozen: Vec<PathBuf>,
     denied: Vec<PathBuf>,
@@ -177,7 +177,7 @@ impl Fake {
     }
 
     /// The pids `signal` was sent to, in order.
-    pub fn signals(&self, signal: Signal) -> Vec<i32> {
+    pub fn signals(&self, signal: Sig) -> Vec<i32> {
         self.0.state.borrow().signals.iter().filter(|(_, s)| *s == signal).map(|(p, _)| *p).collect()
     }
 
@@ -419,10 +419,10 @@ impl Host for Fake {
         std::fs::OpenOptions::new().write(true).open(path)
     }
 
-    fn signal(&self, pid: i32, signal: Signal) -> bool {
+    fn signal(&self, pid: i32, signal: Sig) -> bool {
         let alive = self.0.state.borrow().processes.contains_key(&pid);
         self.0.state.borrow_mut().signals.push((pid, signal));
-        if alive && signal == Signal::SIGKILL {
+        if alive && signal == Sig::KILL {
             self.end_process(pid);
         }
         alive

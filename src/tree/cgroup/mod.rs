@@ -18,8 +18,8 @@
 pub mod v1;
 pub mod v2;
 
+use crate::signals::Sig;
 use anyhow::{Context, Result};
-use nix::sys::signal::Signal;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -54,7 +54,7 @@ pub trait Host {
     /// `cgroup.procs` opened for writing, for the child to join before exec.
     fn open_for_write(&self, path: &Path) -> io::Result<File>;
     /// Sends `signal` to `pid`; true if it was delivered.
-    fn signal(&self, pid: i32, signal: Signal) -> bool;
+    fn signal(&self, pid: i32, signal: Sig) -> bool;
     fn own_pid(&self) -> i32;
     fn uid(&self) -> u32;
     /// Start time of a process, in clock ticks after boot; an error of kind `NotFound` when there is none.
@@ -131,8 +131,8 @@ impl Host for Kernel {
         std::fs::OpenOptions::new().write(true).open(path)
     }
 
-    fn signal(&self, pid: i32, signal: Signal) -> bool {
-        pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).is_ok()
+    fn signal(&self, pid: i32, signal: Sig) -> bool {
+        pid > 0 && signal.send(pid)
     }
 
     fn own_pid(&self) -> i32 {
@@ -468,7 +468,7 @@ pub fn write_file(host: &dyn Host, path: &Path, text: &str) -> Result<()> {
 }
 
 /// Sends `signal` to every member of `dir` and below; returns those that received it.
-pub fn signal_members(host: &dyn Host, dir: &Path, signal: Signal, signalled_group: Option<i32>) -> Vec<i32> {
+pub fn signal_members(host: &dyn Host, dir: &Path, signal: Sig, signalled_group: Option<i32>) -> Vec<i32> {
     procs_below(host, dir)
         .into_iter()
         .filter(|&pid| super::in_group(pid, signalled_group) || super::deliver(pid, signal, |p, s| host.signal(p, s)))
@@ -549,7 +549,7 @@ pub fn kill_group(host: &dyn Host, dir: &Path, freezer_dir: Option<&Path>) -> Ve
     // Listed again once frozen: members forked while the group froze are in.
     let members = procs_below(host, dir);
     for &pid in &members {
-        host.signal(pid, Signal::SIGKILL);
+        host.signal(pid, Sig::KILL);
     }
     freezer.thaw(host);
     members
@@ -752,7 +752,7 @@ mod tests {
         // The older pynish's name is taken to mean this namespace, as that pynish did: pid 3 is gone here.
         assert_eq!(sweep(&fake, &parent, None), vec![dead.clone(), old.clone()]);
         assert!(fake.exists(&live) && procs(&fake, &live) == vec![4_000_201]);
-        assert_eq!(fake.signals(Signal::SIGKILL), vec![4_000_202, 4_000_203]);
+        assert_eq!(fake.signals(Sig::KILL), vec![4_000_202, 4_000_203]);
         drop(held);
 
         // Under a /proc of another namespace not even this namespace's owners can be looked up: the lock decides,

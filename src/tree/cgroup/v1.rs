@@ -15,9 +15,9 @@ use super::{
     signal_members, write_file,
 };
 use crate::limits::{LimitKind, Limits, MemoryKind};
+use crate::signals::Sig;
 use crate::tree::{KernelUsage, Sample, Tree};
 use anyhow::{Context, Result, bail};
-use nix::sys::signal::Signal;
 use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
@@ -263,7 +263,7 @@ impl Tree for V1Tree {
         super::procs_below(self.host.as_ref(), &self.cpuacct)
     }
 
-    fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> Vec<i32> {
+    fn signal_all(&mut self, signal: Sig, signalled_group: Option<i32>) -> Vec<i32> {
         signal_members(self.host.as_ref(), &self.cpuacct, signal, signalled_group)
     }
 
@@ -417,11 +417,11 @@ mod tests {
             fake.enter(&cpuacct, pid); // the fake keeps a pid in one group only; the backend reads cpuacct's
         }
         assert_eq!(tree.listed_before_killing(), [4_000_100, 4_000_101, 4_000_102]);
-        assert_eq!(tree.signal_all(Signal::SIGTERM, None), [4_000_100, 4_000_101, 4_000_102]);
+        assert_eq!(tree.signal_all(Sig::TERM, None), [4_000_100, 4_000_101, 4_000_102]);
         assert_eq!(tree.kill_all(), [4_000_100, 4_000_101, 4_000_102]);
         assert!(fake.was_frozen(&freezer));
         assert_eq!(fake.get(&freezer.join("freezer.state")), "THAWED");
-        assert_eq!(fake.signals(Signal::SIGKILL), vec![4_000_100, 4_000_101, 4_000_102]);
+        assert_eq!(fake.signals(Sig::KILL), vec![4_000_100, 4_000_101, 4_000_102]);
         assert!(procs(&fake, &cpuacct).is_empty());
         tree.cleanup().unwrap();
     }

@@ -25,9 +25,9 @@ use super::{
     procs, read_keyed, read_number, remove_group, run_name, signal_members, write_file,
 };
 use crate::limits::{LimitKind, Limits, MemoryKind};
+use crate::signals::Sig;
 use crate::tree::{KernelUsage, Sample, Tree};
 use anyhow::{Context, Result, anyhow, bail};
-use nix::sys::signal::Signal;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -402,7 +402,7 @@ impl Tree for V2Tree {
         super::procs_below(self.host.as_ref(), &self.job)
     }
 
-    fn signal_all(&mut self, signal: Signal, signalled_group: Option<i32>) -> Vec<i32> {
+    fn signal_all(&mut self, signal: Sig, signalled_group: Option<i32>) -> Vec<i32> {
         signal_members(self.host.as_ref(), &self.job, signal, signalled_group)
     }
 
@@ -545,7 +545,7 @@ mod tests {
         fake.enter(&job, 4_000_001);
         fake.enter(&job, 4_000_002);
         assert_eq!(tree.listed_before_killing(), [4_000_001, 4_000_002]);
-        assert_eq!(tree.signal_all(Signal::SIGTERM, None), [4_000_001, 4_000_002]);
+        assert_eq!(tree.signal_all(Sig::TERM, None), [4_000_001, 4_000_002]);
         assert_eq!(tree.kill_all(), [4_000_001, 4_000_002]);
         assert_eq!(fake.kills(), 1);
         assert!(procs(&fake, &job).is_empty());
@@ -617,7 +617,7 @@ mod tests {
         fake.enter(&job, 4_000_020);
         fake.enter(&job, 4_000_021);
         assert_eq!(tree.kill_all(), [4_000_020, 4_000_021]);
-        assert_eq!(fake.signals(Signal::SIGKILL), vec![4_000_020, 4_000_021]);
+        assert_eq!(fake.signals(Sig::KILL), vec![4_000_020, 4_000_021]);
         assert_eq!(fake.get(&job.join("cgroup.freeze")), "0", "thawed again");
         assert!(fake.was_frozen(&job));
         tree.cleanup().unwrap();
