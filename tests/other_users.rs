@@ -207,6 +207,16 @@ impl Drop for Reaped {
     }
 }
 
+/// The other user, for a race test: None (said as a skip) without the user or without perl to toggle links with.
+fn racer() -> Option<(u32, u32)> {
+    let user = other_user()?;
+    if Command::new("perl").arg("-e").arg("1").status().is_err() {
+        eprintln!("SKIP: no perl to toggle the link with");
+        return None;
+    }
+    Some(user)
+}
+
 /// Waits until the other user's toggler has made its link at `path` once (it may be slow to start on a loaded
 /// machine), so that the runs after it race against a link that really comes and goes.
 fn wait_for_toggler(path: &Path) {
@@ -275,11 +285,7 @@ fn race(uid: u32, gid: u32, runs: usize) -> (usize, usize, usize) {
 fn another_users_toggling_link_never_steers_roots_report() {
     // Once: after 1,217 runs the report was renamed over root's file, protected_symlinks=1 or not, because the
     // link was read by hand between two checks.
-    let Some((uid, gid)) = other_user() else { return };
-    if Command::new("perl").arg("-e").arg("1").status().is_err() {
-        eprintln!("SKIP: no perl to toggle the link with");
-        return;
-    }
+    let Some((uid, gid)) = racer() else { return };
     let _one_at_a_time = SYSCTLS.lock().unwrap_or_else(|e| e.into_inner());
     for value in ["0", "1"] {
         let Some(_sysctl) = Sysctl::set("protected_symlinks", value) else { return };
@@ -493,11 +499,7 @@ fn another_users_hard_link_to_roots_file_in_a_sticky_directory_is_refused_whatev
 fn another_users_toggling_directory_link_never_steers_roots_report() {
     // The directory on the way, raced: the other user keeps making and removing a link to root's directory at
     // the report's directory name. Under protected_symlinks=0 the kernel would follow it; pynish never may.
-    let Some((uid, gid)) = other_user() else { return };
-    if Command::new("perl").arg("-e").arg("1").status().is_err() {
-        eprintln!("SKIP: no perl to toggle the link with");
-        return;
-    }
+    let Some((uid, gid)) = racer() else { return };
     let _one_at_a_time = SYSCTLS.lock().unwrap_or_else(|e| e.into_inner());
     let Some(_sysctl) = Sysctl::set("protected_symlinks", "0") else { return };
     let shared = sticky_dir();
