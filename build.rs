@@ -14,6 +14,11 @@
 //!
 //! Only for a native Linux/glibc build whose C compiler has `libgcc_eh.a`; anything else (macOS, musl, a cross
 //! build, a toolchain without libgcc) links as before. `PYNISH_SHARED_LIBGCC=1` turns it off.
+//!
+//! It also builds the Python package's fork helper (`python/native/pynish_fork.c`, a shared object) for pynish to
+//! carry and write out on `--fork-helper`: maturin puts one kind of artifact into a wheel, and pynish's is the
+//! binary. Linux only, with the same C compiler; where it cannot be built, pynish is built without it and the
+//! Python package forks its caller twice, as before.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -23,6 +28,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PYNISH_SHARED_LIBGCC");
     println!("cargo:rerun-if-env-changed=CC");
     let var = |name: &str| std::env::var(name).unwrap_or_default();
+    fork_helper(&var);
     if var("CARGO_CFG_TARGET_OS") != "linux"
         || var("CARGO_CFG_TARGET_ENV") != "gnu"
         || var("TARGET") != var("HOST")
@@ -42,6 +48,28 @@ fn main() {
         println!("cargo:rustc-link-search=native={}", dir.display());
         // For tests/startup.rs, which then expects no libgcc_s among the libraries the binary needs.
         println!("cargo:rustc-env=PYNISH_STATIC_UNWINDER=1");
+    }
+}
+
+/// Compiles the fork helper into `$OUT_DIR/pynish_fork.so` and sets `cfg(pynish_fork_helper)` if that worked.
+fn fork_helper(var: &dyn Fn(&str) -> String) {
+    const SOURCE: &str = "python/native/pynish_fork.c";
+    println!("cargo::rustc-check-cfg=cfg(pynish_fork_helper)");
+    println!("cargo:rerun-if-changed={SOURCE}");
+    if var("CARGO_CFG_TARGET_OS") != "linux" || var("TARGET") != var("HOST") {
+        return;
+    }
+    let out = PathBuf::from(var("OUT_DIR")).join("pynish_fork.so");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    // No _FORTIFY_SOURCE: its siglongjmp refuses to jump from A's stack to the caller's (see the source).
+    let built = Command::new(cc)
+        .args(["-O2", "-shared", "-fPIC", "-U_FORTIFY_SOURCE", "-D_FORTIFY_SOURCE=0", "-Wall", "-o"])
+        .arg(&out)
+        .arg(SOURCE)
+        .status();
+    match built {
+        Ok(status) if status.success() => println!("cargo:rustc-cfg=pynish_fork_helper"),
+        _ => println!("cargo:warning=the fork helper ({SOURCE}) was not built: Python fork-context calls fork twice"),
     }
 }
 

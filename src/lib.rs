@@ -75,6 +75,7 @@
 pub mod cli;
 mod destination;
 pub mod exit_code;
+mod fork_helper;
 mod inherit;
 pub mod limits;
 mod plot;
@@ -136,6 +137,9 @@ pub fn main() -> u8 {
             return exit_code::ERROR;
         }
     };
+    if cli.fork_helper {
+        return fork_helper::write();
+    }
     #[cfg(target_os = "linux")]
     {
         run::run(cli)

@@ -102,3 +102,26 @@ fn a_refused_adoption_never_runs_the_held_child() {
     assert!(!scene.path("ran").exists(), "the held child ran although pynish refused to adopt it");
     assert!(!scene.path("placed").exists());
 }
+
+/// The Python package loads this with ctypes for its one-copy fork (`python/native/pynish_fork.c`).
+#[test]
+fn fork_helper_writes_the_shared_object_the_python_package_loads() {
+    let out = pynish().arg("--fork-helper").output().unwrap();
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let helper = &out.stdout;
+    assert!(helper.starts_with(b"\x7fELF"), "not an ELF object");
+    assert_eq!(u16::from_le_bytes([helper[16], helper[17]]), 3, "not a shared object (ET_DYN)");
+    assert!(helper.windows(b"pynish_fork".len()).any(|w| w == b"pynish_fork"), "no pynish_fork symbol");
+    assert!(out.stderr.is_empty());
+}
+
+#[test]
+fn fork_helper_with_anything_else_is_refused_and_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let out = pynish().args(["--fork-helper", "--", "touch"]).arg(&marker).output().unwrap();
+    assert_eq!(code(&out), 125);
+    assert!(out.stdout.is_empty());
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    assert!(!marker.exists(), "the command ran");
+}

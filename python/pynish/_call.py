@@ -1,8 +1,10 @@
 """Starting one limited call under pynish in the chosen context, and waiting for it.
 
-"fork": the caller forks A; A starts a session of its own, forks B (which will run the function, with the
+"fork": the caller starts A; A starts a session of its own, forks B (which will run the function, with the
 caller's memory: no pickling) and execs ``pynish --adopt B --adopt-fd W``, holding B on a pipe. pynish, now A,
-puts B in its process group, cgroups and rlimits, then releases it by writing one byte on W.
+puts B in its process group, cgroups and rlimits, then releases it by writing one byte on W. A shares the
+caller's memory through the native helper (``_native``), so that B is the caller's one copy; without it, the
+caller forks A from Python.
 
 "spawn": the call is pickled with cloudpickle, and pynish starts a fresh interpreter that reads it from a pipe
 (``pynish._child.main``). "forkserver": see ``_forkserver``. In every context the outcome comes back through a
@@ -24,7 +26,7 @@ import sys
 import time
 from typing import Any, Callable, Optional
 
-from . import _child, _lifeline, _main, _owned, _stream
+from . import _child, _lifeline, _main, _native, _owned, _stream
 from ._binary import binary
 from ._interpreter import PACKAGE_PARENT, interpreter_flags
 #: What the fresh interpreter runs: this very package, even when only the caller's sys.path could find it.
@@ -217,7 +219,12 @@ def start_fork(
         except Exception:
             pass
     result_read, result_write = _stream.pipe()
+    run = functools.partial(_child.execute, func, args, kwargs, opts, directory, result_write)
     try:
+        started = _start_native(program, flags, display, prctl, run, lifeline, result_read, announce)
+        if started is not None:
+            os.close(result_write)
+            return Launched(started, _stream.Reader(result_read))
         pid = os.fork()
     except BaseException:
         os.close(result_read)
@@ -227,12 +234,47 @@ def start_fork(
         try:
             os.close(result_read)
             os.setsid()
-            run = functools.partial(_child.execute, func, args, kwargs, opts, directory, result_write)
             _child.hold_and_exec(program, flags, display, prctl, run, inherit=(lifeline,), announce=announce)
         finally:
             os._exit(125)
     os.close(result_write)
     return Launched(pid, _stream.Reader(result_read))
+
+
+def _start_native(
+    program: str,
+    flags: list[str],
+    display: list[str],
+    prctl: Callable[[int, int], int],
+    run: Callable[[], None],
+    lifeline: int,
+    result_read: int,
+    announce: Optional[int],
+) -> Optional[int]:
+    """The fork context through the native helper (``_native``): one copy of the caller, B, held as A's child
+    while A becomes pynish. pynish's pid, or None where there is no helper (the caller forks twice instead)."""
+    hold_read, hold_write = os.pipe()
+    argv = [program, "--adopt", "", "--adopt-fd", str(hold_write), *flags, "--", *display]
+    try:
+        started = _native.start(program, argv, 2, (hold_write, lifeline))
+    except BaseException:
+        os.close(hold_read)
+        os.close(hold_write)
+        raise
+    if started is None:
+        os.close(hold_read)
+        os.close(hold_write)
+        return None
+    pid, parent = started
+    if pid == 0:
+        try:
+            os.close(result_read)
+            _child.run_held(hold_read, hold_write, parent, prctl, run, inherit=(lifeline,), announce=announce)
+        finally:
+            os._exit(125)
+    os.close(hold_read)
+    os.close(hold_write)
+    return pid
 
 
 def _pickler(f: Any) -> Any:

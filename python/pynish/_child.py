@@ -305,16 +305,17 @@ def execute(func: Callable, args: tuple, kwargs: dict, opts: Options, directory:
 
 def _forget_parent_children() -> None:
     # This process was forked from the caller: the caller's multiprocessing children are not ours to join.
-    if "multiprocessing" not in sys.modules:
-        # Never imported (a forkserver's child, as a rule): nothing to forget, and importing it here would cost
-        # every call milliseconds.
-        return
+    # Only modules the caller imported: one it never imported holds nothing to forget, and importing it here (a
+    # millisecond for multiprocessing.util, which pynish's own import of multiprocessing does not load) would be
+    # paid by every call.
+    process = sys.modules.get("multiprocessing.process")
+    util = sys.modules.get("multiprocessing.util")
     try:
-        from multiprocessing import process, util
-
-        process._children = set()  # type: ignore[attr-defined]
-        util._finalizer_registry.clear()  # type: ignore[attr-defined]
-        util._run_after_forkers()  # type: ignore[attr-defined]
+        if process is not None:
+            process._children = set()  # type: ignore[attr-defined]
+        if util is not None:
+            util._finalizer_registry.clear()  # type: ignore[attr-defined]
+            util._run_after_forkers()  # type: ignore[attr-defined]
     except Exception:
         pass
 
@@ -336,6 +337,26 @@ def wait_for_release(hold_fd: int, parent: int, prctl: Callable[[int, int], int]
         _forget_parent_children()
     except BaseException:
         os._exit(125)
+
+
+def run_held(
+    hold_read: int,
+    hold_write: int,
+    parent: int,
+    prctl: Callable[[int, int], int],
+    run: Callable[[], None],
+    inherit: Tuple[int, ...] = (),
+    announce: Optional[int] = None,
+) -> None:
+    """In the held child B, forked by ``parent`` (which becomes pynish): drops what is pynish's alone (the hold
+    pipe's write end, ``inherit``), says its pid on ``announce``, waits to be released, then calls ``run``."""
+    os.close(hold_write)
+    for fd in inherit:
+        os.close(fd)
+    if announce is not None:
+        announce_pid(announce)
+    wait_for_release(hold_read, parent, prctl)
+    run()
 
 
 def hold_and_exec(
@@ -361,13 +382,7 @@ def hold_and_exec(
     me = os.getpid()
     worker = os.fork()
     if worker == 0:
-        os.close(hold_write)
-        for fd in inherit:
-            os.close(fd)
-        if announce is not None:
-            announce_pid(announce)
-        wait_for_release(hold_read, me, prctl)
-        run()
+        run_held(hold_read, hold_write, me, prctl, run, inherit, announce)
     os.close(hold_read)
     if announce is not None:
         os.close(announce)

@@ -1,0 +1,116 @@
+"""The fork context's one copy of the caller: the native helper that pynish carries (``python/native``).
+
+Forking A (the process that becomes pynish) from Python copies the caller's page tables, and A's exec tears
+that copy down again: with a caller holding 1 GiB, the larger part of a call's cost. The helper starts A sharing
+the caller's memory instead (``clone(CLONE_VM | CLONE_VFORK)``, as posix_spawn does); A forks B, the function's
+process, and execs pynish. B comes back here as a child comes back from ``os.fork``.
+
+The helper is loaded once per process, from ``pynish --fork-helper`` into a memfd. Where it cannot be (another
+OS, a build without it, a Python without ``ctypes.pythonapi``, shadow stacks on), ``start`` returns None and
+``_call`` forks twice from Python, as before.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+_lock = threading.Lock()
+#: The loaded helper by the binary that carries it; False where that binary has none (or it cannot be loaded).
+_helpers: Dict[str, Any] = {}
+#: Tests set this to take the Python path.
+disabled = False
+
+
+def _shadow_stacks() -> bool:
+    """x86 shadow stacks (CET) on in this process: a siglongjmp across stacks would not match them."""
+    try:
+        with open("/proc/self/status") as f:
+            return any(line.startswith("x86_Thread_features:") and "shstk" in line for line in f)
+    except OSError:
+        return False
+
+
+def _load(program: str) -> Any:
+    import ctypes
+
+    if not sys.platform.startswith("linux") or not hasattr(ctypes, "pythonapi") or _shadow_stacks():
+        return False
+    fd = os.memfd_create("pynish-fork-helper", os.MFD_CLOEXEC)
+    try:
+        done = subprocess.run([program, "--fork-helper"], stdout=fd, stderr=subprocess.DEVNULL, check=False)
+        if done.returncode != 0:
+            return False
+        # ctypes.PyDLL: called with the GIL held, as os.fork forks.
+        lib = ctypes.PyDLL(f"/proc/self/fd/{fd}", use_errno=True)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # the loader keeps its own mapping
+    c_int, c_char_p = ctypes.c_int, ctypes.c_char_p
+    lib.pynish_fork.argtypes = [
+        c_char_p,
+        ctypes.POINTER(c_char_p),
+        c_char_p,
+        ctypes.POINTER(c_int),
+        c_int,
+        ctypes.POINTER(c_int),
+    ]
+    lib.pynish_fork.restype = c_int
+    return lib
+
+
+def helper(program: str) -> Any:
+    """The loaded helper, or None where there is none."""
+    if disabled:
+        return None
+    lib = _helpers.get(program)
+    if lib is None:
+        with _lock:
+            lib = _helpers.get(program)
+            if lib is None:
+                try:
+                    lib = _load(program)
+                except (OSError, AttributeError, ValueError):
+                    lib = False
+                _helpers[program] = lib
+    return lib or None
+
+
+def start(program: str, argv: Sequence[str], pid_at: int, keep: Sequence[int]) -> Optional[Tuple[int, int]]:
+    """Execs ``argv`` (``argv[pid_at]`` replaced by B's pid) as A, with B held as A's child; ``keep`` goes on to
+    pynish. In the caller: (A's pid, 0). In B: (0, A's pid). None where there is no helper. Raises OSError if A
+    could not be made or could not fork; an exec that fails is said on stderr, naming the binary, and leaves no
+    report (the caller's "ended with status ..."), as before."""
+    lib = helper(program)
+    if lib is None:
+        return None
+    import ctypes
+
+    slot = ctypes.create_string_buffer(16)
+    words = [os.fsencode(word) for word in argv]
+    args = (ctypes.c_char_p * (len(words) + 1))(*words)
+    args[pid_at] = ctypes.cast(slot, ctypes.c_char_p)
+    kept = (ctypes.c_int * len(keep))(*keep)
+    out = (ctypes.c_int * 3)()
+    sys.audit("os.fork")
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    pid = lib.pynish_fork(os.fsencode(program), args, slot, kept, len(keep), out)
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0, out[0]
+    error = ctypes.get_errno() if pid < 0 else 0
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(error or 11, f"cannot start pynish: {os.strerror(error or 11)}")
+    if out[2] == 1:
+        os.waitpid(pid, 0)
+        raise OSError(out[1], f"cannot fork the function's process: {os.strerror(out[1])}")
+    if out[2] == 2:
+        message = f"pynish: cannot execute the pynish binary {program}: {os.strerror(out[1])}\n"
+        os.write(2, message.encode(errors="replace"))
+    return pid, 0
