@@ -50,16 +50,26 @@ def _load(program: str) -> Any:
         return False
     finally:
         os.close(fd)  # the loader keeps its own mapping
-    c_int, c_char_p = ctypes.c_int, ctypes.c_char_p
-    lib.pynish_fork.argtypes = [
+    c_int, c_char_p, c_void_p = ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p
+    # pynish_fork_hooked: a helper without it (an older one, which left the interpreter's hooks to the caller) is
+    # not used (AttributeError).
+    lib.pynish_fork_hooked.argtypes = [
         c_char_p,
         ctypes.POINTER(c_char_p),
         c_char_p,
         ctypes.POINTER(c_int),
         c_int,
         ctypes.POINTER(c_int),
+        c_void_p,
+        c_void_p,
+        c_void_p,
     ]
-    lib.pynish_fork.restype = c_int
+    lib.pynish_fork_hooked.restype = c_int
+    api = ctypes.pythonapi
+    lib.pynish_hooks = tuple(
+        ctypes.cast(getattr(api, name), c_void_p)
+        for name in ("PyOS_BeforeFork", "PyOS_AfterFork_Parent", "PyOS_AfterFork_Child")
+    )
     return lib
 
 
@@ -97,14 +107,11 @@ def start(program: str, argv: Sequence[str], pid_at: int, keep: Sequence[int]) -
     kept = (ctypes.c_int * len(keep))(*keep)
     out = (ctypes.c_int * 3)()
     sys.audit("os.fork")
-    api = ctypes.pythonapi
-    api.PyOS_BeforeFork()
-    pid = lib.pynish_fork(os.fsencode(program), args, slot, kept, len(keep), out)
+    # The interpreter's fork hooks run inside the helper's one call, the GIL held throughout (see the C source).
+    pid = lib.pynish_fork_hooked(os.fsencode(program), args, slot, kept, len(keep), out, *lib.pynish_hooks)
     if pid == 0:
-        api.PyOS_AfterFork_Child()
         return 0, out[0]
     error = ctypes.get_errno() if pid < 0 else 0
-    api.PyOS_AfterFork_Parent()
     if pid < 0:
         raise OSError(error or 11, f"cannot start pynish: {os.strerror(error or 11)}")
     if out[2] == 1:
