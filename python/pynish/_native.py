@@ -66,15 +66,20 @@ def _load(program: str) -> Any:
     ]
     lib.pynish_fork_hooked.restype = c_int
     api = ctypes.pythonapi
-    lib.pynish_hooks = tuple(
+    hooks = [
         ctypes.cast(getattr(api, name), c_void_p)
         for name in ("PyOS_BeforeFork", "PyOS_AfterFork_Parent", "PyOS_AfterFork_Child")
-    )
-    return lib
+    ]
+
+    def fork(*request: Any) -> int:
+        # The interpreter's fork hooks run inside the helper's one call, the GIL held throughout (see the C source).
+        return lib.pynish_fork_hooked(*request, *hooks)
+
+    return fork
 
 
 def helper(program: str) -> Any:
-    """The loaded helper, or None where there is none."""
+    """The loaded helper's call (the interpreter's fork hooks bound to it), or None where there is none."""
     if disabled:
         return None
     lib = _helpers.get(program)
@@ -95,8 +100,8 @@ def start(program: str, argv: Sequence[str], pid_at: int, keep: Sequence[int]) -
     pynish. In the caller: (A's pid, 0). In B: (0, A's pid). None where there is no helper. Raises OSError if A
     could not be made or could not fork; an exec that fails is said on stderr, naming the binary, and leaves no
     report (the caller's "ended with status ..."), as before."""
-    lib = helper(program)
-    if lib is None:
+    fork = helper(program)
+    if fork is None:
         return None
     import ctypes
 
@@ -107,8 +112,7 @@ def start(program: str, argv: Sequence[str], pid_at: int, keep: Sequence[int]) -
     kept = (ctypes.c_int * len(keep))(*keep)
     out = (ctypes.c_int * 3)()
     sys.audit("os.fork")
-    # The interpreter's fork hooks run inside the helper's one call, the GIL held throughout (see the C source).
-    pid = lib.pynish_fork_hooked(os.fsencode(program), args, slot, kept, len(keep), out, *lib.pynish_hooks)
+    pid = fork(os.fsencode(program), args, slot, kept, len(keep), out)
     if pid == 0:
         return 0, out[0]
     error = ctypes.get_errno() if pid < 0 else 0
