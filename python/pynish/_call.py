@@ -26,7 +26,7 @@ import sys
 import time
 from typing import Any, Callable, Optional
 
-from . import _child, _lifeline, _main, _native, _owned, _stream
+from . import _child, _lifeline, _main, _native, _owned, _poll, _stream
 from ._binary import binary
 from ._interpreter import PACKAGE_PARENT, interpreter_flags
 #: What the fresh interpreter runs: this very package, even when only the caller's sys.path could find it.
@@ -115,8 +115,6 @@ class Launched:
     def _readable(self, deadline: Optional[float] = None) -> Optional[bool]:
         """Blocks until the outcome's pipe is readable (True) or pynish has ended (False), feeding the call; None
         if ``deadline`` came first."""
-        import select
-
         feeder = self.feeder
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -124,7 +122,7 @@ class Launched:
                 left = 0.005 if left is None else min(left, 0.005)
             writing = [feeder.fd] if feeder is not None and feeder.fd is not None else []
             watched = [fd for fd in (self.outcome.fd, self.done) if fd is not None]
-            readable, writable, _ = select.select(watched, writing, [], left)
+            readable, writable = _poll.wait(watched, writing, left)
             if writable:
                 feeder.pump()  # type: ignore[union-attr]
             if self.outcome.fd in readable:
@@ -165,9 +163,7 @@ class Launched:
                 return None
             return self.status
         if self.ended is not None:
-            import select
-
-            readable, _, _ = select.select([self.ended], [], [], timeout)
+            readable, _ = _poll.wait([self.ended], (), timeout)
             if not readable:
                 return None
             os.close(self.ended)

@@ -12,11 +12,12 @@ are ended too when the main thread has a call running, and otherwise by the life
 from __future__ import annotations
 
 import os
-import select
 import signal
 import threading
 import time
 from typing import Any, Dict, List, Tuple
+
+from . import _poll
 
 SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 #: How long the handler waits for the calls' trees at most (pynish ends them within its grace period).
@@ -76,7 +77,7 @@ def _await(call: Any, deadline: float) -> None:
     except (OSError, AttributeError):  # already reaped (or no pidfd on this system): nothing to wait for
         return
     try:
-        select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        _poll.wait([fd], (), max(0.0, deadline - time.monotonic()))
     finally:
         os.close(fd)
 

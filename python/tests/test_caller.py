@@ -284,3 +284,29 @@ def test_a_large_result_is_not_charged_to_the_memory_limit(context, cgroup_backe
     assert len(got) == 300 * 2**20
     peak = limited.usage.peak_memory_bytes
     assert peak < 450 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_a_caller_holding_more_than_a_thousand_descriptors(context):
+    """A server or a data loader holds many files: the call's pipes and pidfd then come past 1024, which
+    select.select refused ("filedescriptor out of range in select()"), whatever the context."""
+    import resource
+
+    from pynish import WallTimeoutException, limit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1200
+    if hard != resource.RLIM_INFINITY and hard < wanted + 100:
+        pytest.skip(f"RLIMIT_NOFILE's hard limit ({hard}) leaves no room for {wanted} descriptors")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted + 100), hard))
+    held = []
+    try:
+        while not held or held[-1] < wanted:
+            held.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+        assert limit(u.identity, context=context, wall_time=30)(7) == 7
+        with pytest.raises(WallTimeoutException):
+            limit(u.sleep_for, context=context, wall_time=1)(30)
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
