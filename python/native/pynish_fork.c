@@ -39,8 +39,10 @@
 #endif
 
 /* A's stack: glibc's fork runs the atfork handlers of every library the caller loaded on it. Reserved, not
- * committed: only what A touches costs memory. */
+ * committed: only what A touches costs memory. Its lowest page is a guard: A overflowing it dies of SIGSEGV (the
+ * call then fails as a pynish that died) instead of writing over whatever the caller mapped below. */
 #define STACK_SIZE (1 << 20)
+#define GUARD_SIZE (1 << 16)
 
 struct request {
     const char *path;
@@ -135,6 +137,12 @@ int pynish_fork_hooked(const char *path, char *const *argv, char *pid_slot, cons
                        -1, 0);
     if (stack == MAP_FAILED)
         return -1;
+    if (mprotect(stack, GUARD_SIZE, PROT_NONE) != 0) {
+        int error = errno;
+        munmap(stack, STACK_SIZE);
+        errno = error;
+        return -1;
+    }
     out[1] = out[2] = 0;
     before();
     sigset_t all, old;
