@@ -51,6 +51,7 @@ def _load(program: str) -> Any:
     finally:
         os.close(fd)  # the loader keeps its own mapping
     c_int, c_char_p = ctypes.c_int, ctypes.c_char_p
+    hook = ctypes.CFUNCTYPE(None)
     lib.pynish_fork.argtypes = [
         c_char_p,
         ctypes.POINTER(c_char_p),
@@ -58,7 +59,14 @@ def _load(program: str) -> Any:
         ctypes.POINTER(c_int),
         c_int,
         ctypes.POINTER(c_int),
+        hook,
+        hook,
+        hook,
     ]
+    # os.fork's own steps, called by the helper around its fork with no Python code in between.
+    api = ctypes.pythonapi
+    lib.hooks = tuple(hook(ctypes.cast(f, ctypes.c_void_p).value) for f in (
+        api.PyOS_BeforeFork, api.PyOS_AfterFork_Parent, api.PyOS_AfterFork_Child))
     lib.pynish_fork.restype = c_int
     return lib
 
@@ -97,18 +105,17 @@ def start(program: str, argv: Sequence[str], pid_at: int, keep: Sequence[int]) -
     kept = (ctypes.c_int * len(keep))(*keep)
     out = (ctypes.c_int * 3)()
     sys.audit("os.fork")
-    api = ctypes.pythonapi
-    api.PyOS_BeforeFork()
-    pid = lib.pynish_fork(os.fsencode(program), args, slot, kept, len(keep), out)
+    pid = lib.pynish_fork(os.fsencode(program), args, slot, kept, len(keep), out, *lib.hooks)
     if pid == 0:
-        api.PyOS_AfterFork_Child()
         return 0, out[0]
-    error = ctypes.get_errno() if pid < 0 else 0
-    api.PyOS_AfterFork_Parent()
     if pid < 0:
-        raise OSError(error or 11, f"cannot start pynish: {os.strerror(error or 11)}")
+        error = ctypes.get_errno() or 11
+        raise OSError(error, f"cannot start pynish: {os.strerror(error)}")
     if out[2] == 1:
-        os.waitpid(pid, 0)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass  # the caller ignores SIGCHLD: the kernel reaped A
         raise OSError(out[1], f"cannot fork the function's process: {os.strerror(out[1])}")
     if out[2] == 2:
         message = f"pynish: cannot execute the pynish binary {program}: {os.strerror(out[1])}\n"
