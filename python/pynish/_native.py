@@ -25,6 +25,14 @@ _helpers: Dict[str, Any] = {}
 disabled = False
 
 
+def _forget_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread may have held it (loading the helper) at the fork
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def _shadow_stacks() -> bool:
     """x86 shadow stacks (CET) on in this process: a siglongjmp across stacks would not match them."""
     try:
