@@ -50,7 +50,6 @@ Register-ArgumentCompleter -Native -CommandName 'pynish' -ScriptBlock {
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print one line on stderr per supervision event')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print one line on stderr per supervision event')
             [CompletionResult]::new('--delegate', '--delegate', [CompletionResultType]::ParameterName, 'No writable cgroup v2 group? Re-run in a delegated systemd scope')
-            [CompletionResult]::new('--fork-helper', '--fork-helper', [CompletionResultType]::ParameterName, 'Write the Python package''s fork helper (a shared object) to standard output, and run nothing')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (pynish help adds units, exit status and details)')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (pynish help adds units, exit status and details)')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')

@@ -47,7 +47,6 @@ set edit:completion:arg-completer[pynish] = {|@words|
             cand -v 'Print one line on stderr per supervision event'
             cand --verbose 'Print one line on stderr per supervision event'
             cand --delegate 'No writable cgroup v2 group? Re-run in a delegated systemd scope'
-            cand --fork-helper 'Write the Python package''s fork helper (a shared object) to standard output, and run nothing'
             cand -h 'Print help (pynish help adds units, exit status and details)'
             cand --help 'Print help (pynish help adds units, exit status and details)'
             cand -V 'Print version'

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_pynish_global_optspecs
-    string join \n w/wall-time= c/cpu-time= m/memory= memory-kind= p/processes= g/grace= s/signal= preserve-status leave-leftovers json report= report-fd= timeline= label= q/quiet v/verbose backend= delegate adopt= adopt-fd= lifeline-fd= fork-helper h/help V/version
+    string join \n w/wall-time= c/cpu-time= m/memory= memory-kind= p/processes= g/grace= s/signal= preserve-status leave-leftovers json report= report-fd= timeline= label= q/quiet v/verbose backend= delegate adopt= adopt-fd= lifeline-fd= h/help V/version
 end
 
 function __fish_pynish_needs_command
@@ -49,7 +49,6 @@ complete -c pynish -n "__fish_pynish_needs_command" -l json -d 'Print the JSON r
 complete -c pynish -n "__fish_pynish_needs_command" -s q -l quiet -d 'Print nothing of pynish\'s own, not even a limit hit'
 complete -c pynish -n "__fish_pynish_needs_command" -s v -l verbose -d 'Print one line on stderr per supervision event'
 complete -c pynish -n "__fish_pynish_needs_command" -l delegate -d 'No writable cgroup v2 group? Re-run in a delegated systemd scope'
-complete -c pynish -n "__fish_pynish_needs_command" -l fork-helper -d 'Write the Python package\'s fork helper (a shared object) to standard output, and run nothing'
 complete -c pynish -n "__fish_pynish_needs_command" -s h -l help -d 'Print help (pynish help adds units, exit status and details)'
 complete -c pynish -n "__fish_pynish_needs_command" -s V -l version -d 'Print version'
 complete -c pynish -n "__fish_pynish_needs_command" -a "plot" -d 'Draw a --timeline file as an SVG'
