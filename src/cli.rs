@@ -193,12 +193,6 @@ pub struct Cli {
     #[arg(long, value_name = "FD", value_parser = clap::value_parser!(i32).range(0..), hide = true)]
     pub lifeline_fd: Option<i32>,
 
-    /// Write the Python package's fork helper (a shared object) to standard output, and run nothing
-    ///
-    /// The package loads it to start a fork-context call with one copy of the caller (`python/native`).
-    #[arg(long, hide = true, exclusive = true)]
-    pub fork_helper: bool,
-
     // Global, since disabling clap's own help flag disables it in `check` too.
     /// Print help (pynish help adds units, exit status and details)
     #[arg(short = 'h', long, action = clap::ArgAction::HelpShort, global = true)]

@@ -129,6 +129,9 @@ fn say_out(line: std::fmt::Arguments) {
 /// and one line on stderr.
 pub fn main() -> u8 {
     inherit::reset_sigchld();
+    if fork_helper::asked() {
+        return fork_helper::write();
+    }
     let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(cli::Refused::Usage(error)) => return usage_error(error),
@@ -137,9 +140,6 @@ pub fn main() -> u8 {
             return exit_code::ERROR;
         }
     };
-    if cli.fork_helper {
-        return fork_helper::write();
-    }
     #[cfg(target_os = "linux")]
     {
         run::run(cli)

@@ -81,6 +81,7 @@ def main() -> int:
     ap.add_argument("--markdown", help="also write the markdown section here")
     ap.add_argument("--results", help="put the section into this file (bench/RESULTS.md), between its markers")
     ap.add_argument("--raw", help="write the raw samples (JSON) here")
+    ap.add_argument("--runs", type=int, default=1, help="callers: runs, each with fresh workers (see callers())")
     args = ap.parse_args()
     sections = set(args.sections.split(","))
 
@@ -117,12 +118,11 @@ def main() -> int:
                     for i in order:
                         prec.setdefault(f"{i}/{name}", []).append(workers[i].ask(**req))
             raw["precision"] = prec
-        # Last: a caller's peak RSS (the precision section's big return) counts its whole life, ballast included.
-        if "callers" in sections:
-            raw["callers"] = callers(workers, args.rounds)
     finally:
         for w in workers.values():
             w.close()
+    if "callers" in sections:
+        raw["callers"] = [callers(pythons, args.rounds) for _ in range(args.runs)]
     load_after = os.getloadavg()
 
     meta = {
@@ -136,6 +136,7 @@ def main() -> int:
         "load": f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (1-min average)",
         "rounds": args.rounds,
         "reps": args.reps,
+        "runs": args.runs,
     }
     raw["meta"] = meta
     if args.raw:
@@ -163,9 +164,22 @@ BALLASTS = [0, 1024]
 ARGUMENT_MB = 200
 
 
-def callers(workers, rounds: int) -> dict:
+def callers(pythons: dict, rounds: int) -> dict:
     """Cost of a trivial call per context, from a small caller and from one holding 1 GiB, and of a call with a
-    200 MiB argument from the small caller; the implementations alternate call by call."""
+    200 MiB argument from the small caller; the implementations alternate call by call.
+
+    One run, with workers of its own: how fast a fork copies a caller's page tables, and tears the copy down, varies
+    from one process to the next (where its memory landed) by more than the implementations differ, steadily
+    within a run, so a comparison needs several runs (``--runs``), each with fresh workers."""
+    workers = {i: Worker(pythons[i], i) for i in IMPLS}
+    try:
+        return _callers(workers, rounds)
+    finally:
+        for w in workers.values():
+            w.close()
+
+
+def _callers(workers, rounds: int) -> dict:
     out: dict = {"rss": {}, "cost": {}}
     trivial = [("trivial", ctx, {"op": "cost", "ctx": ctx, "func": "trivial"}) for ctx in CONTEXTS]
     argument = [(f"arg{ARGUMENT_MB}", ctx, {"op": "argcost", "ctx": ctx, "mb": ARGUMENT_MB}) for ctx in CONTEXTS]
@@ -187,25 +201,32 @@ def callers(workers, rounds: int) -> dict:
     return out
 
 
-def callers_markdown(data: dict, meta: dict) -> str:
+def callers_markdown(runs: list, meta: dict) -> str:
+    """Per case: the median over the runs of each run's median, the range of those, and the runs pynish won."""
+    n = len(runs)
     out = [
         f"Run {meta['date']} ({meta['duration_s']} s): {meta['machine']}, Python {meta['python']}, pynisher "
         f"{meta['pynisher']}, pynish {meta['pynish']}; load {meta['load']}.",
         "",
-        f"**Cost per call by caller size** (ms; median, with p10–p90; {meta['rounds']} calls each, alternating):",
+        f"**Cost per call by caller size** (ms; {n} run(s) with fresh workers, {meta['rounds']} calls per case and "
+        "implementation in each, alternating; the median over the runs of each run's median, with the range of "
+        "those medians):",
         "",
-        "| caller | call | context | pynisher 1.0.10 | pynish | pynish − pynisher |",
-        "|---|---|---|---|---|---|",
+        "| caller | call | context | pynisher 1.0.10 | pynish | pynish − pynisher | runs with pynish ≤ pynisher |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for key in sorted({k.split("/", 1)[1] for k in data["cost"]}, key=lambda k: (int(k.split("/")[0]), k)):
+    first = runs[0]
+    for key in sorted({k.split("/", 1)[1] for k in first["cost"]}, key=lambda k: (int(k.split("/")[0]), k)):
         ballast, name, ctx = key.split("/")
-        a, b = data["cost"][f"pynisher/{key}"], data["cost"][f"pynish/{key}"]
+        a = [statistics.median(run["cost"][f"pynisher/{key}"]) for run in runs]
+        b = [statistics.median(run["cost"][f"pynish/{key}"]) for run in runs]
         ma, mb = statistics.median(a), statistics.median(b)
-        rss = "/".join(f"{data['rss'][f'{i}/{ballast}']:.0f}" for i in IMPLS)
+        won = sum(1 for x, y in zip(a, b) if y <= x)
+        rss = "/".join(f"{first['rss'][f'{i}/{ballast}']:.0f}" for i in IMPLS)
         call = "`return 1`" if name == "trivial" else f"`len` of a {ARGUMENT_MB} MiB `bytes` argument"
         out.append(
-            f"| {rss} MiB | {call} | {ctx} | {ma:.1f} ({q(a, .1):.1f}–{q(a, .9):.1f}) | {mb:.1f} "
-            f"({q(b, .1):.1f}–{q(b, .9):.1f}) | {mb - ma:+.1f} ({(mb / ma - 1) * 100:+.0f} %) |"
+            f"| {rss} MiB | {call} | {ctx} | {ma:.1f} ({min(a):.1f}–{max(a):.1f}) | {mb:.1f} "
+            f"({min(b):.1f}–{max(b):.1f}) | {mb - ma:+.1f} ({(mb / ma - 1) * 100:+.0f} %) | {won} of {n} |"
         )
     out.append("")
     return "\n".join(out)

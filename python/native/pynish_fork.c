@@ -12,14 +12,11 @@
  * thread), and execs pynish with B's pid. B leaves A's stack by siglongjmp into this function's frame, which its
  * copy of the calling thread's stack still holds, and returns 0 to Python as os.fork does in a child.
  *
- * No Python code runs in A: A and the caller share every byte. The interpreter's fork hooks (PyOS_BeforeFork, then
- * PyOS_AfterFork_Parent or PyOS_AfterFork_Child), which the caller passes in, run here, within this one call, with
- * the GIL held throughout, as os.fork runs them: called one by one from Python, the GIL could pass to another thread
- * between them while this thread holds the locks PyOS_BeforeFork took (the interpreter's thread list, the import
- * lock), and a thread that starts or ends waits for them holding the GIL: the caller deadlocks (seen on 3.13), or
- * B is copied mid-switch and hangs in its first GIL drop (seen on 3.11). Every signal is blocked in the calling
- * thread meanwhile, so that none runs a Python handler in A; A resets the handlers it inherited before unblocking
- * them for pynish.
+ * No Python code runs in A: A and the caller share every byte. Called through ctypes with the GIL held, this
+ * calls PyOS_BeforeFork before and PyOS_AfterFork_Parent or PyOS_AfterFork_Child after (their addresses are
+ * passed in), as os.fork does, with no Python code in between. Every signal is blocked in the calling thread
+ * meanwhile, so that none runs a handler in A; A resets the handlers it inherited before unblocking them for
+ * pynish.
  *
  * Built by build.rs into the pynish binary, which writes it out on `--fork-helper` (pynish._native loads it).
  */
@@ -119,35 +116,33 @@ static int in_a(void *arg) {
     _exit(127);
 }
 
-/* The interpreter's fork hooks, as the caller passes them (PyOS_BeforeFork, PyOS_AfterFork_Parent, _Child). */
-typedef void (*hook)(void);
-
 /*
  * Starts pynish (path, argv) as A, with B its held child. argv must hold pid_slot (room for 16 bytes), which A
  * fills with B's pid; the descriptors in keep are passed on to pynish (they are close-on-exec in the caller).
- * before, parent and child are the interpreter's fork hooks, run as os.fork runs them (the GIL held).
  *
+ * before, after_parent, after_child: PyOS_BeforeFork, PyOS_AfterFork_Parent, PyOS_AfterFork_Child.
  * Returns A's pid in the caller, 0 in B, -1 if A could not be made (errno). out[0]: A's pid, as B must see it;
  * out[1], out[2]: errno and the step (1 fork, 2 exec) if A failed, after which A has exited with 127.
  */
-int pynish_fork_hooked(const char *path, char *const *argv, char *pid_slot, const int *keep, int nkeep, int *out,
-                       hook before, hook parent, hook child) {
+int pynish_fork(const char *path, char *const *argv, char *pid_slot, const int *keep, int nkeep, int *out,
+                void (*before)(void), void (*after_parent)(void), void (*after_child)(void)) {
     struct request r = {path, argv, pid_slot, keep, nkeep, out};
-    char *stack = mmap(NULL, STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE,
-                       -1, 0);
-    if (stack == MAP_FAILED)
-        return -1;
-    if (mprotect(stack, GUARD_SIZE, PROT_NONE) != 0) {
-        int error = errno;
-        munmap(stack, STACK_SIZE);
-        errno = error;
-        return -1;
-    }
     out[1] = out[2] = 0;
     before();
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
+    char *stack = mmap(NULL, STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE,
+                       -1, 0);
+    if (stack == MAP_FAILED || mprotect(stack, GUARD_SIZE, PROT_NONE) != 0) {
+        int error = errno;
+        if (stack != MAP_FAILED)
+            munmap(stack, STACK_SIZE);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        after_parent();
+        errno = error;
+        return -1;
+    }
     if (sigsetjmp(r.back, 0)) {
         /* B, on its copy of the calling thread's stack. Its signals start unblocked, as a spawned child's. */
         restore_rseq();
@@ -155,14 +150,14 @@ int pynish_fork_hooked(const char *path, char *const *argv, char *pid_slot, cons
         sigset_t none;
         sigemptyset(&none);
         pthread_sigmask(SIG_SETMASK, &none, NULL);
-        child();
+        after_child();
         return 0;
     }
     int pid = clone(in_a, stack + STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, &r);
     int error = errno;
     munmap(stack, STACK_SIZE);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    parent();
+    after_parent();
     errno = error;
     return pid;
 }

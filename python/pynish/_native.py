@@ -9,11 +9,10 @@ The helper is loaded once per process, from ``pynish --fork-helper`` into a memf
 OS, a build without it, a Python without ``ctypes.pythonapi``, shadow stacks on), ``start`` returns None and
 ``_call`` forks twice from Python, as before.
 
-The interpreter's own fork hooks (``PyOS_BeforeFork``, ``PyOS_AfterFork_Parent``, ``PyOS_AfterFork_Child``) are
-passed to the helper, which runs them within its one call, the GIL held throughout, as ``os.fork`` does: called
-one by one from here, the GIL could change hands between them (a thread starting or ending then deadlocked the
-caller, or the function's process hung). Tried with CPython 3.9, 3.10, 3.11, 3.12 and 3.13: no version needs the
-Python path.
+Tried with CPython 3.9, 3.10, 3.11, 3.12 and 3.13 (python/tests/test_one_fork*.py): none needs the Python path,
+since the helper runs the interpreter's fork hooks itself, the GIL held throughout (between ctypes calls the GIL
+could change hands while PyOS_BeforeFork's locks were held: the caller deadlocked on 3.13, the function hung on
+3.11).
 """
 
 from __future__ import annotations
@@ -29,6 +28,14 @@ _lock = threading.Lock()
 _helpers: Dict[str, Any] = {}
 #: Tests set this to take the Python path.
 disabled = False
+
+
+def _forget_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread may have held it (loading the helper) at the fork
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _shadow_stacks() -> bool:
@@ -56,36 +63,29 @@ def _load(program: str) -> Any:
         return False
     finally:
         os.close(fd)  # the loader keeps its own mapping
-    c_int, c_char_p, c_void_p = ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p
-    # pynish_fork_hooked: a helper without it (an older one, which left the interpreter's hooks to the caller) is
-    # not used (AttributeError).
-    lib.pynish_fork_hooked.argtypes = [
+    c_int, c_char_p = ctypes.c_int, ctypes.c_char_p
+    hook = ctypes.CFUNCTYPE(None)
+    lib.pynish_fork.argtypes = [
         c_char_p,
         ctypes.POINTER(c_char_p),
         c_char_p,
         ctypes.POINTER(c_int),
         c_int,
         ctypes.POINTER(c_int),
-        c_void_p,
-        c_void_p,
-        c_void_p,
+        hook,
+        hook,
+        hook,
     ]
-    lib.pynish_fork_hooked.restype = c_int
+    # os.fork's own steps, called by the helper around its fork with no Python code in between.
     api = ctypes.pythonapi
-    hooks = [
-        ctypes.cast(getattr(api, name), c_void_p)
-        for name in ("PyOS_BeforeFork", "PyOS_AfterFork_Parent", "PyOS_AfterFork_Child")
-    ]
-
-    def fork(*request: Any) -> int:
-        # The interpreter's fork hooks run inside the helper's one call, the GIL held throughout (see the C source).
-        return lib.pynish_fork_hooked(*request, *hooks)
-
-    return fork
+    lib.hooks = tuple(hook(ctypes.cast(f, ctypes.c_void_p).value) for f in (
+        api.PyOS_BeforeFork, api.PyOS_AfterFork_Parent, api.PyOS_AfterFork_Child))
+    lib.pynish_fork.restype = c_int
+    return lib
 
 
 def helper(program: str) -> Any:
-    """The loaded helper's call (the interpreter's fork hooks bound to it), or None where there is none."""
+    """The loaded helper, or None where there is none."""
     if disabled:
         return None
     lib = _helpers.get(program)
@@ -106,8 +106,8 @@ def start(program: str, argv: Sequence[str], pid_at: int, keep: Sequence[int]) -
     pynish. In the caller: (A's pid, 0). In B: (0, A's pid). None where there is no helper. Raises OSError if A
     could not be made or could not fork; an exec that fails is said on stderr, naming the binary, and leaves no
     report (the caller's "ended with status ..."), as before."""
-    fork = helper(program)
-    if fork is None:
+    lib = helper(program)
+    if lib is None:
         return None
     import ctypes
 
@@ -118,14 +118,17 @@ def start(program: str, argv: Sequence[str], pid_at: int, keep: Sequence[int]) -
     kept = (ctypes.c_int * len(keep))(*keep)
     out = (ctypes.c_int * 3)()
     sys.audit("os.fork")
-    pid = fork(os.fsencode(program), args, slot, kept, len(keep), out)
+    pid = lib.pynish_fork(os.fsencode(program), args, slot, kept, len(keep), out, *lib.hooks)
     if pid == 0:
         return 0, out[0]
-    error = ctypes.get_errno() if pid < 0 else 0
     if pid < 0:
-        raise OSError(error or 11, f"cannot start pynish: {os.strerror(error or 11)}")
+        error = ctypes.get_errno() or 11
+        raise OSError(error, f"cannot start pynish: {os.strerror(error)}")
     if out[2] == 1:
-        os.waitpid(pid, 0)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass  # the caller ignores SIGCHLD: the kernel reaped A
         raise OSError(out[1], f"cannot fork the function's process: {os.strerror(out[1])}")
     if out[2] == 2:
         message = f"pynish: cannot execute the pynish binary {program}: {os.strerror(out[1])}\n"

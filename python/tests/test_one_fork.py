@@ -73,8 +73,8 @@ def test_a_fork_call_copies_the_caller_once(tmp_path):
     seen, events = run_call(tmp_path)
     caller, function = seen["caller"], seen["function"]
     assert seen["verdict"] == "completed"
-    # One fork through Python: asked for by the caller, done into the function's process, nothing in between. The
-    # caller's "parent" hooks and the function's "child" hooks run at once, in either order.
+    # One fork through Python: asked for by the caller, done into the function's process, nothing in between.
+    # (The caller's and B's "after" hooks run at once, in either order.)
     assert events[0] == ("before", caller), events
     assert sorted(events[1:]) == [("child", function), ("parent", caller)], events
     # The function's process is still pynish's child (pynish supervises and reaps it).
