@@ -29,6 +29,7 @@
 #include <string.h>
 #include <stddef.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #if __has_include(<sys/rseq.h>)
@@ -48,6 +49,7 @@ struct request {
     const int *keep;
     int nkeep;
     int *out;
+    pid_t caller;
     sigjmp_buf back;
 };
 
@@ -85,6 +87,12 @@ static void decimal(char *slot, unsigned value) {
 
 static int in_a(void *arg) {
     struct request *r = arg;
+    /* Until its exec, A dies with the calling thread: a library's at-fork handler that never returns (OpenBLAS's,
+     * racing a BLAS call in another thread, was seen to) would otherwise keep A, and with it the caller's whole
+     * memory, after the caller was killed. After the exec, pynish's lifeline ends it with the caller. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != r->caller)
+        _exit(127);
     setsid();
     r->out[0] = getpid(); /* B's parent, which B checks after arming PR_SET_PDEATHSIG */
     pid_t b = fork();
@@ -110,6 +118,7 @@ static int in_a(void *arg) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+    prctl(PR_SET_PDEATHSIG, 0);
     execv(r->path, r->argv);
     r->out[1] = errno;
     r->out[2] = 2;
@@ -126,7 +135,7 @@ static int in_a(void *arg) {
  */
 int pynish_fork(const char *path, char *const *argv, char *pid_slot, const int *keep, int nkeep, int *out,
                 void (*before)(void), void (*after_parent)(void), void (*after_child)(void)) {
-    struct request r = {path, argv, pid_slot, keep, nkeep, out};
+    struct request r = {path, argv, pid_slot, keep, nkeep, out, getpid()};
     out[1] = out[2] = 0;
     before();
     sigset_t all, old;

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -211,3 +212,73 @@ def test_calls_nested_in_a_call_and_in_pool_workers(tmp_path):
     """A fork-context call inside a fork-context function, and inside fork and forkserver pool workers."""
     seen = run(tmp_path, NESTED, "native")
     assert seen == {"nested": 6, "fork": [2, 4, 6], "forkserver": [2, 4, 6]}
+
+
+STUCK_HANDLER = r"""
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+static const char *marker;
+/* Armed: says which process runs it, then never returns (as a library's handler racing another thread can). */
+static void prepare(void) {
+    if (!marker)
+        return;
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%d", (int)getpid());
+    int fd = open(marker, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    write(fd, pid, n);
+    close(fd);
+    for (;;)
+        pause();
+}
+void arm(const char *path) { marker = path; }
+__attribute__((constructor)) static void init(void) { pthread_atfork(prepare, 0, 0); }
+"""
+
+STUCK = """
+import ctypes
+handler = ctypes.CDLL(sys.argv[2])
+limited = pynish.limit(os.getpid, context="fork", wall_time=60)
+assert limited() != os.getpid()  # the helper is loaded
+marker = ctypes.create_string_buffer(sys.argv[3].encode())  # kept alive: the handler reads it later
+handler.arm(marker)
+limited()
+"""
+
+
+def test_a_process_stuck_in_an_at_fork_handler_dies_with_its_caller(tmp_path):
+    """A runs the caller's libraries' at-fork handlers, sharing the caller's memory. One that never returns keeps
+    the call from starting (as it would keep os.fork from returning), but once the caller is killed, A must go
+    too, and not keep the caller's memory alive."""
+    import shutil
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("needs a C compiler to build the at-fork handler")
+    source = tmp_path / "stuck.c"
+    source.write_text(STUCK_HANDLER)
+    library = tmp_path / "stuck.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(library), str(source)], check=True, timeout=120)
+    script = tmp_path / "caller.py"
+    script.write_text(PREAMBLE + textwrap.dedent(STUCK))
+    marker = tmp_path / "stuck-pid"
+    caller = subprocess.Popen([sys.executable, str(script), "native", str(library), str(marker)], env=u.script_env())
+    stuck = None
+    try:
+        deadline = time.monotonic() + 60
+        while not (marker.exists() and marker.read_text()):
+            assert caller.poll() is None, "the caller ended before its call reached the handler"
+            assert time.monotonic() < deadline, "the handler never ran"
+            time.sleep(0.02)
+        stuck = int(marker.read_text())
+        assert stuck != caller.pid  # the handler runs in A, not in the caller
+        caller.kill()
+        caller.wait()
+        assert u.wait_gone([stuck], timeout=10) == [], f"A ({stuck}) outlived its caller"
+    finally:
+        if caller.poll() is None:
+            caller.kill()
+            caller.wait()
+        if stuck is not None and u.alive(stuck):
+            u.kill_all([stuck])
