@@ -17,15 +17,19 @@ could change hands while PyOS_BeforeFork's locks were held: the caller deadlocke
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
 import threading
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+#: The helper's pynish_fork, the interpreter's fork hooks bound in.
+Fork = Callable[..., int]
 
 _lock = threading.Lock()
-#: The loaded helper by the binary that carries it; False where that binary has none (or it cannot be loaded).
-_helpers: Dict[str, Any] = {}
+#: The loaded helper by the binary that carries it; None where that binary has none (or it cannot be loaded).
+_helpers: Dict[str, Optional[Fork]] = {}
 #: Tests set this to take the Python path.
 disabled = False
 
@@ -47,20 +51,20 @@ def _shadow_stacks() -> bool:
         return False
 
 
-def _load(program: str) -> Any:
+def _load(program: str) -> Optional[Fork]:
     import ctypes
 
     if not sys.platform.startswith("linux") or not hasattr(ctypes, "pythonapi") or _shadow_stacks():
-        return False
+        return None
     fd = os.memfd_create("pynish-fork-helper", os.MFD_CLOEXEC)
     try:
         done = subprocess.run([program, "--fork-helper"], stdout=fd, stderr=subprocess.DEVNULL, check=False)
         if done.returncode != 0:
-            return False
+            return None
         # ctypes.PyDLL: called with the GIL held, as os.fork forks.
         lib = ctypes.PyDLL(f"/proc/self/fd/{fd}", use_errno=True)
     except OSError:
-        return False
+        return None
     finally:
         os.close(fd)  # the loader keeps its own mapping
     c_int, c_char_p = ctypes.c_int, ctypes.c_char_p
@@ -76,38 +80,45 @@ def _load(program: str) -> Any:
         hook,
         hook,
     ]
+    lib.pynish_fork.restype = c_int
     # os.fork's own steps, called by the helper around its fork with no Python code in between.
     api = ctypes.pythonapi
-    lib.hooks = tuple(hook(ctypes.cast(f, ctypes.c_void_p).value) for f in (
-        api.PyOS_BeforeFork, api.PyOS_AfterFork_Parent, api.PyOS_AfterFork_Child))
-    lib.pynish_fork.restype = c_int
-    return lib
+    hooks = []
+    for step in (api.PyOS_BeforeFork, api.PyOS_AfterFork_Parent, api.PyOS_AfterFork_Child):
+        address = ctypes.cast(step, ctypes.c_void_p).value
+        if not address:
+            return None
+        hooks.append(hook(address))
+    call = lib.pynish_fork
+
+    def fork(*args: Any) -> int:
+        return int(call(*args, *hooks))
+
+    return fork
 
 
-def helper(program: str) -> Any:
+def helper(program: str) -> Optional[Fork]:
     """The loaded helper, or None where there is none."""
     if disabled:
         return None
-    lib = _helpers.get(program)
-    if lib is None:
+    if program not in _helpers:
         with _lock:
-            lib = _helpers.get(program)
-            if lib is None:
+            if program not in _helpers:
                 try:
-                    lib = _load(program)
+                    _helpers[program] = _load(program)
                 except (OSError, AttributeError, ValueError):
-                    lib = False
-                _helpers[program] = lib
-    return lib or None
+                    _helpers[program] = None
+    return _helpers[program]
 
 
 def start(program: str, argv: Sequence[str], pid_at: int, keep: Sequence[int]) -> Optional[Tuple[int, int]]:
     """Execs ``argv`` (``argv[pid_at]`` replaced by B's pid) as A, with B held as A's child; ``keep`` goes on to
-    pynish. In the caller: (A's pid, 0). In B: (0, A's pid). None where there is no helper. Raises OSError if A
-    could not be made or could not fork; an exec that fails is said on stderr, naming the binary, and leaves no
+    pynish. In the caller: (A's pid, 0). In B: (0, A's pid). None where there is no helper. None too where the
+    kernel refuses clone(CLONE_VM) as such (seccomp). Raises OSError if A could not be made for want of resources
+    or could not fork; an exec that fails is said on stderr, naming the binary, and leaves no
     report (the caller's "ended with status ..."), as before."""
-    lib = helper(program)
-    if lib is None:
+    fork = helper(program)
+    if fork is None:
         return None
     import ctypes
 
@@ -118,11 +129,15 @@ def start(program: str, argv: Sequence[str], pid_at: int, keep: Sequence[int]) -
     kept = (ctypes.c_int * len(keep))(*keep)
     out = (ctypes.c_int * 3)()
     sys.audit("os.fork")
-    pid = lib.pynish_fork(os.fsencode(program), args, slot, kept, len(keep), out, *lib.hooks)
+    pid = fork(os.fsencode(program), args, slot, kept, len(keep), out)
     if pid == 0:
         return 0, out[0]
     if pid < 0:
-        error = ctypes.get_errno() or 11
+        error = ctypes.get_errno() or errno.EAGAIN
+        if error in (errno.EPERM, errno.ENOSYS, errno.EINVAL):
+            # clone(CLONE_VM) refused as such (a seccomp filter), not for want of resources: the Python path.
+            _helpers[program] = None
+            return None
         raise OSError(error, f"cannot start pynish: {os.strerror(error)}")
     if out[2] == 1:
         try:
