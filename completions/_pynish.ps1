@@ -37,6 +37,7 @@ Register-ArgumentCompleter -Native -CommandName 'pynish' -ScriptBlock {
             [CompletionResult]::new('--report', '--report', [CompletionResultType]::ParameterName, 'Write the JSON report to FILE, atomically')
             [CompletionResult]::new('--report-fd', '--report-fd', [CompletionResultType]::ParameterName, 'Write the JSON report to open descriptor FD (3>run.json)')
             [CompletionResult]::new('--timeline', '--timeline', [CompletionResultType]::ParameterName, 'Write usage over time to FILE, as JSON lines (pynish plot draws it)')
+            [CompletionResult]::new('--schema', '--schema', [CompletionResultType]::ParameterName, 'The report''s layout: 2 (the default), or 1 for a reader that refuses keys it does not know')
             [CompletionResult]::new('--label', '--label', [CompletionResultType]::ParameterName, 'A name for this run, carried into the report')
             [CompletionResult]::new('--backend', '--backend', [CompletionResultType]::ParameterName, 'How the tree is contained and measured')
             [CompletionResult]::new('--adopt', '--adopt', [CompletionResultType]::ParameterName, 'Supervise this existing child of pynish instead of starting COMMAND (needs --adopt-fd)')

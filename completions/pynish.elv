@@ -34,6 +34,7 @@ set edit:completion:arg-completer[pynish] = {|@words|
             cand --report 'Write the JSON report to FILE, atomically'
             cand --report-fd 'Write the JSON report to open descriptor FD (3>run.json)'
             cand --timeline 'Write usage over time to FILE, as JSON lines (pynish plot draws it)'
+            cand --schema 'The report''s layout: 2 (the default), or 1 for a reader that refuses keys it does not know'
             cand --label 'A name for this run, carried into the report'
             cand --backend 'How the tree is contained and measured'
             cand --adopt 'Supervise this existing child of pynish instead of starting COMMAND (needs --adopt-fd)'

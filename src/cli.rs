@@ -146,6 +146,14 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, help_heading = "Reporting")]
     pub timeline: Option<PathBuf>,
 
+    /// The report's layout: 2 (the default), or 1 for a reader that refuses keys it does not know
+    ///
+    /// Schema 2 is schema 1 plus fields (when and where the run started, its I/O, output capture, soft limits,
+    /// the kernel's OOM kills outside the run); nothing of schema 1 changed. `--schema 1` writes exactly schema
+    /// 1's keys, for a strict reader written against it.
+    #[arg(long, value_name = "N", value_hint = ValueHint::Other, value_parser = clap::value_parser!(u32).range(1..=2), default_value_t = crate::report::SCHEMA, env = "PYNISH_SCHEMA", hide_short_help = true, help_heading = "Reporting")]
+    pub schema: u32,
+
     /// A name for this run, carried into the report
     #[arg(long, value_name = "TEXT", value_hint = ValueHint::Other, hide_short_help = true, help_heading = "Reporting")]
     pub label: Option<String>,
@@ -259,7 +267,11 @@ pub enum Refused {
 
 /// The variables that give a flag its default: the variable, the flag's id, and the flag's own parser.
 #[allow(clippy::type_complexity)]
-const FROM_ENV: [(&str, &str, fn(&str) -> Result<(), String>); 3] = [
+const FROM_ENV: [(&str, &str, fn(&str) -> Result<(), String>); 4] = [
+    ("PYNISH_SCHEMA", "schema", |v| match v.trim() {
+        "1" | "2" => Ok(()),
+        _ => Err("not 1 or 2".to_owned()),
+    }),
     ("PYNISH_GRACE", "grace", |v| parse_duration(v).map(drop)),
     ("PYNISH_SIGNAL", "signal", |v| parse_signal(v).map(drop)),
     ("PYNISH_BACKEND", "backend", |v| {
@@ -331,6 +343,7 @@ impl Settings {
             report_fd: cli.report_fd,
             timeline: cli.timeline,
             label: cli.label,
+            schema: cli.schema,
             quiet: cli.quiet,
             verbose: cli.verbose,
             backend: cli.backend,

@@ -11,12 +11,14 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// Version of the report's layout; bumped when a field changes meaning or goes away.
-pub const SCHEMA: u32 = 1;
+/// Version of the report's layout, bumped when fields are added. Schema 2 is schema 1 plus fields: no field of
+/// schema 1 changed name, type or meaning, and `--schema 1` still writes schema 1 exactly (`schema1`).
+pub const SCHEMA: u32 = 2;
 
-/// The JSON report, schema 1: one object on one line, written once the whole tree is gone. A public contract
-/// (README, `man pynish`): fields are added, never changed or removed without a new `schema`. Rust callers read
-/// it back with serde (see the crate's example).
+/// The JSON report: one object on one line, written once the whole tree is gone. A public contract (README,
+/// `man pynish`): fields are added with a new `schema`, never changed or removed; every field added after
+/// schema 1 has a serde default, so that a schema-1 line still reads into this type. Rust callers read it back
+/// with serde (see the crate's example).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// `SCHEMA`: a reader checks it before trusting the rest.
@@ -51,7 +53,7 @@ pub struct Report {
     pub error: Option<String>,
 }
 
-/// The tree's usage in schema 1's units (seconds, bytes), the same units as `limits`.
+/// The tree's usage in the report's units (seconds, bytes), the same units as `limits`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct UsageReport {
     /// From the start until the whole tree was gone.
@@ -86,7 +88,7 @@ pub struct EscalationReport {
 }
 
 impl Report {
-    /// Renders schema 1 from what the run was asked and what it produced; `enforcement` comes from the
+    /// Renders the report from what the run was asked and what it produced; `enforcement` comes from the
     /// backend, which the record does not know.
     pub fn from_outcome(
         asked: &Asked,

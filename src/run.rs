@@ -133,7 +133,10 @@ fn timeline_header(settings: &Settings, tree: &dyn Tree) -> timeline::Header {
 
 /// Writes the report wherever it was asked for.
 fn emit(settings: &Settings, report: &Report) -> Result<()> {
-    let json = report.to_json();
+    let json = match settings.schema {
+        1 => crate::schema1::to_json(report),
+        _ => report.to_json(),
+    };
     if settings.json {
         use std::io::Write;
         // A closed stderr must not cost the other destinations their report.

@@ -32,6 +32,8 @@ pub struct Settings {
     pub report_fd: Option<i32>,
     /// `--timeline`: usage over time written to this file while the command runs.
     pub timeline: Option<PathBuf>,
+    /// `--schema`: the report's layout, 1 (frozen, for strict readers) or `report::SCHEMA`.
+    pub schema: u32,
     /// `--label`: carried into the report, so that a caller running many jobs tells their reports apart.
     pub label: Option<String>,
     /// `--quiet`: nothing of pynish's own on stderr.

@@ -101,7 +101,7 @@ fn forty_jobs_eight_at_a_time_each_get_their_verdict_and_leave_nothing() {
         let mut reports: BTreeMap<usize, Value> = BTreeMap::new();
         for line in text.lines() {
             let report: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{backend}: {e}: {line}"));
-            assert_eq!(report["schema"], 1);
+            assert_eq!(report["schema"], pynish::report::SCHEMA);
             let label: usize = report["label"].as_str().and_then(|l| l.parse().ok()).expect("a job number");
             assert!(reports.insert(label, report).is_none(), "{backend}: job {label} reported twice");
         }

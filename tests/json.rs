@@ -60,7 +60,7 @@ fn report_has_exactly_the_documented_fields() {
         ])
     );
     assert_eq!(keys(&r["enforcement"]), sorted(&["wall_time", "cpu_time", "memory", "processes"]));
-    assert_eq!(r["schema"], 1);
+    assert_eq!(r["schema"], pynish::report::SCHEMA);
     assert_eq!(r["label"], "nightly");
     assert_eq!(r["limits"]["memory_bytes"], 1u64 << 30);
     assert_eq!(r["limits"]["wall_time_s"], 5.0);

@@ -1,4 +1,4 @@
-"""pynish's JSON report (schema 1) as typed, frozen dataclasses."""
+"""pynish's JSON report (schema 1, and schema 2 which only adds fields) as typed, frozen dataclasses."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def _only(cls: Any, data: dict) -> Any:
 def parse_report(text: str) -> Report:
     """Parses one report line."""
     data = json.loads(text)
-    if data.get("schema") != 1:
+    if data.get("schema") not in (1, 2):
         raise ValueError(f"unknown pynish report schema {data.get('schema')!r}")
     data["limits"] = _only(Limits, data["limits"])
     data["usage"] = _only(Usage, data["usage"])
