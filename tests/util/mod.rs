@@ -247,3 +247,18 @@ pub fn marked_alive(var: &str, mark: &str) -> Vec<i32> {
     }
     found
 }
+
+/// Whether `program`, which a test needs, can run. Where it cannot, the test is skipped (the caller returns) with
+/// the reason and the Debian package to install, so that a newcomer's `cargo test` is green; in CI (`CI` set),
+/// which installs every such tool (.ci/run), it fails instead, so that nothing goes untested there.
+#[must_use]
+pub fn have_tool(program: &str, version_flag: &str, package: &str) -> bool {
+    if std::process::Command::new(program).arg(version_flag).output().is_ok_and(|o| o.status.success()) {
+        return true;
+    }
+    let reason = format!("{program} is not installed (apt-get install {package})");
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+    assert!(!ci, "CI must run every test, but {reason}");
+    eprintln!("SKIP {}: {reason}", std::thread::current().name().unwrap_or("a test"));
+    false
+}
