@@ -51,6 +51,13 @@ pub struct Report {
     pub pid: Option<i32>,
     /// Why the command could not be started (verdict `spawn_error`).
     pub error: Option<String>,
+    /// When the command was started, RFC 3339 in UTC with microseconds (schema 2): with `hostname`, what a harness
+    /// files a run under.
+    #[serde(default)]
+    pub started_at: Option<String>,
+    /// The machine the run was on, as `hostname` prints it (schema 2).
+    #[serde(default)]
+    pub hostname: Option<String>,
 }
 
 /// The tree's usage in the report's units (seconds, bytes), the same units as `limits`.
@@ -136,6 +143,8 @@ impl Report {
             command: asked.command.clone(),
             pid: Some(outcome.pid),
             error: None,
+            started_at: None,
+            hostname: None,
         }
     }
 
@@ -157,12 +166,39 @@ impl Report {
             command: asked.command.clone(),
             pid: None,
             error: Some(error),
+            started_at: None,
+            hostname: None,
         }
+    }
+
+    /// The report with when and where the run started (`Started`).
+    pub fn started(self, started: &Started) -> Report {
+        Report { started_at: Some(started.at.clone()), hostname: started.hostname.clone(), ..self }
     }
 
     /// The one line written to every destination, identical in each.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("the report holds only plain values")
+    }
+}
+
+/// When and where a run started, taken once just before the command starts and written to both the timeline's
+/// header and the report, so that the two agree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Started {
+    /// RFC 3339, UTC, microseconds (`2026-12-07T11:04:14.123456Z`).
+    pub at: String,
+    /// This machine's name; none where the kernel gives none that is text.
+    pub hostname: Option<String>,
+}
+
+impl Started {
+    /// Now, on this machine.
+    pub fn now() -> Started {
+        Started {
+            at: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+            hostname: nix::unistd::gethostname().ok().and_then(|name| name.into_string().ok()),
+        }
     }
 }
 

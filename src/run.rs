@@ -55,10 +55,11 @@ fn supervise(cli: Cli) -> Result<Exit> {
         anyhow::bail!("{reason} (backend proc: {why})");
     }
     log.event(format_args!("backend {} ({why})", tree.name()));
+    let started = report::Started::now();
     let mut timeline = match opened {
         Some(opened) => {
             tree.split_cpu();
-            Some(Timeline::start(opened, &timeline_header(&settings, tree.as_ref()))?)
+            Some(Timeline::start(opened, &timeline_header(&settings, tree.as_ref(), &started))?)
         }
         None => None,
     };
@@ -101,6 +102,7 @@ fn supervise(cli: Cli) -> Result<Exit> {
             (Report::spawn_error(&asked, code, backend, text), Exit::Code(code.into()))
         }
     };
+    let report = report.started(&started);
     if let Some(mut timeline) = timeline {
         let (wall, usage) = result_usage.unwrap_or_default();
         let (verdict, exit_code) = (report.verdict, report.exit_code);
@@ -118,7 +120,7 @@ fn supervise(cli: Cli) -> Result<Exit> {
 }
 
 /// The timeline's first line: what its samples are measured against.
-fn timeline_header(settings: &Settings, tree: &dyn Tree) -> timeline::Header {
+fn timeline_header(settings: &Settings, tree: &dyn Tree, started: &report::Started) -> timeline::Header {
     let asked = settings.asked();
     timeline::Header {
         timeline: timeline::FORMAT,
@@ -128,6 +130,8 @@ fn timeline_header(settings: &Settings, tree: &dyn Tree) -> timeline::Header {
         enforcement: Enforcement::new(&settings.limits, &|kind| tree.enforcement(kind)),
         command: asked.command,
         label: asked.label,
+        started_at: started.at.clone(),
+        hostname: started.hostname.clone(),
     }
 }
 

@@ -18,6 +18,8 @@ const TOP: &[&str] = &[
     "command",
     "pid",
     "error",
+    "started_at",
+    "hostname",
 ];
 
 fn keys(value: &serde_json::Value) -> Vec<String> {
@@ -93,4 +95,22 @@ fn plain_run_prints_nothing_and_limit_prints_one_line() {
     let out = pynish().args(["-q", "--wall-time", "300ms", "--", "sleep", "10"]).output().unwrap();
     assert!(out.stderr.is_empty());
     assert_eq!(code(&out), 124);
+}
+
+#[test]
+fn the_report_says_when_and_where_the_run_started() {
+    let before = std::time::SystemTime::now();
+    let out = pynish_on("proc").args(["--", "true"]).output().unwrap();
+    let after = std::time::SystemTime::now();
+    let r = report(&out);
+    let text = r["started_at"].as_str().expect("started_at is text");
+    assert!(text.ends_with('Z'), "RFC 3339 in UTC: {text}");
+    let at = humantime::parse_rfc3339(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+    // The report keeps microseconds; `before` may fall inside the same microsecond.
+    let slack = std::time::Duration::from_millis(1);
+    assert!(at + slack >= before && at <= after, "{text} is not within the run");
+    let hostname = std::process::Command::new("hostname").output().expect("hostname runs");
+    assert_eq!(r["hostname"], String::from_utf8_lossy(&hostname.stdout).trim());
+    let spawn_error = report(&pynish_on("proc").args(["--", "/nonexistent/pynish-when"]).output().unwrap());
+    assert!(spawn_error["started_at"].is_string() && spawn_error["hostname"] == r["hostname"], "{spawn_error}");
 }

@@ -58,7 +58,8 @@ class Enforcement:
 
 @dataclass(frozen=True)
 class Report:
-    """One supervised run, as pynish's JSON report (schema 1) tells it."""
+    """One supervised run, as pynish's JSON report (schema 1 or 2) tells it; schema 2's fields are None in a
+    schema-1 report."""
 
     schema: int
     label: Optional[str]
@@ -77,6 +78,10 @@ class Report:
     command: Tuple[str, ...]
     pid: Optional[int]
     error: Optional[str]
+    #: when the command was started, RFC 3339 in UTC (schema 2)
+    started_at: Optional[str] = None
+    #: the machine the run was on (schema 2)
+    hostname: Optional[str] = None
 
     @property
     def limit_hit(self) -> bool:

@@ -66,6 +66,8 @@ pub struct Header {
     pub enforcement: Enforcement,
     pub command: Vec<String>,
     pub label: Option<String>,
+    pub started_at: String,
+    pub hostname: Option<String>,
 }
 
 /// Why the first signal went out.
