@@ -94,6 +94,28 @@ pub struct Cli {
     #[arg(short = 'p', long, value_name = "N", value_hint = ValueHint::Other, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Limits")]
     pub processes: Option<u64>,
 
+    /// Descriptors each process may hold open (RLIMIT_NOFILE)
+    ///
+    /// Set in the command before exec and inherited by every descendant, as prlimit --nofile would set it for
+    /// one process. Above the hard limit pynish inherited it is refused, unless pynish is privileged.
+    #[arg(long, value_name = "N", value_hint = ValueHint::Other, value_parser = clap::value_parser!(u64).range(1..), hide_short_help = true, help_heading = "Per-process limits")]
+    pub open_files: Option<u64>,
+
+    /// Bytes each process may write to one file (RLIMIT_FSIZE; exit 120)
+    ///
+    /// A process writing past it gets SIGXFSZ (or EFBIG when it ignores that); a member killed by SIGXFSZ is a
+    /// limit hit: verdict file_size, exit 120. Inherited by every descendant.
+    #[arg(long, value_name = "SIZE", value_hint = ValueHint::Other, value_parser = parse_size, hide_short_help = true, help_heading = "Per-process limits")]
+    pub file_size: Option<u64>,
+
+    /// Main-thread stack of each process (RLIMIT_STACK)
+    #[arg(long, value_name = "SIZE", value_hint = ValueHint::Other, value_parser = positive_size, hide_short_help = true, help_heading = "Per-process limits")]
+    pub stack: Option<u64>,
+
+    /// Largest core dump of each process (RLIMIT_CORE); 0 forbids core dumps
+    #[arg(long, value_name = "SIZE", value_hint = ValueHint::Other, value_parser = parse_size, hide_short_help = true, help_heading = "Per-process limits")]
+    pub core_size: Option<u64>,
+
     /// Time from the first signal to SIGKILL
     #[arg(short = 'g', long, value_name = "DUR", value_hint = ValueHint::Other, value_parser = parse_duration, default_value = "2s", env = "PYNISH_GRACE", help_heading = "Escalation")]
     pub grace: Duration,
@@ -333,6 +355,12 @@ impl Settings {
                 memory: cli.memory,
                 memory_kind: cli.memory_kind,
                 processes: cli.processes,
+                rlimits: crate::limits::Rlimits {
+                    open_files: cli.open_files,
+                    file_size: cli.file_size,
+                    stack: cli.stack,
+                    core_size: cli.core_size,
+                },
             },
             grace: cli.grace,
             signal: cli.signal,

@@ -96,6 +96,8 @@ struct Monitor<'a> {
     memory_at_signal: u64,
     /// Members that received SIGKILL, sorted: each is counted once in the report, however often it is repeated.
     sigkilled: Vec<i32>,
+    /// A member pynish reaped (the command, or an orphan it inherited) was killed by SIGXFSZ: past `--file-size`.
+    xfsz_seen: bool,
     /// Set once the tree is gone; until then dropping the monitor (pynish unwinding from a bug) kills the tree.
     finished: bool,
     /// `--timeline`: fed with the samples and events below, never read from.
@@ -182,6 +184,7 @@ pub fn supervise<'a>(
         cores: online_cores(),
         memory_at_signal: 0,
         sigkilled: Vec::new(),
+        xfsz_seen: false,
         finished: false,
         timeline,
         lifeline,
@@ -253,11 +256,14 @@ fn rlimits(settings: &Settings) -> Vec<(Resource, u64, u64)> {
     if let (Some(bytes), MemoryKind::Virtual) = (limits.memory, limits.memory_kind) {
         out.push((Resource::RLIMIT_AS, bytes, bytes));
     }
+    let asked = limits.rlimits.asked().into_iter().map(|(resource, _, value)| (resource, value, value));
     out.into_iter()
         .map(|(resource, soft, hard)| {
             let (soft, hard) = crate::limits::within_inherited(resource, soft, hard);
             (resource, soft, hard)
         })
+        // Checked against the inherited hard limit in `settings`: set as asked, never capped.
+        .chain(asked)
         .collect()
 }
 
@@ -318,6 +324,7 @@ impl Monitor<'_> {
                     self.facts.status = Some(status);
                     self.record(Event::Exit(status));
                 }
+                Ok(Reaped::Ended(_, Status::Signaled(Sig::XFSZ))) => self.xfsz_seen = true,
                 Ok(Reaped::Stopped(pid)) if pid == self.child && self.phase == Phase::Running => {
                     if let Some(terminal) = self.terminal {
                         terminal.relay_stop(self.child);
@@ -650,6 +657,11 @@ impl Monitor<'_> {
         let limits = &self.settings.limits;
         let failed = !matches!(self.facts.status, Some(Status::Exited(0)));
         let cpu = self.usage.cpu_user + self.usage.cpu_system;
+        if limits.rlimits.file_size.is_some()
+            && (self.xfsz_seen || self.facts.status == Some(Status::Signaled(Sig::XFSZ)))
+        {
+            return Some(LimitKind::FileSize);
+        }
         if let Some(limit) = limits.cpu_time {
             match self.facts.status {
                 Some(Status::Signaled(Sig::XCPU)) => return Some(LimitKind::CpuTime),

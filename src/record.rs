@@ -46,6 +46,18 @@ pub struct LimitsAsked {
     pub grace_s: f64,
     /// `--signal`, e.g. `SIGTERM` or `SIGRTMIN+6`.
     pub signal: String,
+    /// `--open-files` (schema 2).
+    #[serde(default)]
+    pub open_files: Option<u64>,
+    /// `--file-size`, in bytes (schema 2).
+    #[serde(default)]
+    pub file_size_bytes: Option<u64>,
+    /// `--stack`, in bytes (schema 2).
+    #[serde(default)]
+    pub stack_bytes: Option<u64>,
+    /// `--core-size`, in bytes (schema 2).
+    #[serde(default)]
+    pub core_size_bytes: Option<u64>,
 }
 
 impl LimitsAsked {
@@ -59,6 +71,10 @@ impl LimitsAsked {
             processes: limits.processes,
             grace_s: seconds(grace),
             signal: signal.name().into_owned(),
+            open_files: limits.rlimits.open_files,
+            file_size_bytes: limits.rlimits.file_size,
+            stack_bytes: limits.rlimits.stack,
+            core_size_bytes: limits.rlimits.core_size,
         }
     }
 }
@@ -75,6 +91,9 @@ pub struct Enforcement {
     pub memory: Option<String>,
     /// The backend.
     pub processes: Option<String>,
+    /// `rlimit` (RLIMIT_FSIZE) when `--file-size` was asked (schema 2).
+    #[serde(default)]
+    pub file_size: Option<String>,
 }
 
 impl Enforcement {
@@ -92,6 +111,7 @@ impl Enforcement {
                 })
             }),
             processes: l.processes.map(|_| name(backend(LimitKind::Processes))),
+            file_size: l.rlimits.file_size.map(|_| name("rlimit")),
         }
     }
 }

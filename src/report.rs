@@ -209,6 +209,7 @@ pub fn message(limits: &Limits, grace: Duration, outcome: &Outcome, verdict: Ver
         Verdict::CpuTime => LimitKind::CpuTime,
         Verdict::Memory => LimitKind::Memory,
         Verdict::Processes => LimitKind::Processes,
+        Verdict::FileSize => LimitKind::FileSize,
         _ => return None,
     };
     let mut line = format!("pynish: {} limit {} reached", kind.describe(), limits.show(kind));
@@ -219,6 +220,7 @@ pub fn message(limits: &Limits, grace: Duration, outcome: &Outcome, verdict: Ver
         (Some(first), true) => line += &format!("; sent {first}, SIGKILL after {grace}"),
         (Some(first), false) => line += &format!("; sent {first}, the command ended within the {grace} grace"),
         (None, true) => line += "; sent SIGKILL",
+        (None, false) if kind == LimitKind::FileSize => line += ": the kernel's RLIMIT_FSIZE killed a member (SIGXFSZ)",
         (None, false) => line += " (enforced by the kernel)",
     }
     Some(line)

@@ -81,6 +81,7 @@ impl Settings {
         if let Some(fd) = self.report_fd {
             destination::check_fd(fd, "--report-fd")?;
         }
+        self.limits.rlimits.check().map_err(anyhow::Error::msg)?;
         self.backend = match (self.leave_leftovers, self.backend) {
             (true, BackendChoice::Auto) => BackendChoice::Proc,
             (true, BackendChoice::Cgroup1 | BackendChoice::Cgroup2) => {

@@ -24,6 +24,8 @@ impl Sig {
     pub const TERM: Sig = Sig(libc::SIGTERM);
     /// SIGXCPU, RLIMIT_CPU's own signal.
     pub const XCPU: Sig = Sig(libc::SIGXCPU);
+    /// SIGXFSZ, RLIMIT_FSIZE's own signal.
+    pub const XFSZ: Sig = Sig(libc::SIGXFSZ);
 
     /// The signal numbered `number`, if there is one (a real-time number counts only inside the C library's range).
     pub fn from_number(number: i32) -> Option<Sig> {

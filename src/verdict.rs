@@ -22,6 +22,8 @@ pub enum Verdict {
     Memory,
     /// The process limit was reached, by pynish's count or the kernel's (a refused fork).
     Processes,
+    /// A member was killed by SIGXFSZ: it wrote past `--file-size` (report schema 2).
+    FileSize,
     /// The command could not be started: nothing ran.
     SpawnError,
 }
@@ -33,6 +35,7 @@ impl From<LimitKind> for Verdict {
             LimitKind::CpuTime => Verdict::CpuTime,
             LimitKind::Memory => Verdict::Memory,
             LimitKind::Processes => Verdict::Processes,
+            LimitKind::FileSize => Verdict::FileSize,
         }
     }
 }
@@ -53,6 +56,7 @@ pub fn decide(facts: &Facts) -> (Verdict, ExitCode) {
                 LimitKind::CpuTime => ExitCode::CpuTime,
                 LimitKind::Memory => ExitCode::Memory,
                 LimitKind::Processes => ExitCode::Processes,
+                LimitKind::FileSize => ExitCode::FileSize,
             }
         };
         return (limit.into(), code);

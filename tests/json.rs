@@ -48,7 +48,19 @@ fn report_has_exactly_the_documented_fields() {
     );
     assert_eq!(
         keys(&r["limits"]),
-        sorted(&["wall_time_s", "cpu_time_s", "memory_bytes", "memory_kind", "processes", "grace_s", "signal"])
+        sorted(&[
+            "wall_time_s",
+            "cpu_time_s",
+            "memory_bytes",
+            "memory_kind",
+            "processes",
+            "grace_s",
+            "signal",
+            "open_files",
+            "file_size_bytes",
+            "stack_bytes",
+            "core_size_bytes"
+        ])
     );
     assert_eq!(
         keys(&r["escalation"]),
@@ -61,7 +73,7 @@ fn report_has_exactly_the_documented_fields() {
             "killed_processes"
         ])
     );
-    assert_eq!(keys(&r["enforcement"]), sorted(&["wall_time", "cpu_time", "memory", "processes"]));
+    assert_eq!(keys(&r["enforcement"]), sorted(&["wall_time", "cpu_time", "memory", "processes", "file_size"]));
     assert_eq!(r["schema"], pynish::report::SCHEMA);
     assert_eq!(r["label"], "nightly");
     assert_eq!(r["limits"]["memory_bytes"], 1u64 << 30);

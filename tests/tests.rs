@@ -27,6 +27,7 @@ mod passthrough;
 mod recipes;
 mod report_dest;
 mod resources;
+mod rlimits;
 mod rough_edges;
 mod schema;
 mod signals;

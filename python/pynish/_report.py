@@ -86,7 +86,7 @@ class Report:
     @property
     def limit_hit(self) -> bool:
         """Whether the run ended on a limit."""
-        return self.verdict in ("wall_time", "cpu_time", "memory", "processes")
+        return self.verdict in ("wall_time", "cpu_time", "memory", "processes", "file_size")
 
 
 def _only(cls: Any, data: dict) -> Any:

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 /// The built pynish, with a clean environment for its own settings (and SIGCHLD ignored, see `as_caller`).
 pub fn pynish() -> Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pynish"));
-    for var in ["PYNISH_GRACE", "PYNISH_SIGNAL", "PYNISH_BACKEND"] {
+    for var in ["PYNISH_GRACE", "PYNISH_SIGNAL", "PYNISH_BACKEND", "PYNISH_SCHEMA"] {
         cmd.env_remove(var);
     }
     as_caller(&mut cmd);
@@ -149,6 +149,7 @@ pub fn check_invariants(status: i32, report: &Value) {
         "cpu_time" => (123, "cpu_time"),
         "memory" => (122, "memory"),
         "processes" => (121, "processes"),
+        "file_size" => (120, "file_size"),
         other => panic!("unknown verdict {other}: {report}"),
     };
     assert!(
