@@ -94,6 +94,34 @@ pub struct Cli {
     #[arg(short = 'p', long, value_name = "N", value_hint = ValueHint::Other, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Limits")]
     pub processes: Option<u64>,
 
+    /// Warn the tree when it has run this long: --soft-signal to every member, once
+    ///
+    /// The run goes on under its hard limits; the report's `soft` lists each soft limit reached and when. Below
+    /// --wall-time, if both are given. Like Slurm's --signal=SIG@TIME, counted from the start.
+    #[arg(long, value_name = "DUR", value_hint = ValueHint::Other, value_parser = positive_duration, hide_short_help = true, help_heading = "Soft limits")]
+    pub soft_wall_time: Option<Duration>,
+
+    /// Warn the tree when it has used this much CPU time (user + system, ended members included)
+    ///
+    /// Counted and timed as --cpu-time is (a few ms late at most); below --cpu-time, if both are given.
+    #[arg(long, value_name = "DUR", value_hint = ValueHint::Other, value_parser = positive_duration, hide_short_help = true, help_heading = "Soft limits")]
+    pub soft_cpu_time: Option<Duration>,
+
+    /// Warn the tree when its memory exceeds SIZE (counted as --memory counts resident memory)
+    ///
+    /// Sampled by pynish on every backend; nothing is throttled (no memory.high). Below --memory, if both are
+    /// given.
+    #[arg(long, value_name = "SIZE", value_hint = ValueHint::Other, value_parser = positive_size, hide_short_help = true, help_heading = "Soft limits")]
+    pub soft_memory: Option<u64>,
+
+    /// The warning a soft limit sends (default URG: ignored unless the command listens for it)
+    ///
+    /// SIGURG's default action is to ignore it, so a command that does not handle the warning is never ended by
+    /// it. Name USR1, USR2, TERM, ... for one the command traps. If the warning itself ends the command's first
+    /// process, the verdict is that soft limit's (wall_time, cpu_time or memory).
+    #[arg(long, value_name = "SIG", value_hint = ValueHint::Other, value_parser = parse_signal, default_value = "URG", hide_short_help = true, help_heading = "Soft limits")]
+    pub soft_signal: Sig,
+
     /// Descriptors each process may hold open (RLIMIT_NOFILE)
     ///
     /// Set in the command before exec and inherited by every descendant, as prlimit --nofile would set it for
@@ -355,6 +383,12 @@ impl Settings {
                 memory: cli.memory,
                 memory_kind: cli.memory_kind,
                 processes: cli.processes,
+                soft: crate::limits::Soft {
+                    wall_time: cli.soft_wall_time,
+                    cpu_time: cli.soft_cpu_time,
+                    memory: cli.soft_memory,
+                    signal: cli.soft_signal,
+                },
                 rlimits: crate::limits::Rlimits {
                     open_files: cli.open_files,
                     file_size: cli.file_size,

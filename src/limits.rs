@@ -29,8 +29,40 @@ pub struct Limits {
     pub memory_kind: MemoryKind,
     /// Members alive at once.
     pub processes: Option<u64>,
+    /// Soft limits: a warning signal to the tree, once each, before the hard limits end it.
+    pub soft: Soft,
     /// Per-process rlimits set before exec and inherited by every member (prlimit's, for the whole tree).
     pub rlimits: Rlimits,
+}
+
+/// `--soft-wall-time`, `--soft-cpu-time`, `--soft-memory`: when the tree reaches one, every member gets `signal`
+/// once, and the run goes on under its hard limits, so that an anytime solver or a trial can write its best result
+/// before it is ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Soft {
+    /// Real time from the start.
+    pub wall_time: Option<Duration>,
+    /// CPU time of the whole tree, ended members included, counted as `--cpu-time` counts it.
+    pub cpu_time: Option<Duration>,
+    /// Bytes of the tree's memory, counted as `--memory` (resident) counts it.
+    pub memory: Option<u64>,
+    /// `--soft-signal`: SIGURG by default, whose default action is to ignore it, so that a command that does not
+    /// listen for the warning is never ended by it (Go's runtime chose SIGURG for its own preemption signal for
+    /// the same reason).
+    pub signal: crate::signals::Sig,
+}
+
+impl Default for Soft {
+    fn default() -> Soft {
+        Soft { wall_time: None, cpu_time: None, memory: None, signal: crate::signals::Sig::URG }
+    }
+}
+
+impl Soft {
+    /// The soft limits asked, in the order they are checked.
+    pub fn any(&self) -> bool {
+        self.wall_time.is_some() || self.cpu_time.is_some() || self.memory.is_some()
+    }
 }
 
 /// `--open-files`, `--file-size`, `--stack`, `--core-size`: the kernel holds each per process; pynish sets them in
@@ -126,6 +158,17 @@ impl Limits {
             LimitKind::Memory => self.memory.map(crate::units::format_size).unwrap_or_default(),
             LimitKind::Processes => self.processes.map(|n| n.to_string()).unwrap_or_default(),
             LimitKind::FileSize => self.rlimits.file_size.map(crate::units::format_size).unwrap_or_default(),
+        }
+    }
+
+    /// A soft limit as the user would write it, for messages (empty for a kind that has no soft limit).
+    pub fn show_soft(&self, kind: LimitKind) -> String {
+        use crate::units::format_duration;
+        match kind {
+            LimitKind::WallTime => self.soft.wall_time.map(format_duration).unwrap_or_default(),
+            LimitKind::CpuTime => self.soft.cpu_time.map(format_duration).unwrap_or_default(),
+            LimitKind::Memory => self.soft.memory.map(crate::units::format_size).unwrap_or_default(),
+            _ => String::new(),
         }
     }
 }

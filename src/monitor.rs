@@ -16,7 +16,7 @@
 
 use crate::lifeline::Lifeline;
 use crate::limits::{GRACE_PROCESS_SLACK, LimitKind, MemoryKind};
-use crate::record::{Escalation, Facts, Outcome, Status, Usage};
+use crate::record::{Escalation, Facts, Outcome, SoftHit, Status, Usage};
 use crate::settings::Settings;
 use crate::signals::Sig;
 use crate::spawn::{self, Plan, SpawnError};
@@ -96,6 +96,8 @@ struct Monitor<'a> {
     memory_at_signal: u64,
     /// Members that received SIGKILL, sorted: each is counted once in the report, however often it is repeated.
     sigkilled: Vec<i32>,
+    /// The soft limits reached so far, each warned of once.
+    soft: Vec<SoftHit>,
     /// A member pynish reaped (the command, or an orphan it inherited) was killed by SIGXFSZ: past `--file-size`.
     xfsz_seen: bool,
     /// Set once the tree is gone; until then dropping the monitor (pynish unwinding from a bug) kills the tree.
@@ -184,6 +186,7 @@ pub fn supervise<'a>(
         cores: online_cores(),
         memory_at_signal: 0,
         sigkilled: Vec::new(),
+        soft: Vec::new(),
         xfsz_seen: false,
         finished: false,
         timeline,
@@ -290,6 +293,9 @@ impl Monitor<'_> {
                     self.escalate(self.settings.signal);
                 }
                 Phase::Running => {
+                    if self.soft_wall_due().is_some_and(|due| now >= due) {
+                        self.soft_hit(LimitKind::WallTime);
+                    }
                     if self.settings.limits.wall_time.is_some_and(|wall| now >= after(self.start, wall)) {
                         self.hit(LimitKind::WallTime);
                     } else if now >= self.next_sample {
@@ -365,7 +371,8 @@ impl Monitor<'_> {
             Phase::Running if self.facts.status.is_some() => now,
             Phase::Running => {
                 let wall = self.settings.limits.wall_time.map(|wall| after(self.start, wall));
-                wall.map_or(self.next_sample, |wall| wall.min(self.next_sample))
+                let due = wall.map_or(self.next_sample, |wall| wall.min(self.next_sample));
+                self.soft_wall_due().map_or(due, |soft| soft.min(due))
             }
             Phase::Grace { until } if self.watch_in_grace() => until.min(self.next_sample),
             Phase::Grace { until } => until,
@@ -411,6 +418,12 @@ impl Monitor<'_> {
             self.log.event(format_args!("the kernel enforced the {} limit", kind.describe()));
             self.escalate(self.settings.signal);
             return;
+        }
+        if limits.soft.cpu_time.is_some_and(|cpu| sample.cpu() >= cpu) && !self.soft_reached(LimitKind::CpuTime) {
+            self.soft_hit(LimitKind::CpuTime);
+        }
+        if limits.soft.memory.is_some_and(|m| sample.memory > m) && !self.soft_reached(LimitKind::Memory) {
+            self.soft_hit(LimitKind::Memory);
         }
         let crossed = if limits.cpu_time.is_some_and(|cpu| sample.cpu() >= cpu) {
             Some(LimitKind::CpuTime)
@@ -504,7 +517,35 @@ impl Monitor<'_> {
         {
             secs = secs.min(processes.saturating_sub(sample.processes) as f64 / fork_rate);
         }
+        // A soft limit is sampled as closely as its hard one would be, until it is reached.
+        if let Some(cpu) = limits.soft.cpu_time.filter(|_| !self.soft_reached(LimitKind::CpuTime)) {
+            secs = secs.min(cpu.saturating_sub(sample.cpu()).as_secs_f64() / self.cores);
+        }
+        if let Some(memory) = limits.soft.memory.filter(|_| !self.soft_reached(LimitKind::Memory)) {
+            secs = secs.min(memory.saturating_sub(sample.memory) as f64 / memory_rate);
+        }
         Duration::from_secs_f64(secs.max(0.0)).clamp(MIN_SAMPLE, MAX_SAMPLE)
+    }
+
+    /// When the soft wall-time limit falls due, until it is reached.
+    fn soft_wall_due(&self) -> Option<Instant> {
+        let soft = self.settings.limits.soft.wall_time?;
+        (!self.soft_reached(LimitKind::WallTime)).then(|| after(self.start, soft))
+    }
+
+    fn soft_reached(&self, kind: LimitKind) -> bool {
+        self.soft.iter().any(|hit| hit.limit == kind)
+    }
+
+    /// Warns every member of the tree, once for this soft limit; the run goes on under its hard limits.
+    fn soft_hit(&mut self, kind: LimitKind) {
+        let signal = self.settings.limits.soft.signal;
+        let at = self.now();
+        let n = self.send_to_tree(signal, |tree, group| tree.signal_all(signal, group)).len();
+        self.soft.push(SoftHit { limit: kind, at, signalled: n });
+        self.record(Event::Soft { limit: kind, signal, processes: n });
+        let shown = self.settings.limits.show_soft(kind);
+        self.log.event(format_args!("soft {} limit {shown} reached; sent {signal} to {n} processes", kind.describe()));
     }
 
     fn hit(&mut self, kind: LimitKind) {
@@ -617,6 +658,13 @@ impl Monitor<'_> {
         if self.facts.limit.is_none() && self.facts.kernel_limit.is_none() {
             self.facts.limit = self.over_in_final_figures();
         }
+        // The command's first process died of the warning itself (it did not handle it): that soft limit ended it.
+        if let (Some(Status::Signaled(signal)), Some(last)) = (self.facts.status, self.soft.last())
+            && signal == self.settings.limits.soft.signal
+            && self.facts.received.is_none()
+        {
+            self.facts.soft_limit = Some(last.limit);
+        }
         self.log.event(format_args!("tree reaped after {wall:?}"));
         self.finished = true;
         Outcome {
@@ -625,6 +673,7 @@ impl Monitor<'_> {
             wall,
             usage: self.usage,
             escalation: std::mem::take(&mut self.escalation),
+            soft: std::mem::take(&mut self.soft),
         }
     }
 

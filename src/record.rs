@@ -58,6 +58,18 @@ pub struct LimitsAsked {
     /// `--core-size`, in bytes (schema 2).
     #[serde(default)]
     pub core_size_bytes: Option<u64>,
+    /// `--soft-wall-time`, in seconds (schema 2).
+    #[serde(default)]
+    pub soft_wall_time_s: Option<f64>,
+    /// `--soft-cpu-time`, in seconds (schema 2).
+    #[serde(default)]
+    pub soft_cpu_time_s: Option<f64>,
+    /// `--soft-memory`, in bytes (schema 2).
+    #[serde(default)]
+    pub soft_memory_bytes: Option<u64>,
+    /// `--soft-signal`, when a soft limit was asked (schema 2).
+    #[serde(default)]
+    pub soft_signal: Option<String>,
 }
 
 impl LimitsAsked {
@@ -75,6 +87,10 @@ impl LimitsAsked {
             file_size_bytes: limits.rlimits.file_size,
             stack_bytes: limits.rlimits.stack,
             core_size_bytes: limits.rlimits.core_size,
+            soft_wall_time_s: limits.soft.wall_time.map(seconds),
+            soft_cpu_time_s: limits.soft.cpu_time.map(seconds),
+            soft_memory_bytes: limits.soft.memory,
+            soft_signal: limits.soft.any().then(|| limits.soft.signal.name().into_owned()),
         }
     }
 }
@@ -140,6 +156,20 @@ pub struct Facts {
     pub status: Option<Status>,
     /// `--preserve-status`: the command's own status is the exit status even after a limit.
     pub preserve_status: bool,
+    /// The soft limit whose warning signal ended the command's first process (it did not handle it): the
+    /// verdict is that limit's kind, as BenchExec's cputime-soft.
+    pub soft_limit: Option<LimitKind>,
+}
+
+/// A soft limit the tree reached: its warning went to every member once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoftHit {
+    /// Which one.
+    pub limit: LimitKind,
+    /// When, since the start.
+    pub at: Duration,
+    /// Members that received the warning.
+    pub signalled: usize,
 }
 
 /// What escalation did, for the report.
@@ -184,6 +214,8 @@ pub struct Outcome {
     pub usage: Usage,
     /// What escalation did.
     pub escalation: Escalation,
+    /// The soft limits reached, in order.
+    pub soft: Vec<SoftHit>,
 }
 
 /// A signal as its name (`SIGTERM`, `SIGRTMIN+6`), the form a person and the report read, rather than its
@@ -235,6 +267,7 @@ mod tests {
                 ..Facts::default()
             },
             pid: 42,
+            soft: vec![SoftHit { limit: LimitKind::WallTime, at: Duration::from_millis(700), signalled: 2 }],
             wall: Duration::from_millis(1500),
             usage: Usage { cpu_user: Duration::from_millis(3), peak_memory: 1 << 20, ..Usage::default() },
             escalation: Escalation {

@@ -58,6 +58,22 @@ pub struct Report {
     /// The machine the run was on, as `hostname` prints it (schema 2).
     #[serde(default)]
     pub hostname: Option<String>,
+    /// The soft limits the tree reached, in order, each warned of once (schema 2).
+    #[serde(default)]
+    pub soft: Vec<SoftReport>,
+}
+
+/// A soft limit reached, as the report tells it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SoftReport {
+    /// `wall_time`, `cpu_time` or `memory`.
+    pub limit: LimitKind,
+    /// Seconds from the start.
+    pub at_s: f64,
+    /// The warning sent (`--soft-signal`).
+    pub signal: String,
+    /// Members that received it.
+    pub signalled_processes: usize,
 }
 
 /// The tree's usage in the report's units (seconds, bytes), the same units as `limits`.
@@ -145,6 +161,16 @@ impl Report {
             error: None,
             started_at: None,
             hostname: None,
+            soft: outcome
+                .soft
+                .iter()
+                .map(|hit| SoftReport {
+                    limit: hit.limit,
+                    at_s: secs(hit.at),
+                    signal: asked.limits.soft_signal.clone().unwrap_or_default(),
+                    signalled_processes: hit.signalled,
+                })
+                .collect(),
         }
     }
 
@@ -168,6 +194,7 @@ impl Report {
             error: Some(error),
             started_at: None,
             hostname: None,
+            soft: Vec::new(),
         }
     }
 
@@ -212,6 +239,12 @@ pub fn message(limits: &Limits, grace: Duration, outcome: &Outcome, verdict: Ver
         Verdict::FileSize => LimitKind::FileSize,
         _ => return None,
     };
+    let facts = &outcome.facts;
+    if facts.limit.is_none() && facts.kernel_limit.is_none() && facts.soft_limit == Some(kind) {
+        let signal = limits.soft.signal;
+        let (what, shown) = (kind.describe(), limits.show_soft(kind));
+        return Some(format!("pynish: soft {what} limit {shown} reached; its warning {signal} ended the command"));
+    }
     let mut line = format!("pynish: {} limit {} reached", kind.describe(), limits.show(kind));
     let esc = &outcome.escalation;
     let grace = crate::units::format_duration(grace);

@@ -82,6 +82,27 @@ impl Settings {
             destination::check_fd(fd, "--report-fd")?;
         }
         self.limits.rlimits.check().map_err(anyhow::Error::msg)?;
+        let (l, soft) = (&self.limits, &self.limits.soft);
+        let units = crate::units::format_duration;
+        if let (Some(soft), Some(hard)) = (soft.wall_time, l.wall_time)
+            && soft >= hard
+        {
+            bail!("--soft-wall-time {} must be below --wall-time {}", units(soft), units(hard));
+        }
+        if let (Some(soft), Some(hard)) = (soft.cpu_time, l.cpu_time)
+            && soft >= hard
+        {
+            bail!("--soft-cpu-time {} must be below --cpu-time {}", units(soft), units(hard));
+        }
+        if let (Some(soft), Some(hard)) = (soft.memory, l.memory)
+            && soft >= hard
+        {
+            let size = crate::units::format_size;
+            bail!("--soft-memory {} must be below --memory {}", size(soft), size(hard));
+        }
+        if soft.memory.is_some() && l.memory_kind == crate::limits::MemoryKind::Virtual {
+            bail!("--soft-memory counts resident memory; it cannot go with --memory-kind virtual");
+        }
         self.backend = match (self.leave_leftovers, self.backend) {
             (true, BackendChoice::Auto) => BackendChoice::Proc,
             (true, BackendChoice::Cgroup1 | BackendChoice::Cgroup2) => {

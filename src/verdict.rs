@@ -47,7 +47,7 @@ pub fn decide(facts: &Facts) -> (Verdict, ExitCode) {
         Some(Status::Signaled(signal)) => ExitCode::Signal(signal),
         None => ExitCode::Error,
     };
-    if let Some(limit) = facts.limit.or(facts.kernel_limit) {
+    if let Some(limit) = facts.limit.or(facts.kernel_limit).or(facts.soft_limit) {
         let code = if facts.preserve_status {
             own
         } else {

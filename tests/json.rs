@@ -20,6 +20,7 @@ const TOP: &[&str] = &[
     "error",
     "started_at",
     "hostname",
+    "soft",
 ];
 
 fn keys(value: &serde_json::Value) -> Vec<String> {
@@ -59,7 +60,11 @@ fn report_has_exactly_the_documented_fields() {
             "open_files",
             "file_size_bytes",
             "stack_bytes",
-            "core_size_bytes"
+            "core_size_bytes",
+            "soft_wall_time_s",
+            "soft_cpu_time_s",
+            "soft_memory_bytes",
+            "soft_signal"
         ])
     );
     assert_eq!(

@@ -31,6 +31,7 @@ mod rlimits;
 mod rough_edges;
 mod schema;
 mod signals;
+mod soft;
 mod startup;
 mod strays;
 mod terminal;

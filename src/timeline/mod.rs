@@ -93,6 +93,12 @@ pub enum Event {
     },
     OomKill,
     ForkRefused,
+    /// A soft limit reached: its warning went to `processes` members.
+    Soft {
+        limit: LimitKind,
+        signal: Sig,
+        processes: usize,
+    },
     Exit(Status),
     End {
         verdict: Verdict,

@@ -219,6 +219,11 @@ enum EventFields {
     },
     OomKill,
     ForkRefused,
+    SoftLimit {
+        limit: crate::limits::LimitKind,
+        signal: Cow<'static, str>,
+        processes: usize,
+    },
     Exit {
         #[serde(skip_serializing_if = "Option::is_none")]
         code: Option<i32>,
@@ -270,6 +275,9 @@ pub fn format(record: &Record) -> String {
                 }
                 Event::OomKill => EventFields::OomKill,
                 Event::ForkRefused => EventFields::ForkRefused,
+                Event::Soft { limit, signal, processes } => {
+                    EventFields::SoftLimit { limit, signal: signal.name(), processes }
+                }
                 Event::Exit(Status::Exited(code)) => EventFields::Exit { code: Some(code), signal: None },
                 Event::Exit(Status::Signaled(signal)) => EventFields::Exit { code: None, signal: Some(signal.name()) },
                 Event::End { verdict, exit_code, usage, dropped } => EventFields::End {
