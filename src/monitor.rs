@@ -16,12 +16,13 @@
 
 use crate::lifeline::Lifeline;
 use crate::limits::{GRACE_PROCESS_SLACK, LimitKind, MemoryKind};
-use crate::record::{Escalation, Facts, Outcome, Status, Usage};
+use crate::record::{Escalation, Facts, Outcome, OutsideLimit, Status, Usage, Whose};
 use crate::settings::Settings;
 use crate::signals::Sig;
 use crate::spawn::{self, Plan, SpawnError};
 use crate::terminal::Terminal;
 use crate::timeline::{Cause, Event, Timeline};
+use crate::tree::cgroup::enclosing::{Enclosing, Outside};
 use crate::tree::{Sample, Tree, proc};
 use crate::wakeup::Wakeup;
 use nix::errno::Errno;
@@ -104,6 +105,11 @@ struct Monitor<'a> {
     lifeline: Option<Lifeline>,
     /// The lifeline was cut since the last turn of the loop: handled as a SIGTERM to pynish.
     lifeline_cut: bool,
+    /// The counters of the groups enclosing pynish, and the machine's, from before the start: whose limit it was
+    /// when the kernel killed or refused in the tree without the run's own limit reached.
+    enclosing: Enclosing,
+    /// The limit the run's own group enforced (`Tree::kernel_hit`), as opposed to an rlimit.
+    group_hit: Option<LimitKind>,
 }
 
 impl Drop for Monitor<'_> {
@@ -147,6 +153,7 @@ pub fn supervise<'a>(
     if let Some(terminal) = terminal {
         terminal.block_ttou();
     }
+    let enclosing = Enclosing::snapshot();
     let plan = Plan {
         join_fds: tree.join_fds(),
         rlimits: rlimits(settings),
@@ -186,6 +193,8 @@ pub fn supervise<'a>(
         timeline,
         lifeline,
         lifeline_cut: false,
+        enclosing,
+        group_hit: None,
     };
     let first = start + monitor.interval(Sample::default(), MEMORY_RATE_FLOOR, FORK_RATE_FLOOR);
     monitor.next_sample = monitor.sample_by(start, first);
@@ -400,6 +409,7 @@ impl Monitor<'_> {
         }
         if let Some(kind) = self.tree.kernel_hit() {
             self.facts.kernel_limit = Some(kind);
+            self.group_hit = Some(kind);
             self.record(Event::kernel(kind));
             self.log.event(format_args!("the kernel enforced the {} limit", kind.describe()));
             self.escalate(self.settings.signal);
@@ -605,8 +615,10 @@ impl Monitor<'_> {
             if let Some(kind) = kernel {
                 self.record(Event::kernel(kind));
             }
+            self.group_hit = kernel;
             self.facts.kernel_limit = kernel.or_else(|| self.rlimit_hit());
         }
+        let (oom, fork_refused, outside) = self.whose();
         if self.facts.limit.is_none() && self.facts.kernel_limit.is_none() {
             self.facts.limit = self.over_in_final_figures();
         }
@@ -618,7 +630,57 @@ impl Monitor<'_> {
             wall,
             usage: self.usage,
             escalation: std::mem::take(&mut self.escalation),
+            oom,
+            fork_refused,
+            outside,
         }
+    }
+
+    /// Whose limit it was when the kernel killed a member or refused a fork. The run's own when its group says
+    /// so (`Tree::kernel_hit`); outside when the group counted a kill or a refusal without its own limit reached,
+    /// or when the command died of a SIGKILL pynish did not send while an enclosing group's or the machine's OOM
+    /// count moved (the proc backend has no group of its own to count in). Read from the kernel's counters only.
+    fn whose(&mut self) -> (Option<Whose>, Option<Whose>, Option<OutsideLimit>) {
+        let mut outside = None;
+        let oom = if self.group_hit == Some(LimitKind::Memory) {
+            Some(Whose::Run)
+        } else {
+            let unexplained_kill = matches!(self.facts.status, Some(Status::Signaled(Sig::KILL)))
+                && self.facts.limit.is_none()
+                && self.facts.received.is_none()
+                && self.facts.kernel_limit.is_none();
+            let killed_here = self.tree.oom_killed();
+            match self.enclosing.oom() {
+                Some(found) if killed_here || unexplained_kill => {
+                    outside = Some(outside_limit(LimitKind::Memory, found));
+                    Some(Whose::Outside)
+                }
+                None if killed_here => {
+                    outside = Some(OutsideLimit { kind: LimitKind::Memory, group: None, limit: None });
+                    Some(Whose::Outside)
+                }
+                _ => None,
+            }
+        };
+        let fork_refused = if self.group_hit == Some(LimitKind::Processes) {
+            Some(Whose::Run)
+        } else if self.tree.fork_refused() {
+            if outside.is_none() {
+                let found = self.enclosing.process_limit();
+                outside = Some(match found {
+                    Some(found) => outside_limit(LimitKind::Processes, found),
+                    None => OutsideLimit { kind: LimitKind::Processes, group: None, limit: None },
+                });
+            }
+            Some(Whose::Outside)
+        } else {
+            None
+        };
+        if let Some(limit) = &outside {
+            self.record(Event::Outside(limit.kind));
+            self.log.event(format_args!("the kernel enforced a {} limit outside this run", limit.kind.describe()));
+        }
+        (oom, fork_refused, outside)
     }
 
     /// A limit that the final figures (the kernel's high-water marks and reaped CPU, read once the tree is gone)
@@ -666,6 +728,14 @@ impl Monitor<'_> {
             }
         }
         None
+    }
+}
+
+/// The record's plain form of an outside limit found in the kernel's counters.
+fn outside_limit(kind: LimitKind, found: Outside) -> OutsideLimit {
+    match found {
+        Outside::Group { path, limit } => OutsideLimit { kind, group: Some(path), limit },
+        Outside::Machine => OutsideLimit { kind, group: None, limit: None },
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::exit_code::ExitCode;
 use crate::limits::{LimitKind, Limits};
-use crate::record::{Asked, Enforcement, LimitsAsked, Outcome, Status, seconds as secs};
+use crate::record::{Asked, Enforcement, LimitsAsked, Outcome, Status, Whose, seconds as secs};
 use crate::signals::Sig;
 use crate::verdict::Verdict;
 use anyhow::{Context, Result};
@@ -51,6 +51,13 @@ pub struct Report {
     pub pid: Option<i32>,
     /// Why the command could not be started (verdict `spawn_error`).
     pub error: Option<String>,
+    /// Whose OOM killer killed a member of the tree: `run` (the run's own `--memory`, held by its group),
+    /// `outside` (an enclosing group's limit, or the machine's), or none (schema 2).
+    #[serde(default)]
+    pub oom: Option<Whose>,
+    /// Whose process limit refused a fork in the tree: `run` or `outside`, as `oom` (schema 2).
+    #[serde(default)]
+    pub fork_refused: Option<Whose>,
 }
 
 /// The tree's usage in the report's units (seconds, bytes), the same units as `limits`.
@@ -136,6 +143,8 @@ impl Report {
             command: asked.command.clone(),
             pid: Some(outcome.pid),
             error: None,
+            oom: outcome.oom,
+            fork_refused: outcome.fork_refused,
         }
     }
 
@@ -157,6 +166,8 @@ impl Report {
             command: asked.command.clone(),
             pid: None,
             error: Some(error),
+            oom: None,
+            fork_refused: None,
         }
     }
 
@@ -166,8 +177,9 @@ impl Report {
     }
 }
 
-/// The one line a limit hit prints without `--json` (`pynish: wall-time limit 7s reached; sent SIGTERM, ...`).
-pub fn message(limits: &Limits, grace: Duration, outcome: &Outcome, verdict: Verdict) -> Option<String> {
+/// The one line a limit hit prints without `--json` (`pynish: wall-time limit 7s reached; sent SIGTERM, ...`);
+/// `backend` names the mechanism when no signal was sent.
+pub fn message(limits: &Limits, grace: Duration, outcome: &Outcome, verdict: Verdict, backend: &str) -> Option<String> {
     let kind = match verdict {
         Verdict::WallTime => LimitKind::WallTime,
         Verdict::CpuTime => LimitKind::CpuTime,
@@ -183,9 +195,68 @@ pub fn message(limits: &Limits, grace: Duration, outcome: &Outcome, verdict: Ver
         (Some(first), true) => line += &format!("; sent {first}, SIGKILL after {grace}"),
         (Some(first), false) => line += &format!("; sent {first}, the command ended within the {grace} grace"),
         (None, true) => line += "; sent SIGKILL",
-        (None, false) => line += " (enforced by the kernel)",
+        (None, false) if outcome.facts.kernel_limit.is_some() => {
+            let rlimit = kind == LimitKind::CpuTime
+                || (kind == LimitKind::Memory && limits.memory_kind == crate::limits::MemoryKind::Virtual);
+            if rlimit {
+                line += " (enforced by the kernel: an rlimit)";
+            } else {
+                line += &format!(" (enforced by the kernel: the {backend} group's limit)");
+            }
+        }
+        (None, false) => {
+            line += &format!(" (seen after the tree had ended, in {})", final_figures(kind, backend));
+        }
     }
     Some(line)
+}
+
+/// Where the final figures of `kind` come from with `backend`: what found a limit crossed between two samples.
+fn final_figures(kind: LimitKind, backend: &str) -> String {
+    match (kind, backend) {
+        (LimitKind::Memory, "proc") => {
+            "pynish's check of the peak resident memory of the reaped processes (getrusage); nothing was signalled"
+                .into()
+        }
+        (LimitKind::CpuTime, "proc") => "the reaped processes' CPU time (getrusage); nothing was signalled".into(),
+        (_, "proc") => "pynish's count of the tree's processes; nothing was signalled".into(),
+        _ => format!("the {backend} group's high-water marks; nothing was signalled"),
+    }
+}
+
+/// The one line said on stderr when the kernel enforced a limit outside the run on its tree (an enclosing
+/// group's OOM killer or process limit, or the machine's OOM killer): the verdict is then not the run's limit,
+/// and the user is pointed at the limit that was.
+pub fn outside_message(limits: &Limits, outcome: &Outcome) -> Option<String> {
+    let outside = outcome.outside.as_ref()?;
+    let own = limits.show(outside.kind);
+    let show = |n: u64| match outside.kind {
+        LimitKind::Memory => crate::units::format_size(n),
+        _ => n.to_string(),
+    };
+    let place = match (&outside.group, outside.limit) {
+        (Some(group), Some(limit)) if outside.kind == LimitKind::Memory => {
+            format!("the enclosing cgroup {group} limits memory to {}", show(limit))
+        }
+        (Some(group), Some(limit)) => format!("the enclosing cgroup {group} allows {} processes", show(limit)),
+        (Some(group), None) => format!("the enclosing cgroup {group} reached its limit"),
+        (None, _) if outside.kind == LimitKind::Memory && outcome.oom == Some(Whose::Outside) => {
+            "no enclosing group's limit was reached: the machine ran out of memory".into()
+        }
+        (None, _) => "no enclosing group's limit was found".into(),
+    };
+    let flag = match outside.kind {
+        LimitKind::Memory => "--memory",
+        _ => "--processes",
+    };
+    let ours =
+        if own.is_empty() { "this run has none".to_string() } else { format!("pynish's {flag} {own} was not reached") };
+    let what = match (outside.kind, outcome.facts.status) {
+        (LimitKind::Memory, Some(Status::Signaled(Sig::KILL))) => "the command was killed by an OOM killer",
+        (LimitKind::Memory, _) => "a member of the tree was killed by an OOM killer",
+        _ => "a fork in the tree was refused by a process limit",
+    };
+    Some(format!("pynish: {what} outside this run ({place}); {ours}"))
 }
 
 /// Writes `json` to `path`: atomically to a regular file, in place to a FIFO or a device (see `destination`).

@@ -81,7 +81,13 @@ fn supervise(cli: Cli) -> Result<Exit> {
                 && !settings.json
                 && settings.report.is_none()
                 && settings.report_fd.is_none()
-                && let Some(line) = report::message(&settings.limits, settings.grace, &outcome, verdict)
+                && let Some(line) = report::message(&settings.limits, settings.grace, &outcome, verdict, backend)
+            {
+                crate::say(format_args!("{line}"));
+            }
+            // Said even with --json: the report's `oom` names it, the line points at the limit that did it.
+            if !settings.quiet
+                && let Some(line) = report::outside_message(&settings.limits, &outcome)
             {
                 crate::say(format_args!("{line}"));
             }

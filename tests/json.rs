@@ -18,6 +18,8 @@ const TOP: &[&str] = &[
     "command",
     "pid",
     "error",
+    "oom",
+    "fork_refused",
 ];
 
 fn keys(value: &serde_json::Value) -> Vec<String> {

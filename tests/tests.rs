@@ -17,6 +17,7 @@ mod flags;
 mod inherit;
 mod input;
 mod json;
+mod killer;
 mod leftovers;
 mod lifeline;
 mod limits;

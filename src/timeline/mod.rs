@@ -91,6 +91,8 @@ pub enum Event {
     },
     OomKill,
     ForkRefused,
+    /// The kernel enforced a limit outside the run (an enclosing group's, the machine's) on the tree.
+    Outside(LimitKind),
     Exit(Status),
     End {
         verdict: Verdict,

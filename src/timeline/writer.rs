@@ -11,6 +11,7 @@
 //! pynish waits at most `FINISH_PATIENCE` for the writer.
 
 use super::{Cause, Event, Line, Record};
+use crate::limits::LimitKind;
 use crate::record::Status;
 use crate::verdict::Verdict;
 use anyhow::{Context, Result, anyhow};
@@ -219,6 +220,10 @@ enum EventFields {
     },
     OomKill,
     ForkRefused,
+    /// The kernel OOM-killed a member by a limit outside the run.
+    OomOutside,
+    /// The kernel refused a fork by a process limit outside the run.
+    ForkRefusedOutside,
     Exit {
         #[serde(skip_serializing_if = "Option::is_none")]
         code: Option<i32>,
@@ -270,6 +275,8 @@ pub fn format(record: &Record) -> String {
                 }
                 Event::OomKill => EventFields::OomKill,
                 Event::ForkRefused => EventFields::ForkRefused,
+                Event::Outside(LimitKind::Processes) => EventFields::ForkRefusedOutside,
+                Event::Outside(_) => EventFields::OomOutside,
                 Event::Exit(Status::Exited(code)) => EventFields::Exit { code: Some(code), signal: None },
                 Event::Exit(Status::Signaled(signal)) => EventFields::Exit { code: None, signal: Some(signal.name()) },
                 Event::End { verdict, exit_code, usage, dropped } => EventFields::End {
