@@ -205,22 +205,23 @@ pub fn message(limits: &Limits, grace: Duration, outcome: &Outcome, verdict: Ver
             }
         }
         (None, false) => {
-            line += &format!(" (seen after the tree had ended, in {})", final_figures(kind, backend));
+            line +=
+                &format!(" (seen once the tree had ended, by {}; nothing was signalled)", final_figures(kind, backend));
         }
     }
     Some(line)
 }
 
-/// Where the final figures of `kind` come from with `backend`: what found a limit crossed between two samples.
+/// What found `kind` crossed in the final figures with `backend`: the limit was crossed between two samples by
+/// a member that has ended since, so no kernel and no signal enforced it.
 fn final_figures(kind: LimitKind, backend: &str) -> String {
     match (kind, backend) {
         (LimitKind::Memory, "proc") => {
-            "pynish's check of the peak resident memory of the reaped processes (getrusage); nothing was signalled"
-                .into()
+            "pynish's check of the reaped processes' peak resident memory (getrusage), not by the kernel".into()
         }
-        (LimitKind::CpuTime, "proc") => "the reaped processes' CPU time (getrusage); nothing was signalled".into(),
-        (_, "proc") => "pynish's count of the tree's processes; nothing was signalled".into(),
-        _ => format!("the {backend} group's high-water marks; nothing was signalled"),
+        (LimitKind::CpuTime, "proc") => "pynish's count of the reaped processes' CPU time (getrusage)".into(),
+        (_, "proc") => "pynish's count of the tree's processes".into(),
+        _ => format!("pynish's check of the {backend} group's high-water marks"),
     }
 }
 

@@ -100,7 +100,9 @@ fn supervise(cli: Cli) -> Result<Exit> {
         Err(error) => {
             let (code, text) = match error {
                 SpawnError::NotFound(cmd) => (ExitCode::NotFound, format!("{cmd}: command not found")),
-                SpawnError::NotExecutable(cmd) => (ExitCode::NotExecutable, format!("{cmd}: cannot execute")),
+                SpawnError::NotExecutable(cmd, why) => {
+                    (ExitCode::NotExecutable, format!("{cmd}: cannot execute: {why}"))
+                }
                 SpawnError::Setup(error) => (ExitCode::Error, format!("{error:#}")),
             };
             crate::say(format_args!("pynish: {text}"));

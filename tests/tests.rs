@@ -21,6 +21,7 @@ mod killer;
 mod leftovers;
 mod lifeline;
 mod limits;
+mod messages;
 mod namespaces;
 mod other_users;
 mod output;

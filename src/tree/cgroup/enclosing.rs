@@ -146,6 +146,13 @@ impl Enclosing {
     }
 
     fn oom_on(&self, host: &dyn Host) -> Option<Outside> {
+        // Every OOM kill, a group's included, counts on the machine: none there, none anywhere (a group's
+        // failure count alone also moves when reclaim made room).
+        let now = read_keyed(host, Path::new(VMSTAT), "oom_kill");
+        let machine_moved = now.zip(self.machine_ooms_before).map(|(now, before)| now > before);
+        if machine_moved == Some(false) {
+            return None;
+        }
         let reached = |g: &&Group| match g.version {
             Version::V1 => {
                 let (failures, at_limit) = super::v1::pressure(host, &g.dir);
@@ -157,8 +164,7 @@ impl Enclosing {
             let limit = memory_limit(host, &group.dir, group.version);
             return Some(Outside::Group { path: group.shown.clone(), limit });
         }
-        let now = read_keyed(host, Path::new(VMSTAT), "oom_kill");
-        now.zip(self.machine_ooms_before).is_some_and(|(now, before)| now > before).then_some(Outside::Machine)
+        (machine_moved == Some(true)).then_some(Outside::Machine)
     }
 
     /// The nearest enclosing group whose process limit was reached (its `pids.peak` at its `pids.max`).
