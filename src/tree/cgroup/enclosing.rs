@@ -54,6 +54,8 @@ pub struct Enclosing {
     memory: Vec<Group>,
     pids: Vec<PidsGroup>,
     machine_ooms_before: Option<u64>,
+    /// `/proc/vmstat` (another file in unit tests).
+    vmstat: PathBuf,
 }
 
 /// `dir` (the group at `path` in its hierarchy, as /proc/self/cgroup names it) and each of its parents up to the
@@ -103,10 +105,10 @@ impl Enclosing {
     pub fn snapshot() -> Enclosing {
         let found = Discovery::from_proc().unwrap_or_default();
         let members = parse_proc_cgroup(&std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
-        Enclosing::of(&Kernel, &found, &members)
+        Enclosing::of(&Kernel, &found, &members, Path::new(VMSTAT))
     }
 
-    fn of(host: &dyn Host, found: &Discovery, members: &[Membership]) -> Enclosing {
+    fn of(host: &dyn Host, found: &Discovery, members: &[Membership], vmstat: &Path) -> Enclosing {
         let path_of = |controller: Option<&str>| {
             members
                 .iter()
@@ -136,7 +138,8 @@ impl Enclosing {
             let groups = ancestors(host, dir, path_of(None), "pids.max");
             pids.extend(groups.into_iter().map(|(dir, shown)| PidsGroup { dir, shown }));
         }
-        Enclosing { memory, pids, machine_ooms_before: read_keyed(host, Path::new(VMSTAT), "oom_kill") }
+        let machine_ooms_before = read_keyed(host, vmstat, "oom_kill");
+        Enclosing { memory, pids, machine_ooms_before, vmstat: vmstat.to_path_buf() }
     }
 
     /// Whose OOM killer it was, if any ran outside the run since the snapshot: the nearest enclosing group whose
@@ -148,7 +151,7 @@ impl Enclosing {
     fn oom_on(&self, host: &dyn Host) -> Option<Outside> {
         // Every OOM kill, a group's included, counts on the machine: none there, none anywhere (a group's
         // failure count alone also moves when reclaim made room).
-        let now = read_keyed(host, Path::new(VMSTAT), "oom_kill");
+        let now = read_keyed(host, &self.vmstat, "oom_kill");
         let machine_moved = now.zip(self.machine_ooms_before).map(|(now, before)| now > before);
         if machine_moved == Some(false) {
             return None;
@@ -200,9 +203,13 @@ mod tests {
         let found =
             Discovery { v2: None, v1: vec![Hierarchy { controllers: vec!["memory".into()], current: job.clone() }] };
         let members = parse_proc_cgroup("4:memory:/slurm/step\n");
-        let enclosing = Enclosing::of(&fake, &found, &members);
+        let vmstat = fake.root().join("vmstat");
+        std::fs::write(&vmstat, "oom_kill 7\n").unwrap();
+        let enclosing = Enclosing::of(&fake, &found, &members, &vmstat);
         assert_eq!(enclosing.oom_on(&fake), None);
         fake.set(&job.join("memory.failcnt"), "40");
+        assert_eq!(enclosing.oom_on(&fake), None, "a limit reached, reclaim made room: no OOM kill anywhere");
+        std::fs::write(&vmstat, "oom_kill 8\n").unwrap();
         assert_eq!(
             enclosing.oom_on(&fake),
             Some(Outside::Group { path: "/slurm/step".into(), limit: Some(157_286_400) })
