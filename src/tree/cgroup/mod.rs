@@ -472,6 +472,17 @@ pub fn process_limit_reached(host: &dyn Host, dir: &Path) -> bool {
     }
 }
 
+/// Whether a group below `dir` (made after the run started, so counting from zero: a nested run's) counted a
+/// refused fork. Before Linux 6.12 on v2, and on v1 always, the kernel counts a refused fork in the forking
+/// task's own group, wherever the limit was: a nested run's fork refused by this run's limit counts in the nested
+/// run's group, and is seen only while that group exists (each sample).
+pub fn refused_below(host: &dyn Host, dir: &Path) -> bool {
+    host.subdirs(dir).unwrap_or_default().into_iter().any(|sub| {
+        let sub = dir.join(sub);
+        read_keyed(host, &sub.join("pids.events"), "max").is_some_and(|n| n > 0) || refused_below(host, &sub)
+    })
+}
+
 /// `keyed` on a file; None when the file or the key is missing.
 pub fn read_keyed(host: &dyn Host, path: &Path, key: &str) -> Option<u64> {
     keyed(&host.read(path).ok()?, key)

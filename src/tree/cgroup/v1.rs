@@ -247,14 +247,6 @@ fn machine_ooms(host: &dyn Host) -> Option<u64> {
     read_keyed(host, std::path::Path::new(super::VMSTAT), "oom_kill")
 }
 
-/// Whether a group below `dir` (made after the run started, so counting from zero) counted a refused fork.
-fn refused_below(host: &dyn Host, dir: &std::path::Path) -> bool {
-    host.subdirs(dir).unwrap_or_default().into_iter().any(|sub| {
-        let sub = dir.join(sub);
-        read_keyed(host, &sub.join("pids.events"), "max").is_some_and(|n| n > 0) || refused_below(host, &sub)
-    })
-}
-
 /// The user and system nanoseconds in `cpuacct.usage_all` (`cpu user system`, then one line per CPU), summed.
 fn usage_all(text: &str) -> Option<(u64, u64)> {
     let mut lines = text.lines();
@@ -323,7 +315,7 @@ impl Tree for V1Tree {
         if self.processes_limited {
             // v1 counts a refused fork in the forking task's own group only: a nested run's fork refused by this
             // run's limit counts in the nested run's group, which is seen only while it exists (every sample).
-            self.refused_below = self.refused_below || refused_below(self.host.as_ref(), &self.pids);
+            self.refused_below = self.refused_below || super::refused_below(self.host.as_ref(), &self.pids);
             let refused = self.fork_refused() || self.refused_below;
             if refused && super::process_limit_reached(self.host.as_ref(), &self.pids) {
                 return Some(LimitKind::Processes);

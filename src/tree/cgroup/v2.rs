@@ -86,6 +86,8 @@ pub struct V2Tree {
     /// was OOM-killed, whoever's limit it was.
     oom_kills_before: u64,
     refused_forks_before: u64,
+    /// A fork was seen refused in a group below the run's (see `super::refused_below`).
+    refused_below: bool,
     /// The previous sample (CPU never goes backwards).
     last: Sample,
     cleaned: bool,
@@ -299,6 +301,7 @@ impl V2Tree {
             ooms_before: 0,
             oom_kills_before: 0,
             refused_forks_before: 0,
+            refused_below: false,
             last: Sample::default(),
             cleaned: false,
         };
@@ -405,11 +408,12 @@ impl Tree for V2Tree {
         {
             return Some(LimitKind::Memory);
         }
-        if self.processes_limited
-            && moved(&self.job.join("pids.events"), "max", self.refused_forks_before)
-            && super::process_limit_reached(host, &self.job)
-        {
-            return Some(LimitKind::Processes);
+        if self.processes_limited {
+            self.refused_below = self.refused_below || super::refused_below(host, &self.job);
+            let refused = moved(&self.job.join("pids.events"), "max", self.refused_forks_before) || self.refused_below;
+            if refused && super::process_limit_reached(host, &self.job) {
+                return Some(LimitKind::Processes);
+            }
         }
         None
     }
