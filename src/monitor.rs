@@ -153,7 +153,6 @@ pub fn supervise<'a>(
     if let Some(terminal) = terminal {
         terminal.block_ttou();
     }
-    let enclosing = Enclosing::snapshot();
     let plan = Plan {
         join_fds: tree.join_fds(),
         rlimits: rlimits(settings),
@@ -165,6 +164,10 @@ pub fn supervise<'a>(
         Some(adopt) => crate::adopt::adopt(adopt, &plan)?,
         None => Pid::from_raw(spawn::spawn(&settings.command, plan)?.id() as i32),
     };
+    // Read while the command starts rather than before (mountinfo, /proc/vmstat: a few hundred µs, on another
+    // core than the command's exec): an outside OOM kill within that moment would go unnamed (the verdict,
+    // `signaled`, stays right; the run's own limit is judged by its group's counters, read before the start).
+    let enclosing = Enclosing::snapshot();
     log.event(format_args!(
         "started {} as pid {child} ({} backend)",
         settings.command[0].to_string_lossy(),

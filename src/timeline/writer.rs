@@ -327,6 +327,10 @@ mod tests {
         assert_eq!(format(&Record::Event(ms(2), Event::OomKill)), r#"{"t":0.002,"event":"oom_kill"}"#);
         let refused = format(&Record::Event(ms(3000), Event::ForkRefused));
         assert_eq!(refused, r#"{"t":3.0,"event":"fork_refused"}"#, "t written as samples write it");
+        let outside = format(&Record::Event(ms(4), Event::Outside(LimitKind::Memory)));
+        assert_eq!(outside, r#"{"t":0.004,"event":"oom_outside"}"#);
+        let outside = format(&Record::Event(ms(5), Event::Outside(LimitKind::Processes)));
+        assert_eq!(outside, r#"{"t":0.005,"event":"fork_refused_outside"}"#);
         let exit = Event::Exit(Status::Signaled(Sig::KILL));
         assert_eq!(format(&Record::Event(ms(3), exit)), r#"{"t":0.003,"event":"exit","signal":"SIGKILL"}"#);
         let real_time = parse_signal("RTMIN+6").unwrap();
