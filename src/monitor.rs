@@ -16,12 +16,14 @@
 
 use crate::lifeline::Lifeline;
 use crate::limits::{GRACE_PROCESS_SLACK, LimitKind, MemoryKind};
-use crate::record::{Escalation, Facts, Outcome, SoftHit, Status, Usage};
+
+use crate::record::{Escalation, Facts, Outcome, OutsideLimit, SoftHit, Status, Usage, Whose};
 use crate::settings::Settings;
 use crate::signals::Sig;
 use crate::spawn::{self, Plan, SpawnError};
 use crate::terminal::Terminal;
 use crate::timeline::{Cause, Event, Timeline};
+use crate::tree::cgroup::enclosing::{Enclosing, Outside};
 use crate::tree::{Sample, Tree, proc};
 use crate::wakeup::Wakeup;
 use nix::errno::Errno;
@@ -108,6 +110,11 @@ struct Monitor<'a> {
     lifeline: Option<Lifeline>,
     /// The lifeline was cut since the last turn of the loop: handled as a SIGTERM to pynish.
     lifeline_cut: bool,
+    /// The counters of the groups enclosing pynish, and the machine's, from before the start: whose limit it was
+    /// when the kernel killed or refused in the tree without the run's own limit reached.
+    enclosing: Enclosing,
+    /// The limit the run's own group enforced (`Tree::kernel_hit`), as opposed to an rlimit.
+    group_hit: Option<LimitKind>,
 }
 
 impl Drop for Monitor<'_> {
@@ -162,6 +169,10 @@ pub fn supervise<'a>(
         Some(adopt) => crate::adopt::adopt(adopt, &plan)?,
         None => Pid::from_raw(spawn::spawn(&settings.command, plan)?.id() as i32),
     };
+    // Read while the command starts rather than before (mountinfo, /proc/vmstat: a few hundred µs, on another
+    // core than the command's exec): an outside OOM kill within that moment would go unnamed (the verdict,
+    // `signaled`, stays right; the run's own limit is judged by its group's counters, read before the start).
+    let enclosing = Enclosing::snapshot();
     log.event(format_args!(
         "started {} as pid {child} ({} backend)",
         settings.command[0].to_string_lossy(),
@@ -192,6 +203,8 @@ pub fn supervise<'a>(
         timeline,
         lifeline,
         lifeline_cut: false,
+        enclosing,
+        group_hit: None,
     };
     let first = start + monitor.interval(Sample::default(), MEMORY_RATE_FLOOR, FORK_RATE_FLOOR);
     monitor.next_sample = monitor.sample_by(start, first);
@@ -414,6 +427,7 @@ impl Monitor<'_> {
         }
         if let Some(kind) = self.tree.kernel_hit() {
             self.facts.kernel_limit = Some(kind);
+            self.group_hit = Some(kind);
             self.record(Event::kernel(kind));
             self.log.event(format_args!("the kernel enforced the {} limit", kind.describe()));
             self.escalate(self.settings.signal);
@@ -653,8 +667,10 @@ impl Monitor<'_> {
             if let Some(kind) = kernel {
                 self.record(Event::kernel(kind));
             }
+            self.group_hit = kernel;
             self.facts.kernel_limit = kernel.or_else(|| self.rlimit_hit());
         }
+        let (oom, fork_refused, outside) = self.whose();
         if self.facts.limit.is_none() && self.facts.kernel_limit.is_none() {
             self.facts.limit = self.over_in_final_figures();
         }
@@ -674,7 +690,57 @@ impl Monitor<'_> {
             usage: self.usage,
             escalation: std::mem::take(&mut self.escalation),
             soft: std::mem::take(&mut self.soft),
+            oom,
+            fork_refused,
+            outside,
         }
+    }
+
+    /// Whose limit it was when the kernel killed a member or refused a fork. The run's own when its group says
+    /// so (`Tree::kernel_hit`); outside when the group counted a kill or a refusal without its own limit reached,
+    /// or when the command died of a SIGKILL pynish did not send while an enclosing group's or the machine's OOM
+    /// count moved (the proc backend has no group of its own to count in). Read from the kernel's counters only.
+    fn whose(&mut self) -> (Option<Whose>, Option<Whose>, Option<OutsideLimit>) {
+        let mut outside = None;
+        let oom = if self.group_hit == Some(LimitKind::Memory) {
+            Some(Whose::Run)
+        } else {
+            let unexplained_kill = matches!(self.facts.status, Some(Status::Signaled(Sig::KILL)))
+                && self.facts.limit.is_none()
+                && self.facts.received.is_none()
+                && self.facts.kernel_limit.is_none();
+            let killed_here = self.tree.oom_killed();
+            match self.enclosing.oom() {
+                Some(found) if killed_here || unexplained_kill => {
+                    outside = Some(outside_limit(LimitKind::Memory, found));
+                    Some(Whose::Outside)
+                }
+                None if killed_here => {
+                    outside = Some(OutsideLimit { kind: LimitKind::Memory, group: None, limit: None });
+                    Some(Whose::Outside)
+                }
+                _ => None,
+            }
+        };
+        let fork_refused = if self.group_hit == Some(LimitKind::Processes) {
+            Some(Whose::Run)
+        } else if self.tree.fork_refused() {
+            if outside.is_none() {
+                let found = self.enclosing.process_limit();
+                outside = Some(match found {
+                    Some(found) => outside_limit(LimitKind::Processes, found),
+                    None => OutsideLimit { kind: LimitKind::Processes, group: None, limit: None },
+                });
+            }
+            Some(Whose::Outside)
+        } else {
+            None
+        };
+        if let Some(limit) = &outside {
+            self.record(Event::Outside(limit.kind));
+            self.log.event(format_args!("the kernel enforced a {} limit outside this run", limit.kind.describe()));
+        }
+        (oom, fork_refused, outside)
     }
 
     /// A limit that the final figures (the kernel's high-water marks and reaped CPU, read once the tree is gone)
@@ -727,6 +793,14 @@ impl Monitor<'_> {
             }
         }
         None
+    }
+}
+
+/// The record's plain form of an outside limit found in the kernel's counters.
+fn outside_limit(kind: LimitKind, found: Outside) -> OutsideLimit {
+    match found {
+        Outside::Group { path, limit } => OutsideLimit { kind, group: Some(path), limit },
+        Outside::Machine => OutsideLimit { kind, group: None, limit: None },
     }
 }
 

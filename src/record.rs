@@ -201,6 +201,27 @@ pub struct Usage {
     pub max_processes: u64,
 }
 
+/// Whose limit it was when the kernel killed a member (an OOM kill) or refused a fork.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Whose {
+    /// The run's own limit (`--memory`, `--processes`) held by its own group.
+    Run,
+    /// A limit outside the run: an enclosing group's, or the machine's.
+    Outside,
+}
+
+/// A limit outside the run that the kernel enforced on the run's tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutsideLimit {
+    /// Memory (an OOM kill) or processes (a refused fork).
+    pub kind: LimitKind,
+    /// The enclosing group's path in its hierarchy (`/slurm/job7`); None: the machine, or not known.
+    pub group: Option<String>,
+    /// That group's limit (bytes or processes), where readable.
+    pub limit: Option<u64>,
+}
+
 /// Everything the run produced, once the tree is gone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
@@ -216,6 +237,15 @@ pub struct Outcome {
     pub escalation: Escalation,
     /// The soft limits reached, in order.
     pub soft: Vec<SoftHit>,
+    /// Whose OOM killer killed a member, if one did.
+    #[serde(default)]
+    pub oom: Option<Whose>,
+    /// Whose process limit refused a fork, if one did.
+    #[serde(default)]
+    pub fork_refused: Option<Whose>,
+    /// The outside limit behind `oom` or `fork_refused` being `outside`.
+    #[serde(default)]
+    pub outside: Option<OutsideLimit>,
 }
 
 /// A signal as its name (`SIGTERM`, `SIGRTMIN+6`), the form a person and the report read, rather than its
@@ -276,6 +306,9 @@ mod tests {
                 signalled: 2,
                 ..Escalation::default()
             },
+            oom: Some(Whose::Outside),
+            fork_refused: None,
+            outside: Some(OutsideLimit { kind: LimitKind::Memory, group: Some("/job".into()), limit: Some(1 << 27) }),
         };
         let json = serde_json::to_string(&outcome).unwrap();
         assert!(json.contains(r#""status":{"signaled":"SIGKILL"}"#), "{json}");

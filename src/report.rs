@@ -4,7 +4,7 @@
 
 use crate::exit_code::ExitCode;
 use crate::limits::{LimitKind, Limits};
-use crate::record::{Asked, Enforcement, LimitsAsked, Outcome, Status, seconds as secs};
+use crate::record::{Asked, Enforcement, LimitsAsked, Outcome, Status, Whose, seconds as secs};
 use crate::signals::Sig;
 use crate::verdict::Verdict;
 use anyhow::{Context, Result};
@@ -61,6 +61,13 @@ pub struct Report {
     /// The soft limits the tree reached, in order, each warned of once (schema 2).
     #[serde(default)]
     pub soft: Vec<SoftReport>,
+    /// Whose OOM killer killed a member of the tree: `run` (the run's own `--memory`, held by its group),
+    /// `outside` (an enclosing group's limit, or the machine's), or none (schema 2).
+    #[serde(default)]
+    pub oom: Option<Whose>,
+    /// Whose process limit refused a fork in the tree: `run` or `outside`, as `oom` (schema 2).
+    #[serde(default)]
+    pub fork_refused: Option<Whose>,
 }
 
 /// A soft limit reached, as the report tells it.
@@ -171,6 +178,8 @@ impl Report {
                     signalled_processes: hit.signalled,
                 })
                 .collect(),
+            oom: outcome.oom,
+            fork_refused: outcome.fork_refused,
         }
     }
 
@@ -195,6 +204,8 @@ impl Report {
             started_at: None,
             hostname: None,
             soft: Vec::new(),
+            oom: None,
+            fork_refused: None,
         }
     }
 
@@ -229,8 +240,9 @@ impl Started {
     }
 }
 
-/// The one line a limit hit prints without `--json` (`pynish: wall-time limit 7s reached; sent SIGTERM, ...`).
-pub fn message(limits: &Limits, grace: Duration, outcome: &Outcome, verdict: Verdict) -> Option<String> {
+/// The one line a limit hit prints without `--json` (`pynish: wall-time limit 7s reached; sent SIGTERM, ...`);
+/// `backend` names the mechanism when no signal was sent.
+pub fn message(limits: &Limits, grace: Duration, outcome: &Outcome, verdict: Verdict, backend: &str) -> Option<String> {
     let kind = match verdict {
         Verdict::WallTime => LimitKind::WallTime,
         Verdict::CpuTime => LimitKind::CpuTime,
@@ -254,9 +266,69 @@ pub fn message(limits: &Limits, grace: Duration, outcome: &Outcome, verdict: Ver
         (Some(first), false) => line += &format!("; sent {first}, the command ended within the {grace} grace"),
         (None, true) => line += "; sent SIGKILL",
         (None, false) if kind == LimitKind::FileSize => line += ": the kernel's RLIMIT_FSIZE killed a member (SIGXFSZ)",
-        (None, false) => line += " (enforced by the kernel)",
+        (None, false) if outcome.facts.kernel_limit.is_some() => {
+            let rlimit = kind == LimitKind::CpuTime
+                || (kind == LimitKind::Memory && limits.memory_kind == crate::limits::MemoryKind::Virtual);
+            if rlimit {
+                line += " (enforced by the kernel: an rlimit)";
+            } else {
+                line += &format!(" (enforced by the kernel: the {backend} group's limit)");
+            }
+        }
+        (None, false) => {
+            line +=
+                &format!(" (seen once the tree had ended, by {}; nothing was signalled)", final_figures(kind, backend));
+        }
     }
     Some(line)
+}
+
+/// What found `kind` crossed in the final figures with `backend`: the limit was crossed between two samples by
+/// a member that has ended since, so no kernel and no signal enforced it.
+fn final_figures(kind: LimitKind, backend: &str) -> String {
+    match (kind, backend) {
+        (LimitKind::Memory, "proc") => {
+            "pynish's check of the reaped processes' peak resident memory (getrusage), not by the kernel".into()
+        }
+        (LimitKind::CpuTime, "proc") => "pynish's count of the reaped processes' CPU time (getrusage)".into(),
+        (_, "proc") => "pynish's count of the tree's processes".into(),
+        _ => format!("pynish's check of the {backend} group's high-water marks"),
+    }
+}
+
+/// The one line said on stderr when the kernel enforced a limit outside the run on its tree (an enclosing
+/// group's OOM killer or process limit, or the machine's OOM killer): the verdict is then not the run's limit,
+/// and the user is pointed at the limit that was.
+pub fn outside_message(limits: &Limits, outcome: &Outcome) -> Option<String> {
+    let outside = outcome.outside.as_ref()?;
+    let own = limits.show(outside.kind);
+    let show = |n: u64| match outside.kind {
+        LimitKind::Memory => crate::units::format_size(n),
+        _ => n.to_string(),
+    };
+    let place = match (&outside.group, outside.limit) {
+        (Some(group), Some(limit)) if outside.kind == LimitKind::Memory => {
+            format!("the enclosing cgroup {group} limits memory to {}", show(limit))
+        }
+        (Some(group), Some(limit)) => format!("the enclosing cgroup {group} allows {} processes", show(limit)),
+        (Some(group), None) => format!("the enclosing cgroup {group} reached its limit"),
+        (None, _) if outside.kind == LimitKind::Memory && outcome.oom == Some(Whose::Outside) => {
+            "no enclosing group's limit was reached: the machine ran out of memory".into()
+        }
+        (None, _) => "no enclosing group's limit was found".into(),
+    };
+    let flag = match outside.kind {
+        LimitKind::Memory => "--memory",
+        _ => "--processes",
+    };
+    let ours =
+        if own.is_empty() { "this run has none".to_string() } else { format!("pynish's {flag} {own} was not reached") };
+    let what = match (outside.kind, outcome.facts.status) {
+        (LimitKind::Memory, Some(Status::Signaled(Sig::KILL))) => "the command was killed by an OOM killer",
+        (LimitKind::Memory, _) => "a member of the tree was killed by an OOM killer",
+        _ => "a fork in the tree was refused by a process limit",
+    };
+    Some(format!("pynish: {what} outside this run ({place}); {ours}"))
 }
 
 /// Writes `json` to `path`: atomically to a regular file, in place to a FIFO or a device (see `destination`).

@@ -82,7 +82,13 @@ fn supervise(cli: Cli) -> Result<Exit> {
                 && !settings.json
                 && settings.report.is_none()
                 && settings.report_fd.is_none()
-                && let Some(line) = report::message(&settings.limits, settings.grace, &outcome, verdict)
+                && let Some(line) = report::message(&settings.limits, settings.grace, &outcome, verdict, backend)
+            {
+                crate::say(format_args!("{line}"));
+            }
+            // Said even with --json: the report's `oom` names it, the line points at the limit that did it.
+            if !settings.quiet
+                && let Some(line) = report::outside_message(&settings.limits, &outcome)
             {
                 crate::say(format_args!("{line}"));
             }
@@ -95,7 +101,9 @@ fn supervise(cli: Cli) -> Result<Exit> {
         Err(error) => {
             let (code, text) = match error {
                 SpawnError::NotFound(cmd) => (ExitCode::NotFound, format!("{cmd}: command not found")),
-                SpawnError::NotExecutable(cmd) => (ExitCode::NotExecutable, format!("{cmd}: cannot execute")),
+                SpawnError::NotExecutable(cmd, why) => {
+                    (ExitCode::NotExecutable, format!("{cmd}: cannot execute: {why}"))
+                }
                 SpawnError::Setup(error) => (ExitCode::Error, format!("{error:#}")),
             };
             crate::say(format_args!("pynish: {text}"));

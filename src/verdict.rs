@@ -18,9 +18,10 @@ pub enum Verdict {
     WallTime,
     /// The CPU-time limit was reached, by pynish's count or RLIMIT_CPU's.
     CpuTime,
-    /// The memory limit was reached, by pynish's count or the kernel's (a cgroup OOM kill).
+    /// The memory limit was reached, by pynish's count or the kernel's (an OOM kill by the run's own group's
+    /// limit; an enclosing group's or the machine's OOM killer is `Signaled`, see `record::Whose`).
     Memory,
-    /// The process limit was reached, by pynish's count or the kernel's (a refused fork).
+    /// The process limit was reached, by pynish's count or the kernel's (a fork refused by the run's own group).
     Processes,
     /// A member was killed by SIGXFSZ: it wrote past `--file-size` (report schema 2).
     FileSize,

@@ -21,6 +21,8 @@ const TOP: &[&str] = &[
     "started_at",
     "hostname",
     "soft",
+    "oom",
+    "fork_refused",
 ];
 
 fn keys(value: &serde_json::Value) -> Vec<String> {

@@ -99,6 +99,8 @@ pub enum Event {
         signal: Sig,
         processes: usize,
     },
+    /// The kernel enforced a limit outside the run (an enclosing group's, the machine's) on the tree.
+    Outside(LimitKind),
     Exit(Status),
     End {
         verdict: Verdict,

@@ -16,7 +16,7 @@ fn reports(path: &Path) -> Vec<Value> {
     text.lines()
         .map(|line| {
             let report: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: not one report: {line}"));
-            assert_eq!(report["schema"], 1, "{line}");
+            assert_eq!(report["schema"], pynish::report::SCHEMA, "{line}");
             report
         })
         .collect()
