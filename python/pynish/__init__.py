@@ -20,6 +20,7 @@ from .exceptions import (
     CpuTimeoutException,
     MemoryLimitException,
     PynisherException,
+    SoftTimeLimit,
     TimeoutException,
     WallTimeoutException,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "CpuTimeoutException",
     "MemoryLimitException",
     "PynisherException",
+    "SoftTimeLimit",
     "TimeoutException",
     "WallTimeoutException",
     "contexts",
