@@ -163,6 +163,7 @@ pub fn supervise<'a>(
         rlimits: rlimits(settings),
         terminal: terminal.map(Terminal::fd),
         nice: raise_priority(),
+        cpus: settings.limits.cpus.as_deref().map(spawn::cpu_set),
     };
     let start = Instant::now();
     let child = match settings.adopt {

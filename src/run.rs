@@ -54,6 +54,9 @@ fn supervise(cli: Cli) -> Result<Exit> {
     {
         anyhow::bail!("{reason} (backend proc: {why})");
     }
+    if tree.name() == "proc" && settings.limits.cpu_quota.is_some() {
+        anyhow::bail!("{} (backend proc: {why})", tree::CPU_QUOTA_NEEDS);
+    }
     log.event(format_args!("backend {} ({why})", tree.name()));
     let started = report::Started::now();
     let mut timeline = match opened {
@@ -73,7 +76,7 @@ fn supervise(cli: Cli) -> Result<Exit> {
     let (report, exit) = match result {
         Ok(outcome) => {
             let (verdict, code) = verdict::decide(&outcome.facts);
-            let mut enforcement = Enforcement::new(&settings.limits, &|kind| tree.enforcement(kind));
+            let mut enforcement = enforcement(&settings, tree.as_ref());
             if outcome.facts.limit.is_none() && outcome.facts.kernel_limit == Some(crate::limits::LimitKind::CpuTime) {
                 enforcement.cpu_time = Some("rlimit".to_owned()); // RLIMIT_CPU's SIGXCPU ended the command before pynish did
             }
@@ -135,12 +138,21 @@ fn timeline_header(settings: &Settings, tree: &dyn Tree, started: &report::Start
         pynish: env!("CARGO_PKG_VERSION"),
         backend: tree.name(),
         limits: asked.limits,
-        enforcement: Enforcement::new(&settings.limits, &|kind| tree.enforcement(kind)),
+        enforcement: enforcement(settings, tree),
         command: asked.command,
         label: asked.label,
         started_at: started.at.clone(),
         hostname: started.hostname.clone(),
     }
+}
+
+/// Which mechanism holds each limit asked, as the backend says; `--cpus` is the backend's cpuset where it adds one.
+fn enforcement(settings: &Settings, tree: &dyn Tree) -> Enforcement {
+    let mut enforcement = Enforcement::new(&settings.limits, &|kind| tree.enforcement(kind));
+    if let (Some(_), Some(held)) = (&enforcement.cpus, tree.cpus_held_by()) {
+        enforcement.cpus = Some(held.to_owned());
+    }
+    enforcement
 }
 
 /// Writes the report wherever it was asked for.

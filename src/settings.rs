@@ -103,6 +103,17 @@ impl Settings {
         if soft.memory.is_some() && l.memory_kind == crate::limits::MemoryKind::Virtual {
             bail!("--soft-memory counts resident memory; it cannot go with --memory-kind virtual");
         }
+        // Neither can be handled: SIGKILL would end the tree at the soft limit (that is a hard limit: --wall-time,
+        // --cpu-time, --memory), and SIGSTOP is undone by the SIGCONT every signal to the tree is followed by.
+        if [Sig::KILL, Sig::STOP].contains(&soft.signal) {
+            bail!(
+                "--soft-signal {} cannot be handled, so it cannot warn: name one the command traps (USR1, TERM, ...)",
+                soft.signal
+            );
+        }
+        if let Some(cpus) = &l.cpus {
+            crate::limits::check_cpus(cpus)?;
+        }
         self.backend = match (self.leave_leftovers, self.backend) {
             (true, BackendChoice::Auto) => BackendChoice::Proc,
             (true, BackendChoice::Cgroup1 | BackendChoice::Cgroup2) => {

@@ -2,7 +2,7 @@
 //!
 //! Everything the child does between fork and exec runs in `pre_exec`, where only async-signal-safe calls are
 //! allowed (no allocation, no locks): join the run's cgroups, take its own process group (and the terminal's
-//! foreground, when pynish holds it), arm PR_SET_PDEATHSIG, set the rlimits. Setting them there, not after the
+//! foreground, when pynish holds it), arm PR_SET_PDEATHSIG, set the rlimits and the CPU affinity. Setting them there, not after the
 //! spawn, leaves no window in which the command runs unlimited.
 
 use anyhow::Result;
@@ -39,6 +39,21 @@ pub struct Plan {
     pub terminal: Option<RawFd>,
     /// The scheduling niceness the command runs at: pynish's own before it raised its priority.
     pub nice: Option<i32>,
+    /// `--cpus`: the affinity mask the command (and so every member) runs with, built before the fork.
+    pub cpus: Option<libc::cpu_set_t>,
+}
+
+/// The affinity mask for `cpus`, built before any fork (the child only hands it to the kernel).
+pub fn cpu_set(cpus: &[usize]) -> libc::cpu_set_t {
+    // SAFETY: cpu_set_t is plain bits and all-zero is the empty set; CPU_SET writes inside it for any index below
+    // CPU_SETSIZE, which the filter keeps (`Limits` checked that each CPU is allowed, so none is dropped).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus.iter().filter(|&&cpu| cpu < libc::CPU_SETSIZE as usize) {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        set
+    }
 }
 
 fn is_executable(meta: &std::fs::Metadata) -> bool {
@@ -115,9 +130,10 @@ pub fn spawn(argv: &[OsString], plan: Plan) -> Result<Child, SpawnError> {
     let mut command = Command::new(&path);
     command.arg0(&argv[0]).args(&argv[1..]);
     let parent = nix::unistd::getpid().as_raw();
-    let Plan { join_fds, rlimits, terminal, nice } = plan;
+    let Plan { join_fds, rlimits, terminal, nice, cpus } = plan;
     // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe functions
-    // (write, setpgid, sigprocmask, tcsetpgrp, setpriority, prctl, getppid, raise, setrlimit, and in
+    // (write, setpgid, sigprocmask, tcsetpgrp, setpriority, prctl, getppid, raise, setrlimit, sched_setaffinity (a
+    // plain system call), and in
     // `inherit::restore_in_child` sigprocmask, signal, close); it allocates nothing: the vectors it reads were
     // built before the fork.
     unsafe {
@@ -156,6 +172,11 @@ pub fn spawn(argv: &[OsString], plan: Plan) -> Result<Child, SpawnError> {
                 if libc::setrlimit(resource as _, &limit) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+            }
+            if let Some(set) = &cpus
+                && libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) < 0
+            {
+                return Err(std::io::Error::last_os_error());
             }
             // Last: the mask, SIGPIPE and the closed standard descriptors as the caller gave them.
             crate::inherit::restore_in_child();

@@ -328,6 +328,18 @@ impl V2Tree {
             write_file(host, &file("pids.max"), &n.to_string())?;
             self.processes_limited = true;
         }
+        if let Some(cores) = limits.cpu_quota {
+            // pynish enables memory and pids itself, never cpu: the cpu controller must come delegated from above
+            // (systemd passes it on with Delegate=yes), else the quota is refused, never claimed.
+            if !words(host, &file("cgroup.controllers")).iter().any(|c| c == "cpu") {
+                bail!(
+                    "--cpu-quota: the cgroup v2 group {} has no cpu controller (its parent does not pass it on)",
+                    self.job.display()
+                );
+            }
+            let (quota, period) = super::quota_and_period(cores);
+            write_file(host, &file("cpu.max"), &format!("{quota} {period}"))?;
+        }
         if !host.exists(&self.memory_events) {
             self.memory_events = file("memory.events");
         }
@@ -527,6 +539,21 @@ mod tests {
         tree.cleanup().unwrap();
         assert!(!fake.exists(&job));
         drop(tree);
+    }
+
+    #[test]
+    fn a_cpu_quota_is_cpu_max_where_the_cpu_controller_is_passed_on() {
+        let quota = Limits { cpu_quota: Some(1.5), ..Limits::default() };
+        let fake = Fake::v2("cpu memory pids", "cpu memory pids");
+        let root = fake.root();
+        let tree = V2Tree::create(fake.boxed(), &root, &root, &quota).unwrap();
+        assert_eq!(fake.get(&tree.job().join("cpu.max")), "150000 100000");
+        drop(tree);
+        let fake = Fake::v2("memory pids", "memory pids");
+        let root = fake.root();
+        let error = V2Tree::create(fake.boxed(), &root, &root, &quota).err().unwrap();
+        assert!(format!("{error:#}").contains("--cpu-quota: the cgroup v2 group"), "{error:#}");
+        assert!(format!("{error:#}").contains("has no cpu controller"), "refused, never claimed: {error:#}");
     }
 
     #[test]
