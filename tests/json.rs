@@ -66,7 +66,9 @@ fn report_has_exactly_the_documented_fields() {
             "soft_wall_time_s",
             "soft_cpu_time_s",
             "soft_memory_bytes",
-            "soft_signal"
+            "soft_signal",
+            "cpus",
+            "cpu_quota"
         ])
     );
     assert_eq!(
@@ -80,7 +82,10 @@ fn report_has_exactly_the_documented_fields() {
             "killed_processes"
         ])
     );
-    assert_eq!(keys(&r["enforcement"]), sorted(&["wall_time", "cpu_time", "memory", "processes", "file_size"]));
+    assert_eq!(
+        keys(&r["enforcement"]),
+        sorted(&["wall_time", "cpu_time", "memory", "processes", "file_size", "cpus", "cpu_quota"])
+    );
     assert_eq!(r["schema"], pynish::report::SCHEMA);
     assert_eq!(r["label"], "nightly");
     assert_eq!(r["limits"]["memory_bytes"], 1u64 << 30);

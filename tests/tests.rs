@@ -11,6 +11,7 @@ mod artifacts;
 mod backend_choice;
 mod cgroup;
 mod concurrency;
+mod cpus;
 mod escalation;
 mod exit_codes;
 mod flags;
