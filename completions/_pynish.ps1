@@ -38,6 +38,8 @@ Register-ArgumentCompleter -Native -CommandName 'pynish' -ScriptBlock {
             [CompletionResult]::new('--file-size', '--file-size', [CompletionResultType]::ParameterName, 'Bytes each process may write to one file (RLIMIT_FSIZE; exit 120)')
             [CompletionResult]::new('--stack', '--stack', [CompletionResultType]::ParameterName, 'Main-thread stack of each process (RLIMIT_STACK)')
             [CompletionResult]::new('--core-size', '--core-size', [CompletionResultType]::ParameterName, 'Largest core dump of each process (RLIMIT_CORE); 0 forbids core dumps')
+            [CompletionResult]::new('--cpus', '--cpus', [CompletionResultType]::ParameterName, 'Run the whole tree on these CPUs only, e.g. 0,2-3 (as taskset -c)')
+            [CompletionResult]::new('--cpu-quota', '--cpu-quota', [CompletionResultType]::ParameterName, 'At most this many CPUs'' worth of time per second, for the whole tree together, e.g. 0.5, 1.5')
             [CompletionResult]::new('-g', '-g', [CompletionResultType]::ParameterName, 'Time from the first signal to SIGKILL')
             [CompletionResult]::new('--grace', '--grace', [CompletionResultType]::ParameterName, 'Time from the first signal to SIGKILL')
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The first signal, a name or number')

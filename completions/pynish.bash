@@ -41,7 +41,7 @@ _pynish() {
 
     case "${cmd}" in
         pynish)
-            opts="-w -c -m -p -g -s -q -v -h -V --wall-time --cpu-time --memory --memory-kind --processes --soft-wall-time --soft-cpu-time --soft-memory --soft-signal --open-files --file-size --stack --core-size --grace --signal --preserve-status --leave-leftovers --json --report --report-fd --timeline --schema --label --quiet --verbose --backend --delegate --adopt --adopt-fd --lifeline-fd --help --version plot check help"
+            opts="-w -c -m -p -g -s -q -v -h -V --wall-time --cpu-time --memory --memory-kind --processes --soft-wall-time --soft-cpu-time --soft-memory --soft-signal --open-files --file-size --stack --core-size --cpus --cpu-quota --grace --signal --preserve-status --leave-leftovers --json --report --report-fd --timeline --schema --label --quiet --verbose --backend --delegate --adopt --adopt-fd --lifeline-fd --help --version plot check help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -157,6 +157,20 @@ _pynish() {
                     return 0
                     ;;
                 --core-size)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --cpus)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --cpu-quota)
                     COMPREPLY=("${cur}")
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o nospace

@@ -35,6 +35,8 @@ set edit:completion:arg-completer[pynish] = {|@words|
             cand --file-size 'Bytes each process may write to one file (RLIMIT_FSIZE; exit 120)'
             cand --stack 'Main-thread stack of each process (RLIMIT_STACK)'
             cand --core-size 'Largest core dump of each process (RLIMIT_CORE); 0 forbids core dumps'
+            cand --cpus 'Run the whole tree on these CPUs only, e.g. 0,2-3 (as taskset -c)'
+            cand --cpu-quota 'At most this many CPUs'' worth of time per second, for the whole tree together, e.g. 0.5, 1.5'
             cand -g 'Time from the first signal to SIGKILL'
             cand --grace 'Time from the first signal to SIGKILL'
             cand -s 'The first signal, a name or number'

@@ -138,10 +138,14 @@ pub struct Cli {
     pub file_size: Option<u64>,
 
     /// Main-thread stack of each process (RLIMIT_STACK)
+    ///
+    /// Set in the command before exec and inherited by every descendant, e.g. 8MiB.
     #[arg(long, value_name = "SIZE", value_hint = ValueHint::Other, value_parser = positive_size, hide_short_help = true, help_heading = "Per-process limits")]
     pub stack: Option<u64>,
 
     /// Largest core dump of each process (RLIMIT_CORE); 0 forbids core dumps
+    ///
+    /// Set in the command before exec and inherited by every descendant.
     #[arg(long, value_name = "SIZE", value_hint = ValueHint::Other, value_parser = parse_size, hide_short_help = true, help_heading = "Per-process limits")]
     pub core_size: Option<u64>,
 
