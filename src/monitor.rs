@@ -662,6 +662,7 @@ impl Monitor<'_> {
         self.usage.cpu_system = kernel.cpu_system.unwrap_or(system);
         self.usage.peak_memory = kernel.peak_memory.unwrap_or(self.usage.peak_memory.max(proc::reaped_max_rss()));
         self.usage.max_processes = kernel.peak_processes.unwrap_or(self.usage.max_processes).max(1);
+        (self.usage.io_read, self.usage.io_write) = proc::reaped_io().unzip();
         if self.facts.kernel_limit.is_none() {
             let kernel = self.tree.kernel_hit();
             if let Some(kind) = kernel {

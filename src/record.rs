@@ -199,6 +199,14 @@ pub struct Usage {
     pub peak_memory: u64,
     /// The most members alive at once.
     pub max_processes: u64,
+    /// Bytes the members read from storage, ended members included (task I/O accounting); None where the
+    /// kernel does not count it.
+    #[serde(default)]
+    pub io_read: Option<u64>,
+    /// Bytes the members sent to storage (dirtied in the page cache or written directly), less what was
+    /// truncated before it was written back; None where the kernel does not count it.
+    #[serde(default)]
+    pub io_write: Option<u64>,
 }
 
 /// Whose limit it was when the kernel killed a member (an OOM kill) or refused a fork.

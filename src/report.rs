@@ -98,6 +98,13 @@ pub struct UsageReport {
     pub peak_memory_bytes: u64,
     /// The most members alive at once.
     pub max_processes: u64,
+    /// Bytes the tree read from storage, ended members included; none where the kernel keeps no task I/O
+    /// accounting (schema 2).
+    #[serde(default)]
+    pub io_read_bytes: Option<u64>,
+    /// Bytes the tree sent to storage, ended members included; none where unknown (schema 2).
+    #[serde(default)]
+    pub io_write_bytes: Option<u64>,
 }
 
 /// What pynish sent to end the tree, and when: shows whether the command used its grace to clean up.
@@ -152,6 +159,8 @@ impl Report {
                 cpu_time_s: secs(usage.cpu_user + usage.cpu_system),
                 peak_memory_bytes: usage.peak_memory,
                 max_processes: usage.max_processes,
+                io_read_bytes: usage.io_read,
+                io_write_bytes: usage.io_write,
             },
             escalation: EscalationReport {
                 first_signal: esc.first_signal.map(|s| s.name().into_owned()),

@@ -47,7 +47,16 @@ fn report_has_exactly_the_documented_fields() {
     assert_eq!(keys(&r), sorted(TOP));
     assert_eq!(
         keys(&r["usage"]),
-        sorted(&["wall_time_s", "cpu_user_s", "cpu_system_s", "cpu_time_s", "peak_memory_bytes", "max_processes"])
+        sorted(&[
+            "wall_time_s",
+            "cpu_user_s",
+            "cpu_system_s",
+            "cpu_time_s",
+            "peak_memory_bytes",
+            "max_processes",
+            "io_read_bytes",
+            "io_write_bytes"
+        ])
     );
     assert_eq!(
         keys(&r["limits"]),
