@@ -142,6 +142,7 @@ pub fn supervise<'a>(
     tree: &'a mut dyn Tree,
     log: &'a Log,
     timeline: Option<&'a mut Timeline>,
+    output: Option<std::os::fd::OwnedFd>,
 ) -> Result<Outcome, SpawnError> {
     let watched: Vec<Signal> = [Signal::SIGCHLD].iter().chain(&TERMINATING).chain(&PASSED_ON).copied().collect();
     let mut wakeup = Wakeup::install(&watched)
@@ -163,12 +164,15 @@ pub fn supervise<'a>(
         rlimits: rlimits(settings),
         terminal: terminal.map(Terminal::fd),
         nice: raise_priority(),
+        output: output.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
     };
     let start = Instant::now();
     let child = match settings.adopt {
         Some(adopt) => crate::adopt::adopt(adopt, &plan)?,
         None => Pid::from_raw(spawn::spawn(&settings.command, plan)?.id() as i32),
     };
+    // Only the tree holds the output pipe now: its end is the end of the tree's output.
+    drop(output);
     // Read while the command starts rather than before (mountinfo, /proc/vmstat: a few hundred µs, on another
     // core than the command's exec): an outside OOM kill within that moment would go unnamed (the verdict,
     // `signaled`, stays right; the run's own limit is judged by its group's counters, read before the start).

@@ -230,6 +230,20 @@ pub struct OutsideLimit {
     pub limit: Option<u64>,
 }
 
+/// What `--output` captured of the tree's stdout and stderr.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Captured {
+    /// FILE, as given (lossy where it was not UTF-8).
+    pub file: String,
+    /// Bytes of the tree's output in FILE (the marker line not counted).
+    pub bytes_written: u64,
+    /// Bytes of the tree's output not in FILE: the middle, dropped by `--output-limit`, and any a failed write
+    /// lost. `bytes_written + bytes_dropped` is all the tree wrote.
+    pub bytes_dropped: u64,
+    /// `--output-limit`, in bytes; None: unlimited.
+    pub limit_bytes: Option<u64>,
+}
+
 /// Everything the run produced, once the tree is gone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {

@@ -4,7 +4,7 @@
 
 use crate::exit_code::ExitCode;
 use crate::limits::{LimitKind, Limits};
-use crate::record::{Asked, Enforcement, LimitsAsked, Outcome, Status, Whose, seconds as secs};
+use crate::record::{Asked, Captured, Enforcement, LimitsAsked, Outcome, Status, Whose, seconds as secs};
 use crate::signals::Sig;
 use crate::verdict::Verdict;
 use anyhow::{Context, Result};
@@ -68,6 +68,9 @@ pub struct Report {
     /// Whose process limit refused a fork in the tree: `run` or `outside`, as `oom` (schema 2).
     #[serde(default)]
     pub fork_refused: Option<Whose>,
+    /// What `--output` captured, None without it (schema 2).
+    #[serde(default)]
+    pub output: Option<Captured>,
 }
 
 /// A soft limit reached, as the report tells it.
@@ -189,6 +192,7 @@ impl Report {
                 .collect(),
             oom: outcome.oom,
             fork_refused: outcome.fork_refused,
+            output: None,
         }
     }
 
@@ -215,6 +219,7 @@ impl Report {
             soft: Vec::new(),
             oom: None,
             fork_refused: None,
+            output: None,
         }
     }
 

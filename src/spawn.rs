@@ -39,6 +39,8 @@ pub struct Plan {
     pub terminal: Option<RawFd>,
     /// The scheduling niceness the command runs at: pynish's own before it raised its priority.
     pub nice: Option<i32>,
+    /// `--output`: the pipe the command's stdout and stderr both go to.
+    pub output: Option<RawFd>,
 }
 
 fn is_executable(meta: &std::fs::Metadata) -> bool {
@@ -115,9 +117,9 @@ pub fn spawn(argv: &[OsString], plan: Plan) -> Result<Child, SpawnError> {
     let mut command = Command::new(&path);
     command.arg0(&argv[0]).args(&argv[1..]);
     let parent = nix::unistd::getpid().as_raw();
-    let Plan { join_fds, rlimits, terminal, nice } = plan;
+    let Plan { join_fds, rlimits, terminal, nice, output } = plan;
     // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe functions
-    // (write, setpgid, sigprocmask, tcsetpgrp, setpriority, prctl, getppid, raise, setrlimit, and in
+    // (write, setpgid, sigprocmask, tcsetpgrp, setpriority, prctl, getppid, raise, setrlimit, dup2, and in
     // `inherit::restore_in_child` sigprocmask, signal, close); it allocates nothing: the vectors it reads were
     // built before the fork.
     unsafe {
@@ -159,6 +161,12 @@ pub fn spawn(argv: &[OsString], plan: Plan) -> Result<Child, SpawnError> {
             }
             // Last: the mask, SIGPIPE and the closed standard descriptors as the caller gave them.
             crate::inherit::restore_in_child();
+            // After it: a stdout or stderr the caller had closed is the output pipe all the same.
+            if let Some(fd) = output
+                && (libc::dup2(fd, 1) < 0 || libc::dup2(fd, 2) < 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         });
     }

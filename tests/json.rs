@@ -23,6 +23,7 @@ const TOP: &[&str] = &[
     "soft",
     "oom",
     "fork_refused",
+    "output",
 ];
 
 fn keys(value: &serde_json::Value) -> Vec<String> {
@@ -99,6 +100,7 @@ fn report_has_exactly_the_documented_fields() {
     assert!(r["enforcement"]["cpu_time"].is_null());
     assert_eq!(r["command"], serde_json::json!(["true"]));
     assert!(r["pid"].as_i64().unwrap() > 0);
+    assert!(r["output"].is_null(), "no --output: output is null");
 }
 
 #[test]

@@ -26,6 +26,7 @@ const CASES: &[&str] = &[
     "oom_outside",
     "nested_memory",
     "nested_processes",
+    "records",
     "no_leftover_groups",
 ];
 

@@ -46,7 +46,7 @@ if ! echo "+memory +pids +cpu" >$CG/cgroup.subtree_control; then
 fi
 
 CASE_TIMEOUT=20 # seconds, for each pynish run
-ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost oom_outside nested_memory nested_processes no_leftover_groups"
+ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost oom_outside nested_memory nested_processes records no_leftover_groups"
 CASES=$(sed -n 's/.*pynish\.cases=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
 [ -n "$CASES" ] || CASES=$ALL_CASES
 
@@ -301,6 +301,29 @@ $1: $(tr '\n' ';' </tmp/cost.txt)"
             printf " %s=%.2fx", $1, $2 / b } END { printf " (timeout %.1f ms)", b / 1000 }' /tmp/cost.txt)"
     done
 }
+# --output with --output-limit on cgroup2: a flood of output (~2 MB) keeps its first and last half around one
+# marker and the command completes; the report says when and where (started_at, hostname). (No I/O case: the VM
+# has no block device, and tmpfs writes count as no I/O.)
+case_records() {
+    O=/tmp/records.log
+    run_pynish records - - --backend cgroup2 --memory 100MB --output $O --output-limit 64KiB --json -- \
+        /bin/sh -c 'seq 1 300000; echo end >&2'
+    out=$(jobj "$JSON" output)
+    expect_eq exit "$RC" 0
+    expect_eq verdict "$(jget "$JSON" verdict)" completed
+    expect_eq backend "$(jget "$JSON" backend)" cgroup2
+    size=$(wc -c <$O)
+    expect_cmp output.size "$size" '<=' 73728
+    expect_eq first_line "$(head -n 1 $O)" 1
+    expect_eq last_line "$(tail -n 1 $O)" end
+    expect_eq markers "$(grep -c '^\[pynish: [0-9]* bytes' $O)" 1
+    expect_eq output.bytes_written "$(jget "$out" bytes_written)" 65536
+    expect_eq hostname "$(jget "$JSON" hostname)" "$(hostname)"
+    started=$(jget "$JSON" started_at)
+    expect_eq started_at.rfc3339 "$(expr "$started" : '[0-9]\{4\}-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]\.[0-9]*Z$' >/dev/null && echo yes)" yes
+    DETAIL="exit=$RC size=$size output={$out} started_at=$started"
+}
+
 
 # jlabel FILE LABEL: the report labelled LABEL among the JSON lines of FILE.
 jlabel() {
