@@ -27,6 +27,7 @@ const CASES: &[&str] = &[
     "nested_memory",
     "nested_processes",
     "records",
+    "io",
     "no_leftover_groups",
 ];
 

@@ -22,7 +22,7 @@
 #   PYNISH_VM_KEEP     if set, keep the temporary directory and print its path
 set -u -o pipefail
 
-ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost oom_outside nested_memory nested_processes records no_leftover_groups"
+ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost oom_outside nested_memory nested_processes records io no_leftover_groups"
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -155,6 +155,11 @@ for src in "$here"/helpers/*.c; do
         exit 1
     fi
 done
+
+# brd (a RAM block device) for the io case: the initramfs has no disk, and the tree's write to storage must
+# reach a block device to count. The module of the kernel booted, if its modules are installed.
+brd=/lib/modules/$(basename "$kernel" | sed 's/^vmlinuz-//')/kernel/drivers/block/brd.ko
+[ -r "$brd" ] && cp "$brd" "$root/brd.ko"
 
 cp "$here/init.sh" "$root/init"
 chmod 755 "$root/init"
