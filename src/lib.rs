@@ -4,9 +4,10 @@
 //! # Theory of operation
 //!
 //! **Process model.** pynish makes itself a child subreaper, then starts the command in a process group of its
-//! own, with the rlimits, the cgroup placement and a parent-death signal set in the child before `exec`
-//! (`spawn`), and with what it inherited from pynish's caller as it would be without pynish (`inherit`: closed
-//! standard descriptors, ignored signals, an empty signal mask, SIGCHLD at its default). Every descendant of
+//! own, with the rlimits, the cgroup placement (on cgroup v2: born in its group, `clone3`) and a parent-death
+//! signal set in the child before `exec` (`spawn`), and with what it inherited from pynish's caller as it would
+//! be without pynish (`inherit`: closed standard descriptors, ignored signals, an empty signal mask, SIGCHLD at
+//! its default). Every descendant of
 //! the command, daemonized or not, stays a descendant of pynish: an orphan is re-parented to pynish, not to init.
 //! So "pynish has no child left" is exactly "the tree is gone", and pynish ends only then.
 //!
@@ -39,7 +40,7 @@
 //!  │                  ▲
 //!  └──► run ──────────┘             orchestration: backend, supervision, verdict, outputs
 //!        ├──► capture ──► destination  --output: the pipe's reader thread, the cap
-//!        ├──► monitor ──► tree/ (proc, cgroup v1, v2), spawn, adopt, terminal, wakeup
+//!        ├──► monitor ──► tree/ (proc, cgroup v1, v2), spawn (──► clone3), adopt, terminal, wakeup
 //!        │      └──► timeline ──┐
 //!        ├──► report ───────────┼──► record   plain data: asked, facts, usage, escalation, outcome;
 //!        └──► verdict ──────────┘             the monitor fills it, the others read it
@@ -101,6 +102,8 @@ pub mod verdict;
 mod adopt;
 #[cfg(target_os = "linux")]
 mod check;
+#[cfg(target_os = "linux")]
+mod clone3;
 #[cfg(target_os = "linux")]
 mod delegate;
 #[cfg(target_os = "linux")]

@@ -161,15 +161,19 @@ pub fn supervise<'a>(
     }
     let plan = Plan {
         join_fds: tree.join_fds(),
+        birth_group: tree.birth_group(),
         rlimits: rlimits(settings),
         terminal: terminal.map(Terminal::fd),
         nice: raise_priority(),
         output: output.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
     };
     let start = Instant::now();
-    let child = match settings.adopt {
-        Some(adopt) => crate::adopt::adopt(adopt, &plan)?,
-        None => Pid::from_raw(spawn::spawn(&settings.command, plan)?.id() as i32),
+    let (child, born_in_group) = match settings.adopt {
+        Some(adopt) => (crate::adopt::adopt(adopt, &plan)?, false),
+        None => {
+            let started = spawn::spawn(&settings.command, plan)?;
+            (Pid::from_raw(started.pid), started.born_in_group)
+        }
     };
     // Only the tree holds the output pipe now: its end is the end of the tree's output.
     drop(output);
@@ -178,9 +182,10 @@ pub fn supervise<'a>(
     // `signaled`, stays right; the run's own limit is judged by its group's counters, read before the start).
     let enclosing = Enclosing::snapshot();
     log.event(format_args!(
-        "started {} as pid {child} ({} backend)",
+        "started {} as pid {child} ({} backend{})",
         settings.command[0].to_string_lossy(),
-        tree.name()
+        tree.name(),
+        if born_in_group { ", born in its group" } else { "" }
     ));
 
     let mut monitor = Monitor {

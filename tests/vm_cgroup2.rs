@@ -23,6 +23,7 @@ const CASES: &[&str] = &[
     "unpriv_fallback",
     "timeline",
     "cost",
+    "born",
     "oom_outside",
     "nested_memory",
     "nested_processes",

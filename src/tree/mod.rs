@@ -89,6 +89,12 @@ pub trait Tree {
         Vec::new()
     }
 
+    /// The directory of the one group the child is to be born in (`clone3` with `CLONE_INTO_CGROUP`, cgroup v2
+    /// only), so that it need not write `join_fds`.
+    fn birth_group(&self) -> Option<RawFd> {
+        None
+    }
+
     /// Measures the live tree.
     fn sample(&mut self) -> Result<Sample>;
 

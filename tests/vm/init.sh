@@ -46,7 +46,7 @@ if ! echo "+memory +pids +cpu" >$CG/cgroup.subtree_control; then
 fi
 
 CASE_TIMEOUT=20 # seconds, for each pynish run
-ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost oom_outside nested_memory nested_processes records io no_leftover_groups"
+ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost born birth_cost oom_outside nested_memory nested_processes records io no_leftover_groups"
 CASES=$(sed -n 's/.*pynish\.cases=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
 [ -n "$CASES" ] || CASES=$ALL_CASES
 
@@ -323,6 +323,57 @@ case_records() {
     DETAIL="exit=$RC size=$size output={$out} started_at=$started"
 }
 
+
+# born: on cgroup v2 the command is born in its group (clone3 with CLONE_INTO_CGROUP), as root and as a user
+# with a delegated group: -v says so and the command's /proc/self/cgroup is the run's group from its first
+# instruction; an exec that fails after the birth (a missing #! interpreter) is still 126 with the reason.
+case_born() {
+    run_pynish born - - -v --backend cgroup2 --memory 100MB -- /bin/cat /proc/self/cgroup
+    expect_eq exit "$RC" 0
+    expect_eq born_log "$(grep -c 'cgroup2 backend, born in its group' "$ERR")" 1
+    group=$(sed -n 's/^0:://p' "$OUT")
+    case $group in */pynish-*) ;; *) FAILS="$FAILS group=${group:-<none>}(want .../pynish-...)" ;; esac
+    DETAIL="root: group=$group"
+    d=$CG/user1000
+    mkdir -p $d
+    chown 1000:1000 $d $d/cgroup.procs $d/cgroup.threads $d/cgroup.subtree_control
+    run_pynish born_unpriv user1000 1000 -v --memory 100MB -- /bin/cat /proc/self/cgroup
+    expect_eq unpriv.exit "$RC" 0
+    expect_eq unpriv.born_log "$(grep -c 'cgroup2 backend, born in its group' "$ERR")" 1
+    group=$(sed -n 's/^0:://p' "$OUT")
+    case $group in /user1000/*pynish-*) ;; *) FAILS="$FAILS unpriv.group=${group:-<none>}(want /user1000/.../pynish-...)" ;; esac
+    DETAIL="$DETAIL uid 1000: group=$group"
+    printf '#!/nonexistent/interp\n' >/tmp/badinterp
+    chmod 755 /tmp/badinterp
+    run_pynish born_badinterp - - --backend cgroup2 --memory 100MB -- /tmp/badinterp
+    expect_eq badinterp.exit "$RC" 126
+    expect_eq badinterp.message "$(grep -c 'bad interpreter /nonexistent/interp: No such file or directory' "$ERR")" 1
+    DETAIL="$DETAIL bad_interpreter_exit=$RC"
+}
+
+# birth_cost (only when asked: PYNISH_VM_CASES=birth_cost PYNISH_VM_BASELINE=<an older pynish>): a memory-limited
+# run with the child born in its group against the baseline binary's (which writes cgroup.procs) and against a
+# run without a group, medians of 25, back to back and 0.3 s apart, in one boot.
+case_birth_cost() {
+    if [ ! -x /bin/pynish-base ]; then
+        FAILS=" no_baseline(PYNISH_VM_BASELINE unset)"
+        return
+    fi
+    for spec in "back_to_back 25 0" "apart_0.3s 25 300"; do
+        set -- $spec
+        /bin/alternate "$2" "$3" -- plain /bin/pynish --wall-time 60s -- /bin/true \
+            ::: born /bin/pynish --memory 64MB --wall-time 60s -- /bin/true \
+            ::: written /bin/pynish-base --memory 64MB --wall-time 60s -- /bin/true \
+            ::: base_plain /bin/pynish-base --wall-time 60s -- /bin/true >/tmp/birth.txt 2>&1
+        LOG="$LOG
+$1: $(tr '\n' ';' </tmp/birth.txt)"
+        expect_eq "$1.failed_runs" "$(awk '{ n += $4 } END { print n + 0 }' /tmp/birth.txt)" 0
+        DETAIL="$DETAIL $1:$(awk 'NF == 4 { m[$1] = $2 } END {
+            printf " plain=%.2fms born=%.2fms written=%.2fms base_plain=%.2fms born/plain=%.2fx written/base_plain=%.2fx",
+                m["plain"] / 1000, m["born"] / 1000, m["written"] / 1000, m["base_plain"] / 1000,
+                m["born"] / m["plain"], m["written"] / m["base_plain"] }' /tmp/birth.txt)"
+    done
+}
 
 # jlabel FILE LABEL: the report labelled LABEL among the JSON lines of FILE.
 jlabel() {

@@ -56,6 +56,10 @@ pub trait Host {
     fn writable(&self, path: &Path) -> bool;
     /// `cgroup.procs` opened for writing, for the child to join before exec.
     fn open_for_write(&self, path: &Path) -> io::Result<File>;
+    /// A group's directory opened (close-on-exec) for a child to be born in it (`clone3`).
+    fn open_group(&self, dir: &Path) -> io::Result<File> {
+        File::open(dir)
+    }
     /// Sends `signal` to `pid`; true if it was delivered.
     fn signal(&self, pid: i32, signal: Sig) -> bool;
     fn own_pid(&self) -> i32;

@@ -75,6 +75,8 @@ pub struct V2Tree {
     locks: Vec<File>,
     /// The job group's `cgroup.procs`, which the child writes `0` to before exec.
     join: Option<File>,
+    /// The job group's directory, for a child born in it.
+    birth: Option<File>,
     memory_limited: bool,
     processes_limited: bool,
     /// `memory.events.local` where the kernel has it, else `memory.events` (the same for a leaf).
@@ -296,6 +298,7 @@ impl V2Tree {
             how: placement.how,
             locks: placement.locks,
             join: None,
+            birth: None,
             memory_limited: false,
             processes_limited: false,
             ooms_before: 0,
@@ -336,6 +339,8 @@ impl V2Tree {
         self.refused_forks_before = read_keyed(host, &file("pids.events"), "max").unwrap_or(0);
         let procs = file("cgroup.procs");
         self.join = Some(host.open_for_write(&procs).with_context(|| format!("cannot open {}", procs.display()))?);
+        // Without it the child joins by writing `join`, as it does where the kernel refuses the birth.
+        self.birth = host.open_group(&self.job).ok();
         Ok(())
     }
 
@@ -377,6 +382,10 @@ impl Tree for V2Tree {
 
     fn join_fds(&self) -> Vec<RawFd> {
         self.join.iter().map(|f| f.as_raw_fd()).collect()
+    }
+
+    fn birth_group(&self) -> Option<RawFd> {
+        self.birth.as_ref().map(|f| f.as_raw_fd())
     }
 
     fn sample(&mut self) -> Result<Sample> {
