@@ -47,6 +47,8 @@ Register-ArgumentCompleter -Native -CommandName 'pynish' -ScriptBlock {
             [CompletionResult]::new('--report', '--report', [CompletionResultType]::ParameterName, 'Write the JSON report to FILE, atomically')
             [CompletionResult]::new('--report-fd', '--report-fd', [CompletionResultType]::ParameterName, 'Write the JSON report to open descriptor FD (3>run.json)')
             [CompletionResult]::new('--timeline', '--timeline', [CompletionResultType]::ParameterName, 'Write usage over time to FILE, as JSON lines (pynish plot draws it)')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Send the tree''s stdout and stderr to FILE, not to the terminal')
+            [CompletionResult]::new('--output-limit', '--output-limit', [CompletionResultType]::ParameterName, 'Keep at most SIZE bytes of output in --output''s FILE: the first and the last half')
             [CompletionResult]::new('--schema', '--schema', [CompletionResultType]::ParameterName, 'The report''s layout: 2 (the default), or 1 for a reader that refuses keys it does not know')
             [CompletionResult]::new('--label', '--label', [CompletionResultType]::ParameterName, 'A name for this run, carried into the report')
             [CompletionResult]::new('--backend', '--backend', [CompletionResultType]::ParameterName, 'How the tree is contained and measured')

@@ -44,6 +44,8 @@ set edit:completion:arg-completer[pynish] = {|@words|
             cand --report 'Write the JSON report to FILE, atomically'
             cand --report-fd 'Write the JSON report to open descriptor FD (3>run.json)'
             cand --timeline 'Write usage over time to FILE, as JSON lines (pynish plot draws it)'
+            cand --output 'Send the tree''s stdout and stderr to FILE, not to the terminal'
+            cand --output-limit 'Keep at most SIZE bytes of output in --output''s FILE: the first and the last half'
             cand --schema 'The report''s layout: 2 (the default), or 1 for a reader that refuses keys it does not know'
             cand --label 'A name for this run, carried into the report'
             cand --backend 'How the tree is contained and measured'

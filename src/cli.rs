@@ -216,6 +216,21 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, help_heading = "Reporting")]
     pub timeline: Option<PathBuf>,
 
+    /// Send the tree's stdout and stderr to FILE, not to the terminal
+    ///
+    /// One pipe for both, as `>FILE 2>&1`, so in the order written. Written by the same rules as --report: the
+    /// directory must exist; a regular file is replaced atomically once the run is over. See --output-limit.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, conflicts_with = "adopt", hide_short_help = true, help_heading = "Output")]
+    pub output: Option<PathBuf>,
+
+    /// Keep at most SIZE bytes of output in --output's FILE: the first and the last half
+    ///
+    /// Where the middle was dropped, one line says how much (its own bytes beyond SIZE). The command is never
+    /// blocked or slowed: pynish reads everything and discards the middle, holding the last half in memory.
+    /// 64KiB is 65536 bytes, 1MB 10^6.
+    #[arg(long, value_name = "SIZE", value_hint = ValueHint::Other, value_parser = positive_size, requires = "output", hide_short_help = true, help_heading = "Output")]
+    pub output_limit: Option<u64>,
+
     /// The report's layout: 2 (the default), or 1 for a reader that refuses keys it does not know
     ///
     /// Schema 2 is schema 1 plus fields (when and where the run started, its I/O, output capture, soft limits,
@@ -451,6 +466,8 @@ impl Settings {
             command: cli.command,
             adopt: cli.adopt.zip(cli.adopt_fd).map(|(pid, fd)| Adopt { pid, fd }),
             lifeline: cli.lifeline_fd,
+            output: cli.output,
+            output_limit: cli.output_limit,
         }
         .validated()
     }

@@ -22,6 +22,11 @@
 //! facts only once everything is reaped; the report (`report`) is written after that, so it never mixes with the
 //! command's output.
 //!
+//! **Output.** With `--output`, the command's stdout and stderr are one pipe that a thread of pynish's own
+//! (`capture`) drains into the file while the loop watches, so that the loop never waits on output and output
+//! never waits on the loop; once the tree is gone the thread takes what the pipe still holds, and only then is
+//! the report written.
+//!
 //! **Timeline.** With `--timeline`, the monitor hands each sample it takes, and each event, to `timeline`, which
 //! thins them and passes lines to a writer thread; `plot` draws the file afterwards.
 //!
@@ -34,6 +39,7 @@
 //! main ──► cli ──► settings        clap types stop in cli; settings is the checked run spec, a pure value
 //!  │                  ▲
 //!  └──► run ──────────┘             orchestration: backend, supervision, verdict, outputs
+//!        ├──► capture ──► destination  --output: the pipe's reader thread, the cap
 //!        ├──► monitor ──► tree/ (proc, cgroup v1, v2), spawn (──► clone3), adopt, terminal, wakeup
 //!        │      └──► timeline ──┐
 //!        ├──► report ───────────┼──► record   plain data: asked, facts, usage, escalation, outcome;
@@ -74,6 +80,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(target_os = "linux")]
+mod capture;
 pub mod cli;
 mod destination;
 pub mod exit_code;

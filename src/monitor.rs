@@ -142,6 +142,7 @@ pub fn supervise<'a>(
     tree: &'a mut dyn Tree,
     log: &'a Log,
     timeline: Option<&'a mut Timeline>,
+    output: Option<std::os::fd::OwnedFd>,
 ) -> Result<Outcome, SpawnError> {
     let watched: Vec<Signal> = [Signal::SIGCHLD].iter().chain(&TERMINATING).chain(&PASSED_ON).copied().collect();
     let mut wakeup = Wakeup::install(&watched)
@@ -165,6 +166,7 @@ pub fn supervise<'a>(
         terminal: terminal.map(Terminal::fd),
         nice: raise_priority(),
         cpus: settings.limits.cpus.as_deref().map(spawn::cpu_set),
+        output: output.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
     };
     let start = Instant::now();
     let (child, born_in_group) = match settings.adopt {
@@ -174,6 +176,8 @@ pub fn supervise<'a>(
             (Pid::from_raw(started.pid), started.born_in_group)
         }
     };
+    // Only the tree holds the output pipe now: its end is the end of the tree's output.
+    drop(output);
     // Read while the command starts rather than before (mountinfo, /proc/vmstat: a few hundred µs, on another
     // core than the command's exec): an outside OOM kill within that moment would go unnamed (the verdict,
     // `signaled`, stays right; the run's own limit is judged by its group's counters, read before the start).
@@ -668,6 +672,7 @@ impl Monitor<'_> {
         self.usage.cpu_system = kernel.cpu_system.unwrap_or(system);
         self.usage.peak_memory = kernel.peak_memory.unwrap_or(self.usage.peak_memory.max(proc::reaped_max_rss()));
         self.usage.max_processes = kernel.peak_processes.unwrap_or(self.usage.max_processes).max(1);
+        (self.usage.io_read, self.usage.io_write) = proc::reaped_io().unzip();
         if self.facts.kernel_limit.is_none() {
             let kernel = self.tree.kernel_hit();
             if let Some(kind) = kernel {

@@ -217,6 +217,14 @@ pub struct Usage {
     pub peak_memory: u64,
     /// The most members alive at once.
     pub max_processes: u64,
+    /// Bytes the members read from storage, ended members included (task I/O accounting); None where the
+    /// kernel does not count it.
+    #[serde(default)]
+    pub io_read: Option<u64>,
+    /// Bytes the members sent to storage (dirtied in the page cache or written directly), less what was
+    /// truncated before it was written back; None where the kernel does not count it.
+    #[serde(default)]
+    pub io_write: Option<u64>,
 }
 
 /// Whose limit it was when the kernel killed a member (an OOM kill) or refused a fork.
@@ -238,6 +246,20 @@ pub struct OutsideLimit {
     pub group: Option<String>,
     /// That group's limit (bytes or processes), where readable.
     pub limit: Option<u64>,
+}
+
+/// What `--output` captured of the tree's stdout and stderr.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Captured {
+    /// FILE, as given (lossy where it was not UTF-8).
+    pub file: String,
+    /// Bytes of the tree's output in FILE (the marker line not counted).
+    pub bytes_written: u64,
+    /// Bytes of the tree's output not in FILE: the middle, dropped by `--output-limit`, and any a failed write
+    /// lost. `bytes_written + bytes_dropped` is all the tree wrote.
+    pub bytes_dropped: u64,
+    /// `--output-limit`, in bytes; None: unlimited.
+    pub limit_bytes: Option<u64>,
 }
 
 /// Everything the run produced, once the tree is gone.

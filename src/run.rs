@@ -66,7 +66,18 @@ fn supervise(cli: Cli) -> Result<Exit> {
         }
         None => None,
     };
-    let result = monitor::supervise(&settings, tree.as_mut(), &log, timeline.as_mut());
+    // Last before the command starts: nothing that can fail is left between here and `finish`.
+    let (capture, output) = match &settings.output {
+        Some(path) => {
+            let (capture, pipe) = crate::capture::start(path, settings.output_limit)?;
+            (Some(capture), Some(pipe))
+        }
+        None => (None, None),
+    };
+    let result = monitor::supervise(&settings, tree.as_mut(), &log, timeline.as_mut(), output);
+    // The tree is gone: what it wrote is in the pipe, and goes to FILE before the report says how much.
+    let captured = capture
+        .and_then(|capture| capture.finish().map_err(|error| crate::say(format_args!("pynish: {error:#}"))).ok());
     if let Err(error) = tree.cleanup() {
         crate::say(format_args!("pynish: {error:#}"));
     }
@@ -113,7 +124,8 @@ fn supervise(cli: Cli) -> Result<Exit> {
             (Report::spawn_error(&asked, code, backend, text), Exit::Code(code.into()))
         }
     };
-    let report = report.started(&started);
+    let mut report = report.started(&started);
+    report.output = captured;
     if let Some(mut timeline) = timeline {
         let (wall, usage) = result_usage.unwrap_or_default();
         let (verdict, exit_code) = (report.verdict, report.exit_code);

@@ -50,6 +50,10 @@ pub struct Settings {
     pub adopt: Option<Adopt>,
     /// `--lifeline-fd FD`: the read end of a pipe whose closing ends the run (`lifeline`).
     pub lifeline: Option<i32>,
+    /// `--output`: the tree's stdout and stderr go to this file (checked before the run).
+    pub output: Option<PathBuf>,
+    /// `--output-limit`: the output file keeps at most this many bytes (its first and last half).
+    pub output_limit: Option<u64>,
 }
 
 /// An existing child to supervise instead of a command to start (`--adopt`).
@@ -77,6 +81,16 @@ impl Settings {
             if self.report.as_ref().is_some_and(|report| destination::same_file(report, path)) {
                 bail!("--report and --timeline name the same file {}", destination::shown(path));
             }
+        }
+        if let Some(path) = &self.output {
+            destination::check(path, "output")?;
+            for (flag, other) in [("--report", &self.report), ("--timeline", &self.timeline)] {
+                if other.as_ref().is_some_and(|other| destination::same_file(other, path)) {
+                    bail!("{flag} and --output name the same file {}", destination::shown(path));
+                }
+            }
+        } else if self.output_limit.is_some() {
+            bail!("--output-limit needs --output");
         }
         if let Some(fd) = self.report_fd {
             destination::check_fd(fd, "--report-fd")?;

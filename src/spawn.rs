@@ -44,6 +44,8 @@ pub struct Plan {
     pub nice: Option<i32>,
     /// `--cpus`: the affinity mask the command (and so every member) runs with, built before the fork.
     pub cpus: Option<libc::cpu_set_t>,
+    /// `--output`: the pipe the command's stdout and stderr both go to.
+    pub output: Option<RawFd>,
 }
 
 /// The affinity mask for `cpus`, built before any fork (the child only hands it to the kernel).
@@ -141,11 +143,11 @@ impl Steps {
     ///
     /// # Safety
     /// Only in the forked child before exec: it calls only async-signal-safe functions (write, setpgid,
-    /// sigprocmask, tcsetpgrp, setpriority, prctl, getppid, raise, setrlimit, sched_setaffinity, and in
+    /// sigprocmask, tcsetpgrp, setpriority, prctl, getppid, raise, setrlimit, sched_setaffinity, dup2, and in
     /// `inherit::restore_in_child` sigprocmask, signal, close) and allocates nothing: what it reads was built
     /// before the fork.
     unsafe fn apply(&self, join: bool) -> std::io::Result<()> {
-        let Plan { join_fds, rlimits, terminal, nice, cpus, .. } = &self.plan;
+        let Plan { join_fds, rlimits, terminal, nice, cpus, output, .. } = &self.plan;
         // SAFETY: see the function's contract.
         unsafe {
             for &fd in join_fds.iter().filter(|_| join) {
@@ -190,6 +192,12 @@ impl Steps {
             }
             // Last: the mask, SIGPIPE and the closed standard descriptors as the caller gave them.
             crate::inherit::restore_in_child();
+            // After it: a stdout or stderr the caller had closed is the output pipe all the same.
+            if let Some(fd) = *output
+                && (libc::dup2(fd, 1) < 0 || libc::dup2(fd, 2) < 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
         }
         Ok(())
     }

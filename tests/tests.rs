@@ -28,6 +28,7 @@ mod other_users;
 mod output;
 mod passthrough;
 mod recipes;
+mod records;
 mod report_dest;
 mod resources;
 mod rlimits;

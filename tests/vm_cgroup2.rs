@@ -27,6 +27,8 @@ const CASES: &[&str] = &[
     "oom_outside",
     "nested_memory",
     "nested_processes",
+    "records",
+    "io",
     "no_leftover_groups",
 ];
 

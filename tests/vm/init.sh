@@ -46,7 +46,7 @@ if ! echo "+memory +pids +cpu" >$CG/cgroup.subtree_control; then
 fi
 
 CASE_TIMEOUT=20 # seconds, for each pynish run
-ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost born birth_cost oom_outside nested_memory nested_processes no_leftover_groups"
+ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost born birth_cost oom_outside nested_memory nested_processes records io no_leftover_groups"
 CASES=$(sed -n 's/.*pynish\.cases=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
 [ -n "$CASES" ] || CASES=$ALL_CASES
 
@@ -301,6 +301,28 @@ $1: $(tr '\n' ';' </tmp/cost.txt)"
             printf " %s=%.2fx", $1, $2 / b } END { printf " (timeout %.1f ms)", b / 1000 }' /tmp/cost.txt)"
     done
 }
+# --output with --output-limit on cgroup2: a flood of output (~2 MB) keeps its first and last half around one
+# marker and the command completes; the report says when and where (started_at, hostname). (I/O: case_io.)
+case_records() {
+    O=/tmp/records.log
+    run_pynish records - - --backend cgroup2 --memory 100MB --output $O --output-limit 64KiB --json -- \
+        /bin/sh -c 'seq 1 300000; echo end >&2'
+    out=$(jobj "$JSON" output)
+    expect_eq exit "$RC" 0
+    expect_eq verdict "$(jget "$JSON" verdict)" completed
+    expect_eq backend "$(jget "$JSON" backend)" cgroup2
+    size=$(wc -c <$O)
+    expect_cmp output.size "$size" '<=' 73728
+    expect_eq first_line "$(head -n 1 $O)" 1
+    expect_eq last_line "$(tail -n 1 $O)" end
+    expect_eq markers "$(grep -c '^\[pynish: [0-9]* bytes' $O)" 1
+    expect_eq output.bytes_written "$(jget "$out" bytes_written)" 65536
+    expect_eq hostname "$(jget "$JSON" hostname)" "$(hostname)"
+    started=$(jget "$JSON" started_at)
+    expect_eq started_at.rfc3339 "$(expr "$started" : '[0-9]\{4\}-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]\.[0-9]*Z$' >/dev/null && echo yes)" yes
+    DETAIL="exit=$RC size=$size output={$out} started_at=$started"
+}
+
 
 # born: on cgroup v2 the command is born in its group (clone3 with CLONE_INTO_CGROUP), as root and as a user
 # with a delegated group: -v says so and the command's /proc/self/cgroup is the run's group from its first
@@ -356,6 +378,25 @@ $1: $(tr '\n' ';' </tmp/birth.txt)"
 # jlabel FILE LABEL: the report labelled LABEL among the JSON lines of FILE.
 jlabel() {
     grep '"label":"'"$2"'"' "$1" | tail -n 1 | sed 's/^[^{]*//'
+}
+
+# usage.io_write_bytes on cgroup2: a 40 MiB fsynced write to a block device (brd, a RAM disk: the VM has no
+# other), in a child of the command, counts at least 40 MiB; a direct read of it back counts in io_read_bytes.
+case_io() {
+    if [ ! -e /brd.ko ]; then
+        FAILS="$FAILS no_brd.ko(run.sh copies it from the booted kernel's modules)"
+        return
+    fi
+    [ -b /dev/ram0 ] || insmod /brd.ko rd_nr=1 rd_size=65536 || FAILS="$FAILS insmod_brd"
+    run_pynish io - - --backend cgroup2 --memory 200MB --json -- /bin/sh -c \
+        'sh -c "dd if=/dev/zero of=/dev/ram0 bs=1M count=40 conv=fsync 2>/dev/null"; dd if=/dev/ram0 of=/dev/null bs=1M count=40 iflag=direct 2>/dev/null'
+    usage=$(jobj "$JSON" usage)
+    expect_eq exit "$RC" 0
+    expect_eq backend "$(jget "$JSON" backend)" cgroup2
+    expect_cmp io_write_bytes "$(jget "$usage" io_write_bytes)" '>=' 41943040
+    expect_cmp io_write_bytes "$(jget "$usage" io_write_bytes)" '<' 167772160
+    expect_cmp io_read_bytes "$(jget "$usage" io_read_bytes)" '>=' 41943040
+    DETAIL="exit=$RC usage={$usage}"
 }
 
 case_oom_outside() {

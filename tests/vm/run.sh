@@ -23,7 +23,7 @@
 #   PYNISH_VM_BASELINE another pynish binary, as /bin/pynish-base, for the birth_cost case
 set -u -o pipefail
 
-ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost born oom_outside nested_memory nested_processes no_leftover_groups"
+ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost born oom_outside nested_memory nested_processes records io no_leftover_groups"
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -161,6 +161,11 @@ for src in "$here"/helpers/*.c; do
         exit 1
     fi
 done
+
+# brd (a RAM block device) for the io case: the initramfs has no disk, and the tree's write to storage must
+# reach a block device to count. The module of the kernel booted, if its modules are installed.
+brd=/lib/modules/$(basename "$kernel" | sed 's/^vmlinuz-//')/kernel/drivers/block/brd.ko
+[ -r "$brd" ] && cp "$brd" "$root/brd.ko"
 
 cp "$here/init.sh" "$root/init"
 chmod 755 "$root/init"
