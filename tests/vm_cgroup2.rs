@@ -24,6 +24,7 @@ const CASES: &[&str] = &[
     "timeline",
     "cost",
     "born",
+    "cpu_quota",
     "oom_outside",
     "nested_memory",
     "nested_processes",

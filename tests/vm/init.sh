@@ -46,7 +46,7 @@ if ! echo "+memory +pids +cpu" >$CG/cgroup.subtree_control; then
 fi
 
 CASE_TIMEOUT=20 # seconds, for each pynish run
-ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost born birth_cost oom_outside nested_memory nested_processes records io no_leftover_groups"
+ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost born birth_cost cpu_quota oom_outside nested_memory nested_processes records io no_leftover_groups"
 CASES=$(sed -n 's/.*pynish\.cases=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
 [ -n "$CASES" ] || CASES=$ALL_CASES
 
@@ -324,6 +324,34 @@ case_records() {
 }
 
 
+# cpu_quota: --cpu-quota 0.5 on a real cgroup v2 cpu controller (cpu.max): one spinner and two spinners together
+# get 1.1-1.9 s of CPU in 3 s of wall time, as root and as a user whose group lists cpu in cgroup.controllers
+# (delegated, as systemd's Delegate=yes leaves it): pynish enables it in the group's subtree_control itself.
+case_cpu_quota() {
+    d=$CG/user1000q
+    mkdir -p $d
+    chown 1000:1000 $d $d/cgroup.procs $d/cgroup.threads $d/cgroup.subtree_control
+    DETAIL=
+    for who in root:-:- user:user1000q:1000; do
+        who_name=${who%%:*} rest=${who#*:}
+        for n in 1 2; do
+            run_pynish cpu_quota_$who_name$n "${rest%%:*}" "${rest#*:}" --cpu-quota 0.5 --wall-time 3s --json -- \
+                /bin/sh -c "i=0; while [ \$i -lt $n ]; do /bin/spin & i=\$((i + 1)); done; wait"
+            usage=$(jobj "$JSON" usage)
+            enf=$(jobj "$JSON" enforcement)
+            cpu=$(jget "$usage" cpu_time_s)
+            expect_eq $who_name$n.exit "$RC" 124
+            expect_eq $who_name$n.verdict "$(jget "$JSON" verdict)" wall_time
+            expect_eq $who_name$n.enforcement.cpu_quota "$(jget "$enf" cpu_quota)" cgroup2
+            expect_cmp $who_name$n.cpu_s "$cpu" '>=' 1.1
+            expect_cmp $who_name$n.cpu_s "$cpu" '<=' 1.9
+            DETAIL="$DETAIL $who_name/$n-spinners: cpu_s=$cpu enforcement.cpu_quota=$(jget "$enf" cpu_quota)"
+        done
+    done
+    # The user's group as found: pynish turned cpu on there for the quota, and off again.
+    expect_eq user1000q.subtree_control "$(cat $d/cgroup.subtree_control)" ""
+}
+
 # born: on cgroup v2 the command is born in its group (clone3 with CLONE_INTO_CGROUP), as root and as a user
 # with a delegated group: -v says so and the command's /proc/self/cgroup is the run's group from its first
 # instruction; an exec that fails after the birth (a missing #! interpreter) is still 126 with the reason.
@@ -449,7 +477,7 @@ case_no_leftover_groups() {
     # Groups this script made itself are expected; anything else new, including
     # groups below those, was left behind by pynish.
     left=$(grep -vxF -f /tmp/cg.before /tmp/cg.after |
-        grep -vxF -e $CG/test-nonleaf -e $CG/user1000 -e $CG/test-fallback -e $CG/test-encl |
+        grep -vxF -e $CG/test-nonleaf -e $CG/user1000 -e $CG/test-fallback -e $CG/test-encl -e $CG/user1000q |
         sed "s|^$CG||")
     if [ -n "$left" ]; then
         for g in $left; do

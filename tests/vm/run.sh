@@ -23,7 +23,7 @@
 #   PYNISH_VM_BASELINE another pynish binary, as /bin/pynish-base, for the birth_cost case
 set -u -o pipefail
 
-ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost born oom_outside nested_memory nested_processes records io no_leftover_groups"
+ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost born cpu_quota oom_outside nested_memory nested_processes records io no_leftover_groups"
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 

@@ -239,7 +239,12 @@ impl Fake {
         let text = canonical(&enabled);
         put(&file, &text);
         for sub in self.subdirs(dir)? {
-            put(&dir.join(sub).join("cgroup.controllers"), &text);
+            let child = dir.join(sub);
+            put(&child.join("cgroup.controllers"), &text);
+            // As the kernel does: a controller enabled above makes its files in the groups below.
+            if enabled.iter().any(|c| c == "cpu") && !self.exists(&child.join("cpu.max")) {
+                put(&child.join("cpu.max"), "max 100000");
+            }
         }
         Ok(())
     }

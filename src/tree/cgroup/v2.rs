@@ -119,6 +119,21 @@ fn enable(host: &dyn Host, dir: &Path) -> io::Result<Vec<&'static str>> {
     Ok(todo)
 }
 
+/// Gives `group` the cpu controller where its parent has it to pass on and pynish may enable it there (and, up
+/// to `depth` levels, in the parents above); whether `group` has it now. Only for `--cpu-quota`: a run without
+/// one leaves the cpu controller as it was.
+fn enable_cpu_for(host: &dyn Host, group: &Path, depth: usize) -> bool {
+    let has = |dir: &Path| words(host, &dir.join("cgroup.controllers")).iter().any(|c| c == "cpu");
+    if has(group) {
+        return true;
+    }
+    let Some(parent) = group.parent() else { return false };
+    if !has(parent) && (depth <= 1 || !enable_cpu_for(host, parent, depth - 1)) {
+        return false;
+    }
+    host.write(&parent.join("cgroup.subtree_control"), "+cpu").is_ok() && has(group)
+}
+
 fn disable(host: &dyn Host, dir: &Path, controllers: &[&str]) -> io::Result<()> {
     if controllers.is_empty() {
         return Ok(());
@@ -332,8 +347,18 @@ impl V2Tree {
             self.processes_limited = true;
         }
         if let Some(cores) = limits.cpu_quota {
-            // pynish enables memory and pids itself, never cpu: the cpu controller must come delegated from above
-            // (systemd passes it on with Delegate=yes), else the quota is refused, never claimed.
+            // pynish enables memory and pids for every run, cpu only for a quota: where it was delegated (a
+            // systemd Delegate=yes group lists it in cgroup.controllers, its subtree_control is the user's), else
+            // the quota is refused, never claimed.
+            let had = words(host, &file("cgroup.controllers")).iter().any(|c| c == "cpu");
+            // Where pynish moved itself out of its group, only that group's subtree_control is its to change.
+            if !had
+                && enable_cpu_for(host, &self.job, if self.moved.is_some() { 1 } else { 2 })
+                && let Some(moved) = self.moved.as_mut()
+            {
+                // Undone at cleanup with the others, so that pynish may move back into its group.
+                moved.enabled.push("cpu");
+            }
             if !words(host, &file("cgroup.controllers")).iter().any(|c| c == "cpu") {
                 bail!(
                     "--cpu-quota: the cgroup v2 group {} has no cpu controller (its parent does not pass it on)",
@@ -563,6 +588,44 @@ mod tests {
         let error = V2Tree::create(fake.boxed(), &root, &root, &quota).err().unwrap();
         assert!(format!("{error:#}").contains("--cpu-quota: the cgroup v2 group"), "{error:#}");
         assert!(format!("{error:#}").contains("has no cpu controller"), "refused, never claimed: {error:#}");
+    }
+
+    #[test]
+    fn a_cpu_quota_enables_the_cpu_controller_only_where_it_was_delegated_and_undoes_it() {
+        let quota = Limits { cpu_quota: Some(0.5), ..Limits::default() };
+        // systemd's Delegate=yes: the scope lists cpu in cgroup.controllers, its subtree_control is the user's.
+        let fake = Fake::v2("cpu memory pids", "cpu memory pids");
+        let root = fake.root();
+        let scope = root.join("run-1.scope");
+        fake.mkdir(&scope).unwrap();
+        fake.enter(&scope, fake.own_pid());
+        let mut tree = V2Tree::create(fake.boxed(), &root, &scope, &quota).unwrap();
+        assert_eq!(fake.get(&tree.job().join("cpu.max")), "50000 100000");
+        assert_eq!(fake.get(&scope.join("cgroup.subtree_control")), "cpu memory pids");
+        tree.cleanup().unwrap();
+        assert_eq!(fake.get(&scope.join("cgroup.subtree_control")), "", "the scope as found");
+        assert_eq!(fake.group_of(fake.own_pid()), Some(scope.clone()));
+        drop(tree);
+
+        // A run without a quota leaves cpu alone.
+        let fake = Fake::v2("cpu memory pids", "memory pids");
+        let root = fake.root();
+        drop(V2Tree::create(fake.boxed(), &root, &root, &Limits::default()).unwrap());
+        assert_eq!(fake.get(&root.join("cgroup.subtree_control")), "memory pids");
+        // With one, the root passes cpu on.
+        let tree = V2Tree::create(fake.boxed(), &root, &root, &quota).unwrap();
+        assert_eq!(fake.get(&tree.job().join("cpu.max")), "50000 100000");
+        drop(tree);
+
+        // Not delegated to the scope: refused, never claimed.
+        let fake = Fake::v2("cpu memory pids", "memory pids");
+        let root = fake.root();
+        let scope = root.join("run-2.scope");
+        fake.mkdir(&scope).unwrap();
+        fake.enter(&scope, fake.own_pid());
+        let error = V2Tree::create(fake.boxed(), &root, &scope, &quota).err().unwrap();
+        assert!(format!("{error:#}").contains("has no cpu controller"), "{error:#}");
+        assert_eq!(fake.get(&scope.join("cgroup.subtree_control")), "", "the scope as found");
     }
 
     #[test]
