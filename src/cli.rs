@@ -342,10 +342,14 @@ fn positive_size(text: &str) -> Result<u64, String> {
     }
 }
 
-/// `--cpu-quota`: a positive, finite number of CPUs.
+/// `--cpu-quota`: a number of CPUs the kernel can hold as asked (`limits::CPU_QUOTA_CORES`).
 fn positive_cores(text: &str) -> Result<f64, String> {
+    let (least, most) = crate::limits::CPU_QUOTA_CORES;
     match text.trim().parse::<f64>() {
-        Ok(cores) if cores.is_finite() && cores > 0.0 => Ok(cores),
+        Ok(cores) if cores.is_finite() && (least..=most).contains(&cores) => Ok(cores),
+        Ok(cores) if cores.is_finite() && cores > 0.0 => {
+            Err(format!("must be from {least} to {most} CPUs (the kernel's smallest quota is 1 ms per 100 ms)"))
+        }
         _ => Err("not a positive number of CPUs (e.g. 0.5, 2)".into()),
     }
 }
@@ -484,7 +488,9 @@ mod tests {
     fn a_cpu_quota_is_a_positive_number_of_cpus() {
         assert_eq!(super::positive_cores("0.5"), Ok(0.5));
         assert_eq!(super::positive_cores(" 2 "), Ok(2.0));
-        for bad in ["0", "-1", "inf", "NaN", "half", ""] {
+        assert_eq!(super::positive_cores("0.01"), Ok(0.01));
+        assert_eq!(super::positive_cores("1024"), Ok(1024.0));
+        for bad in ["0", "-1", "inf", "NaN", "half", "", "0.001", "1025"] {
             assert!(super::positive_cores(bad).is_err(), "{bad:?} should be rejected");
         }
     }

@@ -40,6 +40,10 @@ pub struct Limits {
     pub cpu_quota: Option<f64>,
 }
 
+/// The `--cpu-quota` values a CPU controller holds as asked, in CPUs: the kernel's smallest CFS quota (1 ms per
+/// 100 ms period) and as many CPUs as a `cpu_set_t` can name. Outside them a quota is refused, never rounded.
+pub const CPU_QUOTA_CORES: (f64, f64) = (0.01, 1024.0);
+
 /// `--soft-wall-time`, `--soft-cpu-time`, `--soft-memory`: when the tree reaches one, every member gets `signal`
 /// once, and the run goes on under its hard limits, so that an anytime solver or a trial can write its best result
 /// before it is ended.

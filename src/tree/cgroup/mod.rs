@@ -435,17 +435,12 @@ impl Discovery {
 /// throttled tree runs in slices of at most 100 ms, long enough to cost nothing.
 const CPU_PERIOD_US: u64 = 100_000;
 
-/// The kernel's smallest CFS quota, in microseconds.
-const CPU_QUOTA_MIN_US: f64 = 1000.0;
-
-/// The largest quota pynish writes, in CPUs: as many as a `cpu_set_t` can name, so no throttle on any machine,
-/// and far below the kernel's own bound (about 2^44 ns per period), above which it refuses the write.
-const CPU_QUOTA_MAX_CORES: f64 = 1024.0;
-
 /// `--cpu-quota CORES` as (quota, period) in microseconds, as cpu.max and cpu.cfs_quota_us take them.
 pub fn quota_and_period(cores: f64) -> (u64, u64) {
     let period = CPU_PERIOD_US as f64;
-    let quota = (cores.min(CPU_QUOTA_MAX_CORES) * period).round().max(CPU_QUOTA_MIN_US);
+    // The CLI took only `limits::CPU_QUOTA_CORES`; the clamp keeps a library caller within the kernel's bounds.
+    let (least, most) = crate::limits::CPU_QUOTA_CORES;
+    let quota = (cores.clamp(least, most) * period).round();
     (quota as u64, CPU_PERIOD_US)
 }
 
