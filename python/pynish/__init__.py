@@ -6,8 +6,8 @@ function's whole process tree (cgroups where available), and the exception names
 
 from __future__ import annotations
 
-import os as _os
-
+# Taken now, before the caller may change directory (see ``_os.startdir``).
+from ._os import startdir as _startdir  # noqa: F401
 from ._support import (
     contexts,
     supports,
@@ -60,15 +60,6 @@ __all__ = [
     "Escalation",
     "Enforcement",
 ]
-
-#: The working directory when pynish was first imported, as multiprocessing keeps it (``ORIGINAL_DIR``): a fresh
-#: child finds the caller's modules there (``sys.path``'s "") even after the caller changed directory. Taken here,
-#: not in the lazily loaded modules, which the first call may only load after such a change.
-_ORIGINAL_DIR: "str | None"
-try:
-    _ORIGINAL_DIR = _os.path.abspath(_os.getcwd())
-except OSError:  # started in a folder that was removed
-    _ORIGINAL_DIR = None
 
 # The rest loads on first use: a fresh child that runs a limited function imports this package too, and every
 # millisecond of its start is paid on every call.

@@ -6,7 +6,7 @@ ended it, then settles the task's Future with the value, the function's exceptio
 it hit, and its report. A task that hits a limit, raises, segfaults or is OOM-killed therefore touches nothing but
 its own Future: no worker process is shared, so none can break the executor.
 
-Tasks start from the executor's own warm forkserver (``_forkserver``), started at construction with the modules of
+Tasks start from the executor's own warm forkserver (``_call.forkserver``), started at construction with the modules of
 ``preload`` imported once; ``context="fork"`` or ``"spawn"`` start them as ``limit`` does instead.
 
 ``memory_budget``: a task leaves the queue only while the memory limits of the running tasks plus its own stay
@@ -15,7 +15,7 @@ within the budget; the queue stays in order (the head waits), so no large task s
 Ending running work: ``Future.cancel()`` of a running task, leaving the ``with`` block on an exception (Ctrl-C
 included), an interrupted ``shutdown`` and a caller ended by Ctrl-C send SIGTERM to the task's pynish, which ends
 its whole tree (first signal, grace, SIGKILL). The worker thread waits until pynish is gone, so a slot frees only
-with its tree. If the caller dies, every pynish sees the caller's lifeline close (``_lifeline``) and does the same.
+with its tree. If the caller dies, every pynish sees the caller's lifeline close (``_os.lifeline``) and does the same.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from concurrent.futures._base import CANCELLED_AND_NOTIFIED, RUNNING
 from multiprocessing.context import BaseContext
 from typing import Any, Callable, Iterable, Iterator, Optional, Tuple, Union
 
-from . import _forkserver, _tasks
-from ._binary import binary
+from . import _tasks
+from ._call import forkserver as _forkserver
+from ._call.binary import binary
 from ._limit import Pynisher, _memory
 from ._report import Report
 from ._support import contexts as valid_contexts
@@ -178,7 +179,7 @@ class Executor(cf.Executor):
 
     def _start_server(self) -> _forkserver._Client:
         # A forked child (a fork-context task, a multiprocessing worker) closes its copy of the server's socket
-        # (``_forkserver``), so the server ends with the caller.
+        # (``_call.forkserver``), so the server ends with the caller.
         return _forkserver._Client(binary(), self._preload)
 
     def map(  # type: ignore[override]

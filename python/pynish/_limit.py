@@ -10,8 +10,13 @@ import threading
 from multiprocessing.context import BaseContext
 from typing import Any, Callable, Dict, Generic, List, Optional, Tuple, Type, TypeVar, Union
 
-from . import _call, _child, _ending, _folder, _main, _process, exceptions
-from ._binary import binary
+from . import _process, exceptions
+from ._call import child as _child
+from ._call import launch as _launch
+from ._call import mainmodule as _mainmodule
+from ._call.binary import binary
+from ._os import folder as _folder
+from ._os import signals as _signals
 from ._report import Report, Usage, parse_report
 from ._run import limit_args
 from ._support import contexts as valid_contexts
@@ -259,7 +264,7 @@ class Pynisher(Generic[T]):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Runs the function once with these arguments under the limits, and blocks until it is done."""
         self.last_run = None
-        if _main.bootstrapping:
+        if _mainmodule.bootstrapping:
             # This process is a new one re-running the caller's unguarded main module, which reached this call.
             raise RuntimeError(_BOOTSTRAPPING)
         method = self.start_method
@@ -274,9 +279,9 @@ class Pynisher(Generic[T]):
         )
         if self.warnings and self.memory is not None:
             _warn_memory(self.memory, method)
-        folder = _folder.Folder()
+        folder = _folder.Folder(inside=_child.running_in)
         directory = folder.path
-        guarded = _ending.guard()
+        guarded = _signals.guard()
         try:
             report_path = os.path.join(directory, "report.json")
             flags = [
@@ -310,19 +315,19 @@ class Pynisher(Generic[T]):
             def started() -> None:
                 self._process = _process.handle(_process.read_pid(announce_read))
 
-            _ending.started(launched, folder)
+            _signals.started(launched, folder)
             _folder.sweep()
             try:
                 status = self._wait(launched, started)
             finally:
-                _ending.ended(launched)
+                _signals.ended(launched)
             report = self._read_report(report_path, status)
             self.last_run = report
             loaded, launched.loaded = launched.loaded, None
             return self._outcome(report, loaded, args, kwargs)
         finally:
             folder.remove()
-            _ending.unguard(guarded)
+            _signals.unguard(guarded)
 
     def _start(
         self,
@@ -334,17 +339,17 @@ class Pynisher(Generic[T]):
         opts: Any,
         directory: str,
         announce: int,
-    ) -> _call.Launched:
+    ) -> _launch.Launched:
         """Starts pynish on the call (a hook: ``pynish.Executor`` starts its tasks from its own server)."""
         if method == "fork":
-            return _call.start_fork(flags, display, self.func, args, kwargs, opts, directory, announce)
+            return _launch.start_fork(flags, display, self.func, args, kwargs, opts, directory, announce)
         if method == "forkserver":
-            return _call.start_forkserver(flags, display, self.func, args, kwargs, opts, directory, announce)
-        return _call.start_spawn(flags, self.func, args, kwargs, opts, directory, announce)
+            return _launch.start_forkserver(flags, display, self.func, args, kwargs, opts, directory, announce)
+        return _launch.start_spawn(flags, self.func, args, kwargs, opts, directory, announce)
 
-    def _wait(self, launched: _call.Launched, started: Callable[[], None]) -> int:
+    def _wait(self, launched: _launch.Launched, started: Callable[[], None]) -> int:
         """Waits for pynish to end (a hook: ``pynish.Executor`` ends a cancelled task's tree through it)."""
-        return _call.wait(launched, self.forceful_keyboard_interrupt, started)
+        return _launch.wait(launched, self.forceful_keyboard_interrupt, started)
 
     def _backend(self) -> Optional[str]:
         """``proc`` with ``terminate_child_processes=False``, whose leftovers must outlive the run's cgroups; else

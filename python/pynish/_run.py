@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from ._binary import binary
+from ._call.binary import binary
 from ._report import Report, parse_report
 
 __all__ = ["run", "Duration", "Size"]

@@ -5,7 +5,7 @@ Three ways in: a child forked from the caller and held on a pipe until pynish ha
 pipe (``load_and_execute``, context "forkserver"); or a fresh interpreter that pynish started (``main``, context
 "spawn"), which first takes on the caller's ``sys.path``, working directory and main module as
 multiprocessing's spawn does, then reads the call. Either way the outcome is one pickle sent through a pipe
-(``_stream``): ``("ok", value)`` or ``("err", exception, traceback_text)``, ended by a mark that it is whole,
+(``stream``): ``("ok", value)`` or ``("err", exception, traceback_text)``, ended by a mark that it is whole,
 so that the caller takes all of it or none.
 """
 
@@ -16,14 +16,14 @@ import pickle
 import sys
 import traceback
 
-from ._stream import Writer
-from .exceptions import (
+from ..exceptions import (
     CpuTimeoutException,
     MemoryLimitException,
     PynisherException,
     UnpicklableResult,
     WallTimeoutException,
 )
+from .stream import Writer
 
 TYPE_CHECKING = False  # not from typing: a fresh child does not pay for importing it
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 #: The byte pynish writes on the hold pipe once the adopted child is in place; EOF without it means "do not run".
 GO = b"G"
-#: In a limited function's process: its call's folder, where the calls it makes put theirs (``_folder``).
+#: In a limited function's process: its call's folder, where the calls it makes put theirs (``_os.folder``).
 running_in: Optional[str] = None
 
 
@@ -370,7 +370,7 @@ def hold_and_exec(
 ) -> None:
     """Contexts "fork" and "forkserver", in a freshly forked process A: forks the held child B, which calls
     ``run`` once pynish has adopted it, then execs ``pynish --adopt B`` (A becomes pynish, B's parent). The
-    descriptors in ``inherit`` go to pynish only; B writes its pid on ``announce`` (see ``_process``). Never
+    descriptors in ``inherit`` go to pynish only; B writes its pid on ``announce`` (see ``pynish._process``). Never
     returns; if the exec fails the caller exits, and B sees the hold pipe close without the go byte and exits
     unrun."""
     # The calling thread's blocked signals would be inherited by pynish and the function: pynish's SIGTERM then
@@ -398,7 +398,7 @@ def hold_and_exec(
 
 
 def main_function(name: str, by_value: bytes) -> Any:
-    """Unpickles a function or class of the caller's ``__main__`` (see ``_call._pickler``): the child's re-run
+    """Unpickles a function or class of the caller's ``__main__`` (see ``launch._pickler``): the child's re-run
     main module's own, else the copy sent by value."""
     found = getattr(sys.modules.get("__main__"), name, None)
     if callable(found) and getattr(found, "__qualname__", None) == name:
@@ -412,7 +412,7 @@ def load_and_execute(directory: str, whole_main: bool, call: int, result: int) -
     whose server already did."""
     try:
         with open(call, "rb") as f:
-            from ._main import take_on
+            from .mainmodule import take_on
 
             take_on(pickle.load(f), whole_main)
             # A function of an importable module comes by reference (imported here), one from __main__, a lambda

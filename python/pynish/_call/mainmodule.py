@@ -12,10 +12,10 @@ TYPE_CHECKING = False  # not from typing: a fresh child does not pay for importi
 if TYPE_CHECKING:
     from typing import Any, Dict
 
-from . import _ORIGINAL_DIR as _IMPORTED_IN
+from .._os.startdir import ORIGINAL_DIR as _IMPORTED_IN
 
 #: Where relative entries of ``sys.path`` and the main module's path are resolved: the working directory when
-#: pynish was first imported (see ``pynish._ORIGINAL_DIR``).
+#: pynish was first imported (see ``_os.startdir``).
 _ORIGINAL_DIR = _IMPORTED_IN if _IMPORTED_IN is not None else os.path.abspath(os.getcwd())
 
 #: True while a new process re-runs the caller's main module: a limited call made then comes from an unguarded
