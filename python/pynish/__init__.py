@@ -2,6 +2,21 @@
 
 ``import pynish as pynisher`` runs a program written for pynisher 1.x unchanged; the limits then hold for the
 function's whole process tree (cgroups where available), and the exception names the limit that was hit.
+
+Layers, top to bottom; a module imports only from its own layer or one below (``python/tests/test_layers.py``):
+
+- the public face, ``pynish/*.py``: ``limit``, ``Pynisher``, ``restricted`` (``_limit``), ``Executor``
+  (``_executor``, its tasks and threads in ``_tasks``), ``run`` (``_run``), the report (``_report``), ``supports``
+  (``_support``), ``Pynisher._process`` (``_process``);
+- the call, ``pynish/_call/``: one call launched in its context (``launch``), the child's side (``child``), the
+  forkserver, the caller's main module (``mainmodule``), the pipes (``stream``), the native fork helper
+  (``native``), the binary (``binary``);
+- the OS plumbing, ``pynish/_os/``: a call's folder, the caller's lifeline, terminating signals (``signals``), the
+  descriptors the caller alone owns (``owned_fds``), ``poll``, a fresh interpreter's flags (``interpreter``), the
+  working directory at import (``startdir``).
+
+``pynish.exceptions`` stands below all three: it imports nothing of pynish, so every layer raises its classes, and
+pickled exceptions name it.
 """
 
 from __future__ import annotations
