@@ -399,8 +399,8 @@ def hold_and_exec(
 
 def main_function(name: str, by_value: bytes) -> Any:
     """Unpickles a function or class of the caller's ``__main__`` (see ``launch._pickler``): the child's re-run
-    main module's own, else the copy sent by value."""
-    found = getattr(sys.modules.get("__main__"), name, None)
+    main module's own (``__mp_main__``: never the child's own ``-c`` boot code), else the copy sent by value."""
+    found = getattr(sys.modules.get("__mp_main__"), name, None)
     if callable(found) and getattr(found, "__qualname__", None) == name:
         return found
     return pickle.loads(by_value)

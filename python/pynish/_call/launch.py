@@ -280,18 +280,18 @@ def _start_native(
     return pid
 
 
-def _pickler(f: Any) -> Any:
+def _pickler(f: Any, main_reruns: bool) -> Any:
     """cloudpickle, except that a function or class defined at the top level of the caller's ``__main__`` goes by name
     when the child's re-run main module defines it too, as multiprocessing sends it: the child's own pickling (a
     ``multiprocessing.Pool`` inside the function) then finds the very object it names. By value otherwise
-    (defined under ``if __name__ == "__main__":``, or no main module to re-run)."""
+    (defined under ``if __name__ == "__main__":``, or no main module to re-run: ``main_reruns`` false)."""
     import types
 
     import cloudpickle
 
     class Pickler(cloudpickle.Pickler):  # type: ignore[misc, name-defined]
         def reducer_override(self, obj: Any) -> Any:
-            if isinstance(obj, (types.FunctionType, type)) and obj.__module__ == "__main__":
+            if main_reruns and isinstance(obj, (types.FunctionType, type)) and obj.__module__ == "__main__":
                 name = obj.__qualname__
                 if getattr(sys.modules.get("__main__"), name, None) is obj:
                     return _child.main_function, (name, cloudpickle.dumps(obj, protocol=5))
@@ -309,8 +309,9 @@ class Pipes:
         self.call = call_read
         self.result, self.result_write = _stream.pipe()
         try:
-            pickle.dump(_mainmodule.describe(), self.feeder, protocol=5)
-            _pickler(self.feeder).dump((func, args, kwargs, opts))
+            caller = _mainmodule.describe()
+            pickle.dump(caller, self.feeder, protocol=5)
+            _pickler(self.feeder, _mainmodule.reruns(caller)).dump((func, args, kwargs, opts))
         except BaseException:
             self.close()
             raise
