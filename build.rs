@@ -13,32 +13,38 @@
 //! `panic = "unwind"`, see Cargo.toml), through pynish's own frames only (no C code in pynish calls back into Rust).
 //!
 //! Only for a native Linux/glibc build whose C compiler has `libgcc_eh.a`; anything else (macOS, musl, a cross
-//! build, a toolchain without libgcc) links as before. `PYNISH_SHARED_LIBGCC=1` turns it off.
+//! build, a toolchain without libgcc such as `zig cc`) links as before. `PYNISH_SHARED_LIBGCC=1` turns it off.
 //!
 //! It also builds the Python package's fork helper (`python/native/pynish_fork.c`, a shared object) for pynish to
 //! carry and write out on `--fork-helper`: maturin puts one kind of artifact into a wheel, and pynish's is the
-//! binary. Linux only, with the same C compiler; where it cannot be built, pynish is built without it and the
-//! Python package forks its caller twice, as before.
+//! binary. Linux only. Both use the target's C compiler as the `cc` crate finds it (`CC_<target>`, `TARGET_CC`,
+//! `CC`, then `cc`; with its `CFLAGS`): a wheel built with `maturin --zig` for glibc 2.17 gets a helper linked
+//! against glibc 2.17 too, so the wheel's tag holds for the helper as well. Where the helper cannot be built,
+//! pynish is built without it and the Python package forks its caller twice, as before.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=PYNISH_SHARED_LIBGCC");
-    println!("cargo:rerun-if-env-changed=CC");
     let var = |name: &str| std::env::var(name).unwrap_or_default();
-    fork_helper(&var);
-    if var("CARGO_CFG_TARGET_OS") != "linux"
-        || var("CARGO_CFG_TARGET_ENV") != "gnu"
+    let out_dir = PathBuf::from(var("OUT_DIR"));
+    // The target's C compiler; None where the cc crate finds none (then neither step below applies).
+    let cc = cc::Build::new().opt_level(2).debug(false).try_get_compiler().ok();
+    if var("CARGO_CFG_TARGET_OS") != "linux" {
+        return;
+    }
+    fork_helper(cc.as_ref(), &out_dir);
+    if var("CARGO_CFG_TARGET_ENV") != "gnu"
         || var("TARGET") != var("HOST")
         || var("CARGO_CFG_TARGET_FEATURE").split(',').any(|f| f == "crt-static")
         || var("PYNISH_SHARED_LIBGCC") == "1"
     {
         return;
     }
-    let Some(archive) = libgcc_eh() else { return };
-    let dir = PathBuf::from(var("OUT_DIR")).join("static-libgcc");
+    let Some(archive) = cc.as_ref().and_then(libgcc_eh) else { return };
+    let dir = out_dir.join("static-libgcc");
     if std::fs::create_dir_all(&dir).is_err() {
         return;
     }
@@ -52,31 +58,40 @@ fn main() {
 }
 
 /// Compiles the fork helper into `$OUT_DIR/pynish_fork.so` and sets `cfg(pynish_fork_helper)` if that worked.
-fn fork_helper(var: &dyn Fn(&str) -> String) {
+fn fork_helper(cc: Option<&cc::Tool>, out_dir: &Path) {
     const SOURCE: &str = "python/native/pynish_fork.c";
     println!("cargo::rustc-check-cfg=cfg(pynish_fork_helper)");
     println!("cargo:rerun-if-changed={SOURCE}");
-    if var("CARGO_CFG_TARGET_OS") != "linux" || var("TARGET") != var("HOST") {
-        return;
-    }
-    let out = PathBuf::from(var("OUT_DIR")).join("pynish_fork.so");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let out = out_dir.join("pynish_fork.so");
     // No _FORTIFY_SOURCE: its siglongjmp refuses to jump from A's stack to the caller's (see the source).
-    let built = Command::new(cc)
-        .args(["-O2", "-shared", "-fPIC", "-U_FORTIFY_SOURCE", "-D_FORTIFY_SOURCE=0", "-Wall", "-o"])
-        .arg(&out)
-        .arg(SOURCE)
-        .status();
+    // -lpthread: glibc before 2.34 keeps pthread_sigmask there, and naming it gives the symbol that glibc's
+    // version (GLIBC_2.2.5, not the 2.32 of libc's copy); a newer glibc's libpthread is an empty stub.
+    let built = cc.map(|cc| {
+        command(cc)
+            .args(["-shared", "-fPIC", "-s", "-U_FORTIFY_SOURCE", "-D_FORTIFY_SOURCE=0", "-Wall", "-o"])
+            .arg(&out)
+            .arg(SOURCE)
+            .arg("-lpthread")
+            .status()
+    });
     match built {
-        Ok(status) if status.success() => println!("cargo:rustc-cfg=pynish_fork_helper"),
+        Some(Ok(status)) if status.success() => println!("cargo:rustc-cfg=pynish_fork_helper"),
         _ => println!("cargo:warning=the fork helper ({SOURCE}) was not built: Python fork-context calls fork twice"),
     }
 }
 
+/// The compiler with the cc crate's flags for the target, less the `-static` it adds for a `crt-static` pynish:
+/// the helper is a shared object for Python, however pynish itself is linked.
+fn command(cc: &cc::Tool) -> Command {
+    let mut command = Command::new(cc.path());
+    command.args(cc.args().iter().filter(|arg| arg.as_os_str() != "-static"));
+    command.envs(cc.get_envs());
+    command
+}
+
 /// Where the C compiler keeps `libgcc_eh.a`, if it has one (it prints the bare name when it has not).
-fn libgcc_eh() -> Option<PathBuf> {
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let out = Command::new(cc).arg("-print-file-name=libgcc_eh.a").output().ok()?;
+fn libgcc_eh(cc: &cc::Tool) -> Option<PathBuf> {
+    let out = command(cc).arg("-print-file-name=libgcc_eh.a").output().ok()?;
     let path = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
     (out.status.success() && path.is_absolute() && path.is_file()).then_some(path)
 }

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_pynish_global_optspecs
-    string join \n w/wall-time= c/cpu-time= m/memory= memory-kind= p/processes= g/grace= s/signal= preserve-status leave-leftovers json report= report-fd= timeline= label= q/quiet v/verbose backend= delegate adopt= adopt-fd= lifeline-fd= h/help V/version
+    string join \n w/wall-time= c/cpu-time= m/memory= memory-kind= p/processes= soft-wall-time= soft-cpu-time= soft-memory= soft-signal= open-files= file-size= stack= core-size= g/grace= s/signal= preserve-status leave-leftovers json report= report-fd= timeline= schema= label= q/quiet v/verbose backend= delegate adopt= adopt-fd= lifeline-fd= h/help V/version
 end
 
 function __fish_pynish_needs_command
@@ -30,11 +30,20 @@ complete -c pynish -n "__fish_pynish_needs_command" -s m -l memory -d 'Memory of
 complete -c pynish -n "__fish_pynish_needs_command" -l memory-kind -d 'What -m counts' -r -f -a "resident\t'Resident memory summed over the whole tree'
 virtual\t'Address space of each process separately (RLIMIT_AS), as pynisher did'"
 complete -c pynish -n "__fish_pynish_needs_command" -s p -l processes -d 'Processes alive at once in the tree (exit 121)' -r -f
+complete -c pynish -n "__fish_pynish_needs_command" -l soft-wall-time -d 'Warn the tree when it has run this long: --soft-signal to every member, once' -r -f
+complete -c pynish -n "__fish_pynish_needs_command" -l soft-cpu-time -d 'Warn the tree when it has used this much CPU time (user + system, ended members included)' -r -f
+complete -c pynish -n "__fish_pynish_needs_command" -l soft-memory -d 'Warn the tree when its memory exceeds SIZE (counted as --memory counts resident memory)' -r -f
+complete -c pynish -n "__fish_pynish_needs_command" -l soft-signal -d 'The warning a soft limit sends (default URG: ignored unless the command listens for it)' -r -f
+complete -c pynish -n "__fish_pynish_needs_command" -l open-files -d 'Descriptors each process may hold open (RLIMIT_NOFILE)' -r -f
+complete -c pynish -n "__fish_pynish_needs_command" -l file-size -d 'Bytes each process may write to one file (RLIMIT_FSIZE; exit 120)' -r -f
+complete -c pynish -n "__fish_pynish_needs_command" -l stack -d 'Main-thread stack of each process (RLIMIT_STACK)' -r -f
+complete -c pynish -n "__fish_pynish_needs_command" -l core-size -d 'Largest core dump of each process (RLIMIT_CORE); 0 forbids core dumps' -r -f
 complete -c pynish -n "__fish_pynish_needs_command" -s g -l grace -d 'Time from the first signal to SIGKILL' -r -f
 complete -c pynish -n "__fish_pynish_needs_command" -s s -l signal -d 'The first signal, a name or number' -r -f
 complete -c pynish -n "__fish_pynish_needs_command" -l report -d 'Write the JSON report to FILE, atomically' -r -F
 complete -c pynish -n "__fish_pynish_needs_command" -l report-fd -d 'Write the JSON report to open descriptor FD (3>run.json)' -r -f
 complete -c pynish -n "__fish_pynish_needs_command" -l timeline -d 'Write usage over time to FILE, as JSON lines (pynish plot draws it)' -r -F
+complete -c pynish -n "__fish_pynish_needs_command" -l schema -d 'The report\'s layout: 2 (the default), or 1 for a reader that refuses keys it does not know' -r -f
 complete -c pynish -n "__fish_pynish_needs_command" -l label -d 'A name for this run, carried into the report' -r -f
 complete -c pynish -n "__fish_pynish_needs_command" -l backend -d 'How the tree is contained and measured' -r -f -a "auto\t'proc, unless --memory or --processes needs a kernel group: then cgroup v2, else v1, else proc'
 cgroup2\t'A cgroup v2 group of its own (needs write access to a delegated group)'

@@ -327,7 +327,7 @@ fn timeline() -> Roff {
         "With --timeline FILE, pynish writes JSON lines while the command runs: a header with the backend and the \
          limits (as in the report), then one line per sample of the whole tree (`t` in seconds since the start, \
          `cpu_user_s`, `cpu_system_s`, `memory_bytes`, `processes`) and one per event (`t`, `event`: `signal`, \
-         `sigkill`, `oom_kill`, `fork_refused`, `exit`, and last `end` with the verdict). `t` never decreases. \
+         `sigkill`, `oom_kill`, `fork_refused`, `oom_outside`, `fork_refused_outside`, `exit`, and last `end` with the verdict). `t` never decreases. \
          Samples are thinned as the run ages (20 ms apart for the first 10 s, the spacing doubling each time the \
          run's age doubles, each line keeping the most memory and processes seen since the previous one), so a \
          run of length T writes at most 500 + 250 log2(T / 10 s) sample lines: about 250 KB for an hour. A writer \

@@ -126,13 +126,14 @@ fn limits(group: Option<&'static str>) -> Vec<Limit> {
     };
     let (memory, processes) = match (cgroup, group) {
         (Some(_), _) => (
-            "the kernel holds the group to the limit (page cache included) and reports its OOM kill",
+            "the kernel holds the group to the limit (page cache and tmpfs files such as /dev/shm included; the \
+             proc backend does not count tmpfs files) and reports its OOM kill",
             "the kernel refuses forks beyond the group's pids.max (threads count as tasks)",
         ),
         (None, Some(_)) => (
             "the tree's memory, sampled (resident sets, confirmed with proportional set sizes, so that a shared \
-             page counts once): a fast allocator can overshoot between two samples (--memory-kind virtual: \
-             RLIMIT_AS per process)",
+             page counts once): a fast allocator can overshoot between two samples; tmpfs files (/dev/shm) do not \
+             count (--memory-kind virtual: RLIMIT_AS per process)",
             "processes (unreaped ones too) counted by sampling: a fast fork bomb can overshoot between two samples (RLIMIT_NPROC \
              counts every process of the user, so pynish does not use it)",
         ),

@@ -94,6 +94,56 @@ pub struct Cli {
     #[arg(short = 'p', long, value_name = "N", value_hint = ValueHint::Other, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Limits")]
     pub processes: Option<u64>,
 
+    /// Warn the tree when it has run this long: --soft-signal to every member, once
+    ///
+    /// The run goes on under its hard limits; the report's `soft` lists each soft limit reached and when. Below
+    /// --wall-time, if both are given. Like Slurm's --signal=SIG@TIME, counted from the start.
+    #[arg(long, value_name = "DUR", value_hint = ValueHint::Other, value_parser = positive_duration, hide_short_help = true, help_heading = "Soft limits")]
+    pub soft_wall_time: Option<Duration>,
+
+    /// Warn the tree when it has used this much CPU time (user + system, ended members included)
+    ///
+    /// Counted and timed as --cpu-time is (a few ms late at most); below --cpu-time, if both are given.
+    #[arg(long, value_name = "DUR", value_hint = ValueHint::Other, value_parser = positive_duration, hide_short_help = true, help_heading = "Soft limits")]
+    pub soft_cpu_time: Option<Duration>,
+
+    /// Warn the tree when its memory exceeds SIZE (counted as --memory counts resident memory)
+    ///
+    /// Sampled by pynish on every backend; nothing is throttled (no memory.high). Below --memory, if both are
+    /// given.
+    #[arg(long, value_name = "SIZE", value_hint = ValueHint::Other, value_parser = positive_size, hide_short_help = true, help_heading = "Soft limits")]
+    pub soft_memory: Option<u64>,
+
+    /// The warning a soft limit sends (default URG: ignored unless the command listens for it)
+    ///
+    /// SIGURG's default action is to ignore it, so a command that does not handle the warning is never ended by
+    /// it. Name USR1, USR2, TERM, ... for one the command traps. If the warning itself ends the command's first
+    /// process, the verdict is that soft limit's (wall_time, cpu_time or memory).
+    #[arg(long, value_name = "SIG", value_hint = ValueHint::Other, value_parser = parse_signal, default_value = "URG", hide_short_help = true, help_heading = "Soft limits")]
+    pub soft_signal: Sig,
+
+    /// Descriptors each process may hold open (RLIMIT_NOFILE)
+    ///
+    /// Set in the command before exec and inherited by every descendant, as prlimit --nofile would set it for
+    /// one process. Above the hard limit pynish inherited it is refused, unless pynish is privileged.
+    #[arg(long, value_name = "N", value_hint = ValueHint::Other, value_parser = clap::value_parser!(u64).range(1..), hide_short_help = true, help_heading = "Per-process limits")]
+    pub open_files: Option<u64>,
+
+    /// Bytes each process may write to one file (RLIMIT_FSIZE; exit 120)
+    ///
+    /// A process writing past it gets SIGXFSZ (or EFBIG when it ignores that); a member killed by SIGXFSZ is a
+    /// limit hit: verdict file_size, exit 120. Inherited by every descendant.
+    #[arg(long, value_name = "SIZE", value_hint = ValueHint::Other, value_parser = parse_size, hide_short_help = true, help_heading = "Per-process limits")]
+    pub file_size: Option<u64>,
+
+    /// Main-thread stack of each process (RLIMIT_STACK)
+    #[arg(long, value_name = "SIZE", value_hint = ValueHint::Other, value_parser = positive_size, hide_short_help = true, help_heading = "Per-process limits")]
+    pub stack: Option<u64>,
+
+    /// Largest core dump of each process (RLIMIT_CORE); 0 forbids core dumps
+    #[arg(long, value_name = "SIZE", value_hint = ValueHint::Other, value_parser = parse_size, hide_short_help = true, help_heading = "Per-process limits")]
+    pub core_size: Option<u64>,
+
     /// Time from the first signal to SIGKILL
     #[arg(short = 'g', long, value_name = "DUR", value_hint = ValueHint::Other, value_parser = parse_duration, default_value = "2s", env = "PYNISH_GRACE", help_heading = "Escalation")]
     pub grace: Duration,
@@ -145,6 +195,14 @@ pub struct Cli {
     /// writes a bounded file.
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, help_heading = "Reporting")]
     pub timeline: Option<PathBuf>,
+
+    /// The report's layout: 2 (the default), or 1 for a reader that refuses keys it does not know
+    ///
+    /// Schema 2 is schema 1 plus fields (when and where the run started, its I/O, output capture, soft limits,
+    /// the kernel's OOM kills outside the run); nothing of schema 1 changed. `--schema 1` writes exactly schema
+    /// 1's keys, for a strict reader written against it.
+    #[arg(long, value_name = "N", value_hint = ValueHint::Other, value_parser = clap::value_parser!(u32).range(1..=2), default_value_t = crate::report::SCHEMA, env = "PYNISH_SCHEMA", hide_short_help = true, help_heading = "Reporting")]
+    pub schema: u32,
 
     /// A name for this run, carried into the report
     #[arg(long, value_name = "TEXT", value_hint = ValueHint::Other, hide_short_help = true, help_heading = "Reporting")]
@@ -259,7 +317,11 @@ pub enum Refused {
 
 /// The variables that give a flag its default: the variable, the flag's id, and the flag's own parser.
 #[allow(clippy::type_complexity)]
-const FROM_ENV: [(&str, &str, fn(&str) -> Result<(), String>); 3] = [
+const FROM_ENV: [(&str, &str, fn(&str) -> Result<(), String>); 4] = [
+    ("PYNISH_SCHEMA", "schema", |v| match v.trim() {
+        "1" | "2" => Ok(()),
+        _ => Err("not 1 or 2".to_owned()),
+    }),
     ("PYNISH_GRACE", "grace", |v| parse_duration(v).map(drop)),
     ("PYNISH_SIGNAL", "signal", |v| parse_signal(v).map(drop)),
     ("PYNISH_BACKEND", "backend", |v| {
@@ -321,6 +383,18 @@ impl Settings {
                 memory: cli.memory,
                 memory_kind: cli.memory_kind,
                 processes: cli.processes,
+                soft: crate::limits::Soft {
+                    wall_time: cli.soft_wall_time,
+                    cpu_time: cli.soft_cpu_time,
+                    memory: cli.soft_memory,
+                    signal: cli.soft_signal,
+                },
+                rlimits: crate::limits::Rlimits {
+                    open_files: cli.open_files,
+                    file_size: cli.file_size,
+                    stack: cli.stack,
+                    core_size: cli.core_size,
+                },
             },
             grace: cli.grace,
             signal: cli.signal,
@@ -331,6 +405,7 @@ impl Settings {
             report_fd: cli.report_fd,
             timeline: cli.timeline,
             label: cli.label,
+            schema: cli.schema,
             quiet: cli.quiet,
             verbose: cli.verbose,
             backend: cli.backend,

@@ -21,6 +21,8 @@ pub enum ExitCode {
     Memory,
     /// The process limit was reached.
     Processes,
+    /// The file-size rlimit was reached (a member killed by SIGXFSZ).
+    FileSize,
     /// pynish itself failed or the input was bad; nothing, or not all, was run.
     Error,
     /// The command exists but could not be executed.
@@ -37,6 +39,8 @@ pub const CPU_TIME: u8 = 123;
 pub const MEMORY: u8 = 122;
 /// See `CPU_TIME`.
 pub const PROCESSES: u8 = 121;
+/// See `CPU_TIME`.
+pub const FILE_SIZE: u8 = 120;
 /// GNU timeout's "timeout itself failed": bad input or pynish's own failure, never the command's.
 pub const ERROR: u8 = 125;
 /// The shell's (and timeout's) number for a command found but not executable.
@@ -53,6 +57,7 @@ impl From<ExitCode> for u8 {
             ExitCode::CpuTime => CPU_TIME,
             ExitCode::Memory => MEMORY,
             ExitCode::Processes => PROCESSES,
+            ExitCode::FileSize => FILE_SIZE,
             ExitCode::Error => ERROR,
             ExitCode::NotExecutable => NOT_EXECUTABLE,
             ExitCode::NotFound => NOT_FOUND,
@@ -74,6 +79,7 @@ mod tests {
         assert_eq!(u8::from(ExitCode::CpuTime), 123);
         assert_eq!(u8::from(ExitCode::Memory), 122);
         assert_eq!(u8::from(ExitCode::Processes), 121);
+        assert_eq!(u8::from(ExitCode::FileSize), 120);
         assert_eq!(u8::from(ExitCode::Error), 125);
         assert_eq!(u8::from(ExitCode::NotExecutable), 126);
         assert_eq!(u8::from(ExitCode::NotFound), 127);

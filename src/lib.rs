@@ -41,7 +41,7 @@
 //! leaves, for any layer: limits, units, signals, exit_code, procfs, inherit, destination (the path checks)
 //! ```
 //!
-//! The monitor fills the `record`; `verdict` decides from its facts; `report` renders schema 1 from it and
+//! The monitor fills the `record`; `verdict` decides from its facts; `report` renders the report from it (`schema1` its frozen first layout) and
 //! `timeline` its header and `end` line. A new output therefore learns the record, never the monitor's types,
 //! and a change to the report's layout stays in `report`.
 //!
@@ -58,16 +58,17 @@
 //! // A report pynish wrote (tests/golden/ has the run that gave it): a 1 s wall-time limit, a command that
 //! // ignored SIGTERM and got SIGKILL after the 0.2 s grace.
 //! let line = include_str!("../tests/golden/report-schema-1.json");
+//! // A schema-1 line reads into today's types (schema 2 only adds fields, each with a default).
 //! let report: Report = serde_json::from_str(line).expect("a schema-1 report");
-//! assert_eq!(report.schema, pynish::report::SCHEMA);
+//! assert_eq!(report.schema, 1);
 //! assert_eq!(report.verdict, Verdict::WallTime);
 //! assert_eq!(report.exit_code, pynish::exit_code::WALL_TIME);
 //! assert_eq!(report.limits.wall_time_s, Some(1.0));
 //! assert!(report.usage.wall_time_s >= 1.0);
 //! assert_eq!(report.escalation.first_signal.as_deref(), Some("SIGTERM"));
 //! assert!(report.escalation.sigkill_sent);
-//! // Written back, it is the same line.
-//! assert_eq!(report.to_json(), line.trim_end());
+//! // Written back as schema 1 (`--schema 1`), it is the same line.
+//! assert_eq!(pynish::schema1::to_json(&report), line.trim_end());
 //! ```
 
 #![deny(missing_docs)]
@@ -81,6 +82,7 @@ pub mod limits;
 mod plot;
 pub mod record;
 pub mod report;
+pub mod schema1;
 pub mod settings;
 pub mod signals;
 mod tree;

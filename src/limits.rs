@@ -1,7 +1,7 @@
 //! The limits a run is held to, validated once from the command line, and the names of the limits.
 
 use clap::ValueEnum;
-use nix::sys::resource::{Resource, getrlimit};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -29,6 +29,90 @@ pub struct Limits {
     pub memory_kind: MemoryKind,
     /// Members alive at once.
     pub processes: Option<u64>,
+    /// Soft limits: a warning signal to the tree, once each, before the hard limits end it.
+    pub soft: Soft,
+    /// Per-process rlimits set before exec and inherited by every member (prlimit's, for the whole tree).
+    pub rlimits: Rlimits,
+}
+
+/// `--soft-wall-time`, `--soft-cpu-time`, `--soft-memory`: when the tree reaches one, every member gets `signal`
+/// once, and the run goes on under its hard limits, so that an anytime solver or a trial can write its best result
+/// before it is ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Soft {
+    /// Real time from the start.
+    pub wall_time: Option<Duration>,
+    /// CPU time of the whole tree, ended members included, counted as `--cpu-time` counts it.
+    pub cpu_time: Option<Duration>,
+    /// Bytes of the tree's memory, counted as `--memory` (resident) counts it.
+    pub memory: Option<u64>,
+    /// `--soft-signal`: SIGURG by default, whose default action is to ignore it, so that a command that does not
+    /// listen for the warning is never ended by it (Go's runtime chose SIGURG for its own preemption signal for
+    /// the same reason).
+    pub signal: crate::signals::Sig,
+}
+
+impl Default for Soft {
+    fn default() -> Soft {
+        Soft { wall_time: None, cpu_time: None, memory: None, signal: crate::signals::Sig::URG }
+    }
+}
+
+impl Soft {
+    /// The soft limits asked, in the order they are checked.
+    pub fn any(&self) -> bool {
+        self.wall_time.is_some() || self.cpu_time.is_some() || self.memory.is_some()
+    }
+}
+
+/// `--open-files`, `--file-size`, `--stack`, `--core-size`: the kernel holds each per process; pynish sets them in
+/// the command before exec, so every descendant inherits them, and names a member killed by SIGXFSZ a limit hit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rlimits {
+    /// RLIMIT_NOFILE: descriptors open at once per process.
+    pub open_files: Option<u64>,
+    /// RLIMIT_FSIZE: bytes a process may write to one file (SIGXFSZ beyond).
+    pub file_size: Option<u64>,
+    /// RLIMIT_STACK: bytes of each process's main-thread stack.
+    pub stack: Option<u64>,
+    /// RLIMIT_CORE: bytes of a core dump; 0 forbids them.
+    pub core_size: Option<u64>,
+}
+
+impl Rlimits {
+    /// Each asked rlimit with its resource and flag, for setting and for checking against the caller's hard limit.
+    pub fn asked(&self) -> Vec<(Resource, &'static str, u64)> {
+        [
+            (Resource::RLIMIT_NOFILE, "--open-files", self.open_files),
+            (Resource::RLIMIT_FSIZE, "--file-size", self.file_size),
+            (Resource::RLIMIT_STACK, "--stack", self.stack),
+            (Resource::RLIMIT_CORE, "--core-size", self.core_size),
+        ]
+        .into_iter()
+        .filter_map(|(resource, flag, value)| value.map(|value| (resource, flag, value)))
+        .collect()
+    }
+
+    /// Bad input: an rlimit above the hard limit pynish inherited that this process may not raise. Refused
+    /// rather than capped, so that a run never holds a limit other than the one it reports.
+    pub fn check(&self) -> Result<(), String> {
+        for (resource, flag, value) in self.asked() {
+            let Ok((soft, hard)) = getrlimit(resource) else { continue };
+            if value <= hard {
+                continue;
+            }
+            // Raising a hard limit takes CAP_SYS_RESOURCE (and RLIMIT_NOFILE stops at fs.nr_open even then):
+            // tried on pynish itself and undone at once, so that the command is never started to fail at exec.
+            if let Err(errno) = setrlimit(resource, soft, value) {
+                return Err(format!(
+                    "{flag} {value} is above the hard limit {hard} that pynish inherited (ulimit -H), and this \
+                     process may not raise it ({errno})"
+                ));
+            }
+            let _ = setrlimit(resource, soft, hard);
+        }
+        Ok(())
+    }
 }
 
 /// In the grace period a tree may reach this multiple of its process limit before it is killed at once. Here,
@@ -47,6 +131,8 @@ pub enum LimitKind {
     Memory,
     /// `--processes`.
     Processes,
+    /// `--file-size` (RLIMIT_FSIZE): a member was killed by SIGXFSZ.
+    FileSize,
 }
 
 impl LimitKind {
@@ -57,6 +143,7 @@ impl LimitKind {
             LimitKind::CpuTime => "CPU-time",
             LimitKind::Memory => "memory",
             LimitKind::Processes => "process",
+            LimitKind::FileSize => "file-size",
         }
     }
 }
@@ -70,6 +157,18 @@ impl Limits {
             LimitKind::CpuTime => self.cpu_time.map(format_duration).unwrap_or_default(),
             LimitKind::Memory => self.memory.map(crate::units::format_size).unwrap_or_default(),
             LimitKind::Processes => self.processes.map(|n| n.to_string()).unwrap_or_default(),
+            LimitKind::FileSize => self.rlimits.file_size.map(crate::units::format_size).unwrap_or_default(),
+        }
+    }
+
+    /// A soft limit as the user would write it, for messages (empty for a kind that has no soft limit).
+    pub fn show_soft(&self, kind: LimitKind) -> String {
+        use crate::units::format_duration;
+        match kind {
+            LimitKind::WallTime => self.soft.wall_time.map(format_duration).unwrap_or_default(),
+            LimitKind::CpuTime => self.soft.cpu_time.map(format_duration).unwrap_or_default(),
+            LimitKind::Memory => self.soft.memory.map(crate::units::format_size).unwrap_or_default(),
+            _ => String::new(),
         }
     }
 }

@@ -16,12 +16,14 @@
 
 use crate::lifeline::Lifeline;
 use crate::limits::{GRACE_PROCESS_SLACK, LimitKind, MemoryKind};
-use crate::record::{Escalation, Facts, Outcome, Status, Usage};
+
+use crate::record::{Escalation, Facts, Outcome, OutsideLimit, SoftHit, Status, Usage, Whose};
 use crate::settings::Settings;
 use crate::signals::Sig;
 use crate::spawn::{self, Plan, SpawnError};
 use crate::terminal::Terminal;
 use crate::timeline::{Cause, Event, Timeline};
+use crate::tree::cgroup::enclosing::{Enclosing, Outside};
 use crate::tree::{Sample, Tree, proc};
 use crate::wakeup::Wakeup;
 use nix::errno::Errno;
@@ -96,6 +98,10 @@ struct Monitor<'a> {
     memory_at_signal: u64,
     /// Members that received SIGKILL, sorted: each is counted once in the report, however often it is repeated.
     sigkilled: Vec<i32>,
+    /// The soft limits reached so far, each warned of once.
+    soft: Vec<SoftHit>,
+    /// A member pynish reaped (the command, or an orphan it inherited) was killed by SIGXFSZ: past `--file-size`.
+    xfsz_seen: bool,
     /// Set once the tree is gone; until then dropping the monitor (pynish unwinding from a bug) kills the tree.
     finished: bool,
     /// `--timeline`: fed with the samples and events below, never read from.
@@ -104,6 +110,11 @@ struct Monitor<'a> {
     lifeline: Option<Lifeline>,
     /// The lifeline was cut since the last turn of the loop: handled as a SIGTERM to pynish.
     lifeline_cut: bool,
+    /// The counters of the groups enclosing pynish, and the machine's, from before the start: whose limit it was
+    /// when the kernel killed or refused in the tree without the run's own limit reached.
+    enclosing: Enclosing,
+    /// The limit the run's own group enforced (`Tree::kernel_hit`), as opposed to an rlimit.
+    group_hit: Option<LimitKind>,
 }
 
 impl Drop for Monitor<'_> {
@@ -158,6 +169,10 @@ pub fn supervise<'a>(
         Some(adopt) => crate::adopt::adopt(adopt, &plan)?,
         None => Pid::from_raw(spawn::spawn(&settings.command, plan)?.id() as i32),
     };
+    // Read while the command starts rather than before (mountinfo, /proc/vmstat: a few hundred µs, on another
+    // core than the command's exec): an outside OOM kill within that moment would go unnamed (the verdict,
+    // `signaled`, stays right; the run's own limit is judged by its group's counters, read before the start).
+    let enclosing = Enclosing::snapshot();
     log.event(format_args!(
         "started {} as pid {child} ({} backend)",
         settings.command[0].to_string_lossy(),
@@ -182,10 +197,14 @@ pub fn supervise<'a>(
         cores: online_cores(),
         memory_at_signal: 0,
         sigkilled: Vec::new(),
+        soft: Vec::new(),
+        xfsz_seen: false,
         finished: false,
         timeline,
         lifeline,
         lifeline_cut: false,
+        enclosing,
+        group_hit: None,
     };
     let first = start + monitor.interval(Sample::default(), MEMORY_RATE_FLOOR, FORK_RATE_FLOOR);
     monitor.next_sample = monitor.sample_by(start, first);
@@ -253,11 +272,14 @@ fn rlimits(settings: &Settings) -> Vec<(Resource, u64, u64)> {
     if let (Some(bytes), MemoryKind::Virtual) = (limits.memory, limits.memory_kind) {
         out.push((Resource::RLIMIT_AS, bytes, bytes));
     }
+    let asked = limits.rlimits.asked().into_iter().map(|(resource, _, value)| (resource, value, value));
     out.into_iter()
         .map(|(resource, soft, hard)| {
             let (soft, hard) = crate::limits::within_inherited(resource, soft, hard);
             (resource, soft, hard)
         })
+        // Checked against the inherited hard limit in `settings`: set as asked, never capped.
+        .chain(asked)
         .collect()
 }
 
@@ -284,6 +306,9 @@ impl Monitor<'_> {
                     self.escalate(self.settings.signal);
                 }
                 Phase::Running => {
+                    if self.soft_wall_due().is_some_and(|due| now >= due) {
+                        self.soft_hit(LimitKind::WallTime);
+                    }
                     if self.settings.limits.wall_time.is_some_and(|wall| now >= after(self.start, wall)) {
                         self.hit(LimitKind::WallTime);
                     } else if now >= self.next_sample {
@@ -318,6 +343,7 @@ impl Monitor<'_> {
                     self.facts.status = Some(status);
                     self.record(Event::Exit(status));
                 }
+                Ok(Reaped::Ended(_, Status::Signaled(Sig::XFSZ))) => self.xfsz_seen = true,
                 Ok(Reaped::Stopped(pid)) if pid == self.child && self.phase == Phase::Running => {
                     if let Some(terminal) = self.terminal {
                         terminal.relay_stop(self.child);
@@ -358,7 +384,8 @@ impl Monitor<'_> {
             Phase::Running if self.facts.status.is_some() => now,
             Phase::Running => {
                 let wall = self.settings.limits.wall_time.map(|wall| after(self.start, wall));
-                wall.map_or(self.next_sample, |wall| wall.min(self.next_sample))
+                let due = wall.map_or(self.next_sample, |wall| wall.min(self.next_sample));
+                self.soft_wall_due().map_or(due, |soft| soft.min(due))
             }
             Phase::Grace { until } if self.watch_in_grace() => until.min(self.next_sample),
             Phase::Grace { until } => until,
@@ -400,10 +427,17 @@ impl Monitor<'_> {
         }
         if let Some(kind) = self.tree.kernel_hit() {
             self.facts.kernel_limit = Some(kind);
+            self.group_hit = Some(kind);
             self.record(Event::kernel(kind));
             self.log.event(format_args!("the kernel enforced the {} limit", kind.describe()));
             self.escalate(self.settings.signal);
             return;
+        }
+        if limits.soft.cpu_time.is_some_and(|cpu| sample.cpu() >= cpu) && !self.soft_reached(LimitKind::CpuTime) {
+            self.soft_hit(LimitKind::CpuTime);
+        }
+        if limits.soft.memory.is_some_and(|m| sample.memory > m) && !self.soft_reached(LimitKind::Memory) {
+            self.soft_hit(LimitKind::Memory);
         }
         let crossed = if limits.cpu_time.is_some_and(|cpu| sample.cpu() >= cpu) {
             Some(LimitKind::CpuTime)
@@ -497,7 +531,35 @@ impl Monitor<'_> {
         {
             secs = secs.min(processes.saturating_sub(sample.processes) as f64 / fork_rate);
         }
+        // A soft limit is sampled as closely as its hard one would be, until it is reached.
+        if let Some(cpu) = limits.soft.cpu_time.filter(|_| !self.soft_reached(LimitKind::CpuTime)) {
+            secs = secs.min(cpu.saturating_sub(sample.cpu()).as_secs_f64() / self.cores);
+        }
+        if let Some(memory) = limits.soft.memory.filter(|_| !self.soft_reached(LimitKind::Memory)) {
+            secs = secs.min(memory.saturating_sub(sample.memory) as f64 / memory_rate);
+        }
         Duration::from_secs_f64(secs.max(0.0)).clamp(MIN_SAMPLE, MAX_SAMPLE)
+    }
+
+    /// When the soft wall-time limit falls due, until it is reached.
+    fn soft_wall_due(&self) -> Option<Instant> {
+        let soft = self.settings.limits.soft.wall_time?;
+        (!self.soft_reached(LimitKind::WallTime)).then(|| after(self.start, soft))
+    }
+
+    fn soft_reached(&self, kind: LimitKind) -> bool {
+        self.soft.iter().any(|hit| hit.limit == kind)
+    }
+
+    /// Warns every member of the tree, once for this soft limit; the run goes on under its hard limits.
+    fn soft_hit(&mut self, kind: LimitKind) {
+        let signal = self.settings.limits.soft.signal;
+        let at = self.now();
+        let n = self.send_to_tree(signal, |tree, group| tree.signal_all(signal, group)).len();
+        self.soft.push(SoftHit { limit: kind, at, signalled: n });
+        self.record(Event::Soft { limit: kind, signal, processes: n });
+        let shown = self.settings.limits.show_soft(kind);
+        self.log.event(format_args!("soft {} limit {shown} reached; sent {signal} to {n} processes", kind.describe()));
     }
 
     fn hit(&mut self, kind: LimitKind) {
@@ -605,10 +667,19 @@ impl Monitor<'_> {
             if let Some(kind) = kernel {
                 self.record(Event::kernel(kind));
             }
+            self.group_hit = kernel;
             self.facts.kernel_limit = kernel.or_else(|| self.rlimit_hit());
         }
+        let (oom, fork_refused, outside) = self.whose();
         if self.facts.limit.is_none() && self.facts.kernel_limit.is_none() {
             self.facts.limit = self.over_in_final_figures();
+        }
+        // The command's first process died of the warning itself (it did not handle it): that soft limit ended it.
+        if let (Some(Status::Signaled(signal)), Some(last)) = (self.facts.status, self.soft.last())
+            && signal == self.settings.limits.soft.signal
+            && self.facts.received.is_none()
+        {
+            self.facts.soft_limit = Some(last.limit);
         }
         self.log.event(format_args!("tree reaped after {wall:?}"));
         self.finished = true;
@@ -618,7 +689,58 @@ impl Monitor<'_> {
             wall,
             usage: self.usage,
             escalation: std::mem::take(&mut self.escalation),
+            soft: std::mem::take(&mut self.soft),
+            oom,
+            fork_refused,
+            outside,
         }
+    }
+
+    /// Whose limit it was when the kernel killed a member or refused a fork. The run's own when its group says
+    /// so (`Tree::kernel_hit`); outside when the group counted a kill or a refusal without its own limit reached,
+    /// or when the command died of a SIGKILL pynish did not send while an enclosing group's or the machine's OOM
+    /// count moved (the proc backend has no group of its own to count in). Read from the kernel's counters only.
+    fn whose(&mut self) -> (Option<Whose>, Option<Whose>, Option<OutsideLimit>) {
+        let mut outside = None;
+        let oom = if self.group_hit == Some(LimitKind::Memory) {
+            Some(Whose::Run)
+        } else {
+            let unexplained_kill = matches!(self.facts.status, Some(Status::Signaled(Sig::KILL)))
+                && self.facts.limit.is_none()
+                && self.facts.received.is_none()
+                && self.facts.kernel_limit.is_none();
+            let killed_here = self.tree.oom_killed();
+            match self.enclosing.oom() {
+                Some(found) if killed_here || unexplained_kill => {
+                    outside = Some(outside_limit(LimitKind::Memory, found));
+                    Some(Whose::Outside)
+                }
+                None if killed_here => {
+                    outside = Some(OutsideLimit { kind: LimitKind::Memory, group: None, limit: None });
+                    Some(Whose::Outside)
+                }
+                _ => None,
+            }
+        };
+        let fork_refused = if self.group_hit == Some(LimitKind::Processes) {
+            Some(Whose::Run)
+        } else if self.tree.fork_refused() {
+            if outside.is_none() {
+                let found = self.enclosing.process_limit();
+                outside = Some(match found {
+                    Some(found) => outside_limit(LimitKind::Processes, found),
+                    None => OutsideLimit { kind: LimitKind::Processes, group: None, limit: None },
+                });
+            }
+            Some(Whose::Outside)
+        } else {
+            None
+        };
+        if let Some(limit) = &outside {
+            self.record(Event::Outside(limit.kind));
+            self.log.event(format_args!("the kernel enforced a {} limit outside this run", limit.kind.describe()));
+        }
+        (oom, fork_refused, outside)
     }
 
     /// A limit that the final figures (the kernel's high-water marks and reaped CPU, read once the tree is gone)
@@ -650,6 +772,11 @@ impl Monitor<'_> {
         let limits = &self.settings.limits;
         let failed = !matches!(self.facts.status, Some(Status::Exited(0)));
         let cpu = self.usage.cpu_user + self.usage.cpu_system;
+        if limits.rlimits.file_size.is_some()
+            && (self.xfsz_seen || self.facts.status == Some(Status::Signaled(Sig::XFSZ)))
+        {
+            return Some(LimitKind::FileSize);
+        }
         if let Some(limit) = limits.cpu_time {
             match self.facts.status {
                 Some(Status::Signaled(Sig::XCPU)) => return Some(LimitKind::CpuTime),
@@ -666,6 +793,14 @@ impl Monitor<'_> {
             }
         }
         None
+    }
+}
+
+/// The record's plain form of an outside limit found in the kernel's counters.
+fn outside_limit(kind: LimitKind, found: Outside) -> OutsideLimit {
+    match found {
+        Outside::Group { path, limit } => OutsideLimit { kind, group: Some(path), limit },
+        Outside::Machine => OutsideLimit { kind, group: None, limit: None },
     }
 }
 

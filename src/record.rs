@@ -46,6 +46,30 @@ pub struct LimitsAsked {
     pub grace_s: f64,
     /// `--signal`, e.g. `SIGTERM` or `SIGRTMIN+6`.
     pub signal: String,
+    /// `--open-files` (schema 2).
+    #[serde(default)]
+    pub open_files: Option<u64>,
+    /// `--file-size`, in bytes (schema 2).
+    #[serde(default)]
+    pub file_size_bytes: Option<u64>,
+    /// `--stack`, in bytes (schema 2).
+    #[serde(default)]
+    pub stack_bytes: Option<u64>,
+    /// `--core-size`, in bytes (schema 2).
+    #[serde(default)]
+    pub core_size_bytes: Option<u64>,
+    /// `--soft-wall-time`, in seconds (schema 2).
+    #[serde(default)]
+    pub soft_wall_time_s: Option<f64>,
+    /// `--soft-cpu-time`, in seconds (schema 2).
+    #[serde(default)]
+    pub soft_cpu_time_s: Option<f64>,
+    /// `--soft-memory`, in bytes (schema 2).
+    #[serde(default)]
+    pub soft_memory_bytes: Option<u64>,
+    /// `--soft-signal`, when a soft limit was asked (schema 2).
+    #[serde(default)]
+    pub soft_signal: Option<String>,
 }
 
 impl LimitsAsked {
@@ -59,6 +83,14 @@ impl LimitsAsked {
             processes: limits.processes,
             grace_s: seconds(grace),
             signal: signal.name().into_owned(),
+            open_files: limits.rlimits.open_files,
+            file_size_bytes: limits.rlimits.file_size,
+            stack_bytes: limits.rlimits.stack,
+            core_size_bytes: limits.rlimits.core_size,
+            soft_wall_time_s: limits.soft.wall_time.map(seconds),
+            soft_cpu_time_s: limits.soft.cpu_time.map(seconds),
+            soft_memory_bytes: limits.soft.memory,
+            soft_signal: limits.soft.any().then(|| limits.soft.signal.name().into_owned()),
         }
     }
 }
@@ -75,6 +107,9 @@ pub struct Enforcement {
     pub memory: Option<String>,
     /// The backend.
     pub processes: Option<String>,
+    /// `rlimit` (RLIMIT_FSIZE) when `--file-size` was asked (schema 2).
+    #[serde(default)]
+    pub file_size: Option<String>,
 }
 
 impl Enforcement {
@@ -92,6 +127,7 @@ impl Enforcement {
                 })
             }),
             processes: l.processes.map(|_| name(backend(LimitKind::Processes))),
+            file_size: l.rlimits.file_size.map(|_| name("rlimit")),
         }
     }
 }
@@ -120,6 +156,20 @@ pub struct Facts {
     pub status: Option<Status>,
     /// `--preserve-status`: the command's own status is the exit status even after a limit.
     pub preserve_status: bool,
+    /// The soft limit whose warning signal ended the command's first process (it did not handle it): the
+    /// verdict is that limit's kind, as BenchExec's cputime-soft.
+    pub soft_limit: Option<LimitKind>,
+}
+
+/// A soft limit the tree reached: its warning went to every member once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoftHit {
+    /// Which one.
+    pub limit: LimitKind,
+    /// When, since the start.
+    pub at: Duration,
+    /// Members that received the warning.
+    pub signalled: usize,
 }
 
 /// What escalation did, for the report.
@@ -151,6 +201,27 @@ pub struct Usage {
     pub max_processes: u64,
 }
 
+/// Whose limit it was when the kernel killed a member (an OOM kill) or refused a fork.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Whose {
+    /// The run's own limit (`--memory`, `--processes`) held by its own group.
+    Run,
+    /// A limit outside the run: an enclosing group's, or the machine's.
+    Outside,
+}
+
+/// A limit outside the run that the kernel enforced on the run's tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutsideLimit {
+    /// Memory (an OOM kill) or processes (a refused fork).
+    pub kind: LimitKind,
+    /// The enclosing group's path in its hierarchy (`/slurm/job7`); None: the machine, or not known.
+    pub group: Option<String>,
+    /// That group's limit (bytes or processes), where readable.
+    pub limit: Option<u64>,
+}
+
 /// Everything the run produced, once the tree is gone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
@@ -164,6 +235,17 @@ pub struct Outcome {
     pub usage: Usage,
     /// What escalation did.
     pub escalation: Escalation,
+    /// The soft limits reached, in order.
+    pub soft: Vec<SoftHit>,
+    /// Whose OOM killer killed a member, if one did.
+    #[serde(default)]
+    pub oom: Option<Whose>,
+    /// Whose process limit refused a fork, if one did.
+    #[serde(default)]
+    pub fork_refused: Option<Whose>,
+    /// The outside limit behind `oom` or `fork_refused` being `outside`.
+    #[serde(default)]
+    pub outside: Option<OutsideLimit>,
 }
 
 /// A signal as its name (`SIGTERM`, `SIGRTMIN+6`), the form a person and the report read, rather than its
@@ -215,6 +297,7 @@ mod tests {
                 ..Facts::default()
             },
             pid: 42,
+            soft: vec![SoftHit { limit: LimitKind::WallTime, at: Duration::from_millis(700), signalled: 2 }],
             wall: Duration::from_millis(1500),
             usage: Usage { cpu_user: Duration::from_millis(3), peak_memory: 1 << 20, ..Usage::default() },
             escalation: Escalation {
@@ -223,6 +306,9 @@ mod tests {
                 signalled: 2,
                 ..Escalation::default()
             },
+            oom: Some(Whose::Outside),
+            fork_refused: None,
+            outside: Some(OutsideLimit { kind: LimitKind::Memory, group: Some("/job".into()), limit: Some(1 << 27) }),
         };
         let json = serde_json::to_string(&outcome).unwrap();
         assert!(json.contains(r#""status":{"signaled":"SIGKILL"}"#), "{json}");

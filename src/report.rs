@@ -4,19 +4,21 @@
 
 use crate::exit_code::ExitCode;
 use crate::limits::{LimitKind, Limits};
-use crate::record::{Asked, Enforcement, LimitsAsked, Outcome, Status, seconds as secs};
+use crate::record::{Asked, Enforcement, LimitsAsked, Outcome, Status, Whose, seconds as secs};
 use crate::signals::Sig;
 use crate::verdict::Verdict;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// Version of the report's layout; bumped when a field changes meaning or goes away.
-pub const SCHEMA: u32 = 1;
+/// Version of the report's layout, bumped when fields are added. Schema 2 is schema 1 plus fields: no field of
+/// schema 1 changed name, type or meaning, and `--schema 1` still writes schema 1 exactly (`schema1`).
+pub const SCHEMA: u32 = 2;
 
-/// The JSON report, schema 1: one object on one line, written once the whole tree is gone. A public contract
-/// (README, `man pynish`): fields are added, never changed or removed without a new `schema`. Rust callers read
-/// it back with serde (see the crate's example).
+/// The JSON report: one object on one line, written once the whole tree is gone. A public contract (README,
+/// `man pynish`): fields are added with a new `schema`, never changed or removed; every field added after
+/// schema 1 has a serde default, so that a schema-1 line still reads into this type. Rust callers read it back
+/// with serde (see the crate's example).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// `SCHEMA`: a reader checks it before trusting the rest.
@@ -49,9 +51,39 @@ pub struct Report {
     pub pid: Option<i32>,
     /// Why the command could not be started (verdict `spawn_error`).
     pub error: Option<String>,
+    /// When the command was started, RFC 3339 in UTC with microseconds (schema 2): with `hostname`, what a harness
+    /// files a run under.
+    #[serde(default)]
+    pub started_at: Option<String>,
+    /// The machine the run was on, as `hostname` prints it (schema 2).
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// The soft limits the tree reached, in order, each warned of once (schema 2).
+    #[serde(default)]
+    pub soft: Vec<SoftReport>,
+    /// Whose OOM killer killed a member of the tree: `run` (the run's own `--memory`, held by its group),
+    /// `outside` (an enclosing group's limit, or the machine's), or none (schema 2).
+    #[serde(default)]
+    pub oom: Option<Whose>,
+    /// Whose process limit refused a fork in the tree: `run` or `outside`, as `oom` (schema 2).
+    #[serde(default)]
+    pub fork_refused: Option<Whose>,
 }
 
-/// The tree's usage in schema 1's units (seconds, bytes), the same units as `limits`.
+/// A soft limit reached, as the report tells it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SoftReport {
+    /// `wall_time`, `cpu_time` or `memory`.
+    pub limit: LimitKind,
+    /// Seconds from the start.
+    pub at_s: f64,
+    /// The warning sent (`--soft-signal`).
+    pub signal: String,
+    /// Members that received it.
+    pub signalled_processes: usize,
+}
+
+/// The tree's usage in the report's units (seconds, bytes), the same units as `limits`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct UsageReport {
     /// From the start until the whole tree was gone.
@@ -86,7 +118,7 @@ pub struct EscalationReport {
 }
 
 impl Report {
-    /// Renders schema 1 from what the run was asked and what it produced; `enforcement` comes from the
+    /// Renders the report from what the run was asked and what it produced; `enforcement` comes from the
     /// backend, which the record does not know.
     pub fn from_outcome(
         asked: &Asked,
@@ -134,6 +166,20 @@ impl Report {
             command: asked.command.clone(),
             pid: Some(outcome.pid),
             error: None,
+            started_at: None,
+            hostname: None,
+            soft: outcome
+                .soft
+                .iter()
+                .map(|hit| SoftReport {
+                    limit: hit.limit,
+                    at_s: secs(hit.at),
+                    signal: asked.limits.soft_signal.clone().unwrap_or_default(),
+                    signalled_processes: hit.signalled,
+                })
+                .collect(),
+            oom: outcome.oom,
+            fork_refused: outcome.fork_refused,
         }
     }
 
@@ -155,7 +201,17 @@ impl Report {
             command: asked.command.clone(),
             pid: None,
             error: Some(error),
+            started_at: None,
+            hostname: None,
+            soft: Vec::new(),
+            oom: None,
+            fork_refused: None,
         }
+    }
+
+    /// The report with when and where the run started (`Started`).
+    pub fn started(self, started: &Started) -> Report {
+        Report { started_at: Some(started.at.clone()), hostname: started.hostname.clone(), ..self }
     }
 
     /// The one line written to every destination, identical in each.
@@ -164,15 +220,43 @@ impl Report {
     }
 }
 
-/// The one line a limit hit prints without `--json` (`pynish: wall-time limit 7s reached; sent SIGTERM, ...`).
-pub fn message(limits: &Limits, grace: Duration, outcome: &Outcome, verdict: Verdict) -> Option<String> {
+/// When and where a run started, taken once just before the command starts and written to both the timeline's
+/// header and the report, so that the two agree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Started {
+    /// RFC 3339, UTC, microseconds (`2026-12-07T11:04:14.123456Z`).
+    pub at: String,
+    /// This machine's name; none where the kernel gives none that is text.
+    pub hostname: Option<String>,
+}
+
+impl Started {
+    /// Now, on this machine.
+    pub fn now() -> Started {
+        Started {
+            at: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+            hostname: nix::unistd::gethostname().ok().and_then(|name| name.into_string().ok()),
+        }
+    }
+}
+
+/// The one line a limit hit prints without `--json` (`pynish: wall-time limit 7s reached; sent SIGTERM, ...`);
+/// `backend` names the mechanism when no signal was sent.
+pub fn message(limits: &Limits, grace: Duration, outcome: &Outcome, verdict: Verdict, backend: &str) -> Option<String> {
     let kind = match verdict {
         Verdict::WallTime => LimitKind::WallTime,
         Verdict::CpuTime => LimitKind::CpuTime,
         Verdict::Memory => LimitKind::Memory,
         Verdict::Processes => LimitKind::Processes,
+        Verdict::FileSize => LimitKind::FileSize,
         _ => return None,
     };
+    let facts = &outcome.facts;
+    if facts.limit.is_none() && facts.kernel_limit.is_none() && facts.soft_limit == Some(kind) {
+        let signal = limits.soft.signal;
+        let (what, shown) = (kind.describe(), limits.show_soft(kind));
+        return Some(format!("pynish: soft {what} limit {shown} reached; its warning {signal} ended the command"));
+    }
     let mut line = format!("pynish: {} limit {} reached", kind.describe(), limits.show(kind));
     let esc = &outcome.escalation;
     let grace = crate::units::format_duration(grace);
@@ -181,9 +265,70 @@ pub fn message(limits: &Limits, grace: Duration, outcome: &Outcome, verdict: Ver
         (Some(first), true) => line += &format!("; sent {first}, SIGKILL after {grace}"),
         (Some(first), false) => line += &format!("; sent {first}, the command ended within the {grace} grace"),
         (None, true) => line += "; sent SIGKILL",
-        (None, false) => line += " (enforced by the kernel)",
+        (None, false) if kind == LimitKind::FileSize => line += ": the kernel's RLIMIT_FSIZE killed a member (SIGXFSZ)",
+        (None, false) if outcome.facts.kernel_limit.is_some() => {
+            let rlimit = kind == LimitKind::CpuTime
+                || (kind == LimitKind::Memory && limits.memory_kind == crate::limits::MemoryKind::Virtual);
+            if rlimit {
+                line += " (enforced by the kernel: an rlimit)";
+            } else {
+                line += &format!(" (enforced by the kernel: the {backend} group's limit)");
+            }
+        }
+        (None, false) => {
+            line +=
+                &format!(" (seen once the tree had ended, by {}; nothing was signalled)", final_figures(kind, backend));
+        }
     }
     Some(line)
+}
+
+/// What found `kind` crossed in the final figures with `backend`: the limit was crossed between two samples by
+/// a member that has ended since, so no kernel and no signal enforced it.
+fn final_figures(kind: LimitKind, backend: &str) -> String {
+    match (kind, backend) {
+        (LimitKind::Memory, "proc") => {
+            "pynish's check of the reaped processes' peak resident memory (getrusage), not by the kernel".into()
+        }
+        (LimitKind::CpuTime, "proc") => "pynish's count of the reaped processes' CPU time (getrusage)".into(),
+        (_, "proc") => "pynish's count of the tree's processes".into(),
+        _ => format!("pynish's check of the {backend} group's high-water marks"),
+    }
+}
+
+/// The one line said on stderr when the kernel enforced a limit outside the run on its tree (an enclosing
+/// group's OOM killer or process limit, or the machine's OOM killer): the verdict is then not the run's limit,
+/// and the user is pointed at the limit that was.
+pub fn outside_message(limits: &Limits, outcome: &Outcome) -> Option<String> {
+    let outside = outcome.outside.as_ref()?;
+    let own = limits.show(outside.kind);
+    let show = |n: u64| match outside.kind {
+        LimitKind::Memory => crate::units::format_size(n),
+        _ => n.to_string(),
+    };
+    let place = match (&outside.group, outside.limit) {
+        (Some(group), Some(limit)) if outside.kind == LimitKind::Memory => {
+            format!("the enclosing cgroup {group} limits memory to {}", show(limit))
+        }
+        (Some(group), Some(limit)) => format!("the enclosing cgroup {group} allows {} processes", show(limit)),
+        (Some(group), None) => format!("the enclosing cgroup {group} reached its limit"),
+        (None, _) if outside.kind == LimitKind::Memory && outcome.oom == Some(Whose::Outside) => {
+            "no enclosing group's limit was reached: the machine ran out of memory".into()
+        }
+        (None, _) => "no enclosing group's limit was found".into(),
+    };
+    let flag = match outside.kind {
+        LimitKind::Memory => "--memory",
+        _ => "--processes",
+    };
+    let ours =
+        if own.is_empty() { "this run has none".to_string() } else { format!("pynish's {flag} {own} was not reached") };
+    let what = match (outside.kind, outcome.facts.status) {
+        (LimitKind::Memory, Some(Status::Signaled(Sig::KILL))) => "the command was killed by an OOM killer",
+        (LimitKind::Memory, _) => "a member of the tree was killed by an OOM killer",
+        _ => "a fork in the tree was refused by a process limit",
+    };
+    Some(format!("pynish: {what} outside this run ({place}); {ours}"))
 }
 
 /// Writes `json` to `path`: atomically to a regular file, in place to a FIFO or a device (see `destination`).

@@ -55,10 +55,11 @@ fn supervise(cli: Cli) -> Result<Exit> {
         anyhow::bail!("{reason} (backend proc: {why})");
     }
     log.event(format_args!("backend {} ({why})", tree.name()));
+    let started = report::Started::now();
     let mut timeline = match opened {
         Some(opened) => {
             tree.split_cpu();
-            Some(Timeline::start(opened, &timeline_header(&settings, tree.as_ref()))?)
+            Some(Timeline::start(opened, &timeline_header(&settings, tree.as_ref(), &started))?)
         }
         None => None,
     };
@@ -81,7 +82,13 @@ fn supervise(cli: Cli) -> Result<Exit> {
                 && !settings.json
                 && settings.report.is_none()
                 && settings.report_fd.is_none()
-                && let Some(line) = report::message(&settings.limits, settings.grace, &outcome, verdict)
+                && let Some(line) = report::message(&settings.limits, settings.grace, &outcome, verdict, backend)
+            {
+                crate::say(format_args!("{line}"));
+            }
+            // Said even with --json: the report's `oom` names it, the line points at the limit that did it.
+            if !settings.quiet
+                && let Some(line) = report::outside_message(&settings.limits, &outcome)
             {
                 crate::say(format_args!("{line}"));
             }
@@ -94,13 +101,16 @@ fn supervise(cli: Cli) -> Result<Exit> {
         Err(error) => {
             let (code, text) = match error {
                 SpawnError::NotFound(cmd) => (ExitCode::NotFound, format!("{cmd}: command not found")),
-                SpawnError::NotExecutable(cmd) => (ExitCode::NotExecutable, format!("{cmd}: cannot execute")),
+                SpawnError::NotExecutable(cmd, why) => {
+                    (ExitCode::NotExecutable, format!("{cmd}: cannot execute: {why}"))
+                }
                 SpawnError::Setup(error) => (ExitCode::Error, format!("{error:#}")),
             };
             crate::say(format_args!("pynish: {text}"));
             (Report::spawn_error(&asked, code, backend, text), Exit::Code(code.into()))
         }
     };
+    let report = report.started(&started);
     if let Some(mut timeline) = timeline {
         let (wall, usage) = result_usage.unwrap_or_default();
         let (verdict, exit_code) = (report.verdict, report.exit_code);
@@ -118,7 +128,7 @@ fn supervise(cli: Cli) -> Result<Exit> {
 }
 
 /// The timeline's first line: what its samples are measured against.
-fn timeline_header(settings: &Settings, tree: &dyn Tree) -> timeline::Header {
+fn timeline_header(settings: &Settings, tree: &dyn Tree, started: &report::Started) -> timeline::Header {
     let asked = settings.asked();
     timeline::Header {
         timeline: timeline::FORMAT,
@@ -128,12 +138,17 @@ fn timeline_header(settings: &Settings, tree: &dyn Tree) -> timeline::Header {
         enforcement: Enforcement::new(&settings.limits, &|kind| tree.enforcement(kind)),
         command: asked.command,
         label: asked.label,
+        started_at: started.at.clone(),
+        hostname: started.hostname.clone(),
     }
 }
 
 /// Writes the report wherever it was asked for.
 fn emit(settings: &Settings, report: &Report) -> Result<()> {
-    let json = report.to_json();
+    let json = match settings.schema {
+        1 => crate::schema1::to_json(report),
+        _ => report.to_json(),
+    };
     if settings.json {
         use std::io::Write;
         // A closed stderr must not cost the other destinations their report.

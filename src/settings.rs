@@ -32,6 +32,8 @@ pub struct Settings {
     pub report_fd: Option<i32>,
     /// `--timeline`: usage over time written to this file while the command runs.
     pub timeline: Option<PathBuf>,
+    /// `--schema`: the report's layout, 1 (frozen, for strict readers) or `report::SCHEMA`.
+    pub schema: u32,
     /// `--label`: carried into the report, so that a caller running many jobs tells their reports apart.
     pub label: Option<String>,
     /// `--quiet`: nothing of pynish's own on stderr.
@@ -78,6 +80,28 @@ impl Settings {
         }
         if let Some(fd) = self.report_fd {
             destination::check_fd(fd, "--report-fd")?;
+        }
+        self.limits.rlimits.check().map_err(anyhow::Error::msg)?;
+        let (l, soft) = (&self.limits, &self.limits.soft);
+        let units = crate::units::format_duration;
+        if let (Some(soft), Some(hard)) = (soft.wall_time, l.wall_time)
+            && soft >= hard
+        {
+            bail!("--soft-wall-time {} must be below --wall-time {}", units(soft), units(hard));
+        }
+        if let (Some(soft), Some(hard)) = (soft.cpu_time, l.cpu_time)
+            && soft >= hard
+        {
+            bail!("--soft-cpu-time {} must be below --cpu-time {}", units(soft), units(hard));
+        }
+        if let (Some(soft), Some(hard)) = (soft.memory, l.memory)
+            && soft >= hard
+        {
+            let size = crate::units::format_size;
+            bail!("--soft-memory {} must be below --memory {}", size(soft), size(hard));
+        }
+        if soft.memory.is_some() && l.memory_kind == crate::limits::MemoryKind::Virtual {
+            bail!("--soft-memory counts resident memory; it cannot go with --memory-kind virtual");
         }
         self.backend = match (self.leave_leftovers, self.backend) {
             (true, BackendChoice::Auto) => BackendChoice::Proc,

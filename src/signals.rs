@@ -24,6 +24,10 @@ impl Sig {
     pub const TERM: Sig = Sig(libc::SIGTERM);
     /// SIGXCPU, RLIMIT_CPU's own signal.
     pub const XCPU: Sig = Sig(libc::SIGXCPU);
+    /// SIGURG, the soft limits' default warning: ignored unless a command listens for it.
+    pub const URG: Sig = Sig(libc::SIGURG);
+    /// SIGXFSZ, RLIMIT_FSIZE's own signal.
+    pub const XFSZ: Sig = Sig(libc::SIGXFSZ);
 
     /// The signal numbered `number`, if there is one (a real-time number counts only inside the C library's range).
     pub fn from_number(number: i32) -> Option<Sig> {

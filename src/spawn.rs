@@ -13,7 +13,7 @@ use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
 /// Why the command could not be started.
@@ -21,8 +21,9 @@ use std::process::{Child, Command};
 pub enum SpawnError {
     /// The command does not exist (exit 127).
     NotFound(String),
-    /// The command exists but cannot be executed (exit 126).
-    NotExecutable(String),
+    /// The command exists but cannot be executed (exit 126), and why, as the shell says it ("Permission
+    /// denied", "Is a directory", "bad interpreter /x: No such file or directory").
+    NotExecutable(String, String),
     /// pynish failed to set the command up (exit 125).
     Setup(anyhow::Error),
 }
@@ -44,6 +45,38 @@ fn is_executable(meta: &std::fs::Metadata) -> bool {
     meta.is_file() && meta.permissions().mode() & 0o111 != 0
 }
 
+/// Why a file found on the way cannot be executed, in the errno's words as a shell prints them.
+fn why_not_executable(meta: &std::fs::Metadata) -> String {
+    if meta.is_dir() { errno_text(libc::EISDIR) } else { errno_text(libc::EACCES) }
+}
+
+/// The C library's text for `errno` ("No such file or directory"), without Rust's "(os error N)".
+fn errno_text(errno: i32) -> String {
+    nix::errno::Errno::from_raw(errno).desc().to_string()
+}
+
+/// Why the kernel refused to exec `path` with `errno`: for ENOENT on a file that exists, the interpreter its `#!`
+/// line names is missing (the kernel says only ENOENT, as for a missing file; bash says "bad interpreter").
+fn why_exec_failed(path: &Path, errno: i32) -> String {
+    if errno == libc::ENOENT
+        && let Some(interpreter) = interpreter(path)
+    {
+        return format!("bad interpreter {interpreter}: {}", errno_text(errno));
+    }
+    errno_text(errno)
+}
+
+/// The interpreter a `#!` line names, if the file starts with one.
+fn interpreter(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(path).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = line.split(|&b| b == b'\n').next()?;
+    let text = String::from_utf8_lossy(line);
+    text.split_ascii_whitespace().next().map(str::to_string)
+}
+
 /// Finds the program as `execvp` would, so that "not found" (127) and "not executable" (126) are told apart
 /// before anything is started.
 pub fn resolve(program: &OsStr) -> Result<PathBuf, SpawnError> {
@@ -56,21 +89,24 @@ pub fn resolve(program: &OsStr) -> Result<PathBuf, SpawnError> {
         return match path.metadata() {
             Err(_) => Err(SpawnError::NotFound(shown)),
             Ok(meta) if is_executable(&meta) => Ok(path),
-            Ok(_) => Err(SpawnError::NotExecutable(shown)),
+            Ok(meta) => Err(SpawnError::NotExecutable(shown, why_not_executable(&meta))),
         };
     }
     let search = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
-    let mut not_executable = false;
+    let mut not_executable = None;
     for dir in std::env::split_paths(&search) {
         let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
         let candidate = dir.join(program);
         match candidate.metadata() {
             Ok(meta) if is_executable(&meta) => return Ok(candidate),
-            Ok(_) => not_executable = true,
+            Ok(meta) => not_executable = not_executable.or_else(|| Some(why_not_executable(&meta))),
             Err(_) => {}
         }
     }
-    if not_executable { Err(SpawnError::NotExecutable(shown)) } else { Err(SpawnError::NotFound(shown)) }
+    match not_executable {
+        Some(why) => Err(SpawnError::NotExecutable(shown, why)),
+        None => Err(SpawnError::NotFound(shown)),
+    }
 }
 
 /// Starts `argv` with `plan` applied in the child before exec.
@@ -128,10 +164,15 @@ pub fn spawn(argv: &[OsString], plan: Plan) -> Result<Child, SpawnError> {
     }
     command.spawn().map_err(|e| {
         let shown = argv[0].to_string_lossy().into_owned();
-        match e.kind() {
-            std::io::ErrorKind::NotFound => SpawnError::NotFound(shown),
-            std::io::ErrorKind::PermissionDenied => SpawnError::NotExecutable(shown),
-            _ if e.raw_os_error() == Some(libc::ENOEXEC) => SpawnError::NotExecutable(shown),
+        match e.raw_os_error() {
+            // The file was there a moment ago (`resolve`): ENOENT now is its `#!` interpreter, missing.
+            Some(libc::ENOENT) if path.exists() => {
+                SpawnError::NotExecutable(shown, why_exec_failed(&path, libc::ENOENT))
+            }
+            Some(errno @ (libc::EACCES | libc::ENOEXEC | libc::EISDIR | libc::ETXTBSY | libc::ELIBBAD)) => {
+                SpawnError::NotExecutable(shown, why_exec_failed(&path, errno))
+            }
+            _ if e.kind() == std::io::ErrorKind::NotFound => SpawnError::NotFound(shown),
             _ => SpawnError::Setup(anyhow::Error::new(e).context(format!("cannot start {shown}"))),
         }
     })

@@ -18,10 +18,13 @@ pub enum Verdict {
     WallTime,
     /// The CPU-time limit was reached, by pynish's count or RLIMIT_CPU's.
     CpuTime,
-    /// The memory limit was reached, by pynish's count or the kernel's (a cgroup OOM kill).
+    /// The memory limit was reached, by pynish's count or the kernel's (an OOM kill by the run's own group's
+    /// limit; an enclosing group's or the machine's OOM killer is `Signaled`, see `record::Whose`).
     Memory,
-    /// The process limit was reached, by pynish's count or the kernel's (a refused fork).
+    /// The process limit was reached, by pynish's count or the kernel's (a fork refused by the run's own group).
     Processes,
+    /// A member was killed by SIGXFSZ: it wrote past `--file-size` (report schema 2).
+    FileSize,
     /// The command could not be started: nothing ran.
     SpawnError,
 }
@@ -33,6 +36,7 @@ impl From<LimitKind> for Verdict {
             LimitKind::CpuTime => Verdict::CpuTime,
             LimitKind::Memory => Verdict::Memory,
             LimitKind::Processes => Verdict::Processes,
+            LimitKind::FileSize => Verdict::FileSize,
         }
     }
 }
@@ -44,7 +48,7 @@ pub fn decide(facts: &Facts) -> (Verdict, ExitCode) {
         Some(Status::Signaled(signal)) => ExitCode::Signal(signal),
         None => ExitCode::Error,
     };
-    if let Some(limit) = facts.limit.or(facts.kernel_limit) {
+    if let Some(limit) = facts.limit.or(facts.kernel_limit).or(facts.soft_limit) {
         let code = if facts.preserve_status {
             own
         } else {
@@ -53,6 +57,7 @@ pub fn decide(facts: &Facts) -> (Verdict, ExitCode) {
                 LimitKind::CpuTime => ExitCode::CpuTime,
                 LimitKind::Memory => ExitCode::Memory,
                 LimitKind::Processes => ExitCode::Processes,
+                LimitKind::FileSize => ExitCode::FileSize,
             }
         };
         return (limit.into(), code);

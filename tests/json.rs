@@ -18,6 +18,11 @@ const TOP: &[&str] = &[
     "command",
     "pid",
     "error",
+    "started_at",
+    "hostname",
+    "soft",
+    "oom",
+    "fork_refused",
 ];
 
 fn keys(value: &serde_json::Value) -> Vec<String> {
@@ -46,7 +51,23 @@ fn report_has_exactly_the_documented_fields() {
     );
     assert_eq!(
         keys(&r["limits"]),
-        sorted(&["wall_time_s", "cpu_time_s", "memory_bytes", "memory_kind", "processes", "grace_s", "signal"])
+        sorted(&[
+            "wall_time_s",
+            "cpu_time_s",
+            "memory_bytes",
+            "memory_kind",
+            "processes",
+            "grace_s",
+            "signal",
+            "open_files",
+            "file_size_bytes",
+            "stack_bytes",
+            "core_size_bytes",
+            "soft_wall_time_s",
+            "soft_cpu_time_s",
+            "soft_memory_bytes",
+            "soft_signal"
+        ])
     );
     assert_eq!(
         keys(&r["escalation"]),
@@ -59,8 +80,8 @@ fn report_has_exactly_the_documented_fields() {
             "killed_processes"
         ])
     );
-    assert_eq!(keys(&r["enforcement"]), sorted(&["wall_time", "cpu_time", "memory", "processes"]));
-    assert_eq!(r["schema"], 1);
+    assert_eq!(keys(&r["enforcement"]), sorted(&["wall_time", "cpu_time", "memory", "processes", "file_size"]));
+    assert_eq!(r["schema"], pynish::report::SCHEMA);
     assert_eq!(r["label"], "nightly");
     assert_eq!(r["limits"]["memory_bytes"], 1u64 << 30);
     assert_eq!(r["limits"]["wall_time_s"], 5.0);
@@ -93,4 +114,22 @@ fn plain_run_prints_nothing_and_limit_prints_one_line() {
     let out = pynish().args(["-q", "--wall-time", "300ms", "--", "sleep", "10"]).output().unwrap();
     assert!(out.stderr.is_empty());
     assert_eq!(code(&out), 124);
+}
+
+#[test]
+fn the_report_says_when_and_where_the_run_started() {
+    let before = std::time::SystemTime::now();
+    let out = pynish_on("proc").args(["--", "true"]).output().unwrap();
+    let after = std::time::SystemTime::now();
+    let r = report(&out);
+    let text = r["started_at"].as_str().expect("started_at is text");
+    assert!(text.ends_with('Z'), "RFC 3339 in UTC: {text}");
+    let at = humantime::parse_rfc3339(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+    // The report keeps microseconds; `before` may fall inside the same microsecond.
+    let slack = std::time::Duration::from_millis(1);
+    assert!(at + slack >= before && at <= after, "{text} is not within the run");
+    let hostname = std::process::Command::new("hostname").output().expect("hostname runs");
+    assert_eq!(r["hostname"], String::from_utf8_lossy(&hostname.stdout).trim());
+    let spawn_error = report(&pynish_on("proc").args(["--", "/nonexistent/pynish-when"]).output().unwrap());
+    assert!(spawn_error["started_at"].is_string() && spawn_error["hostname"] == r["hostname"], "{spawn_error}");
 }

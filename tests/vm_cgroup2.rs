@@ -23,6 +23,9 @@ const CASES: &[&str] = &[
     "unpriv_fallback",
     "timeline",
     "cost",
+    "oom_outside",
+    "nested_memory",
+    "nested_processes",
     "no_leftover_groups",
 ];
 

@@ -35,6 +35,7 @@ from .exceptions import (
     CpuTimeoutException,
     MemoryLimitException,
     PynisherException,
+    SoftTimeLimit,
     TimeoutException,
     WallTimeoutException,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "CpuTimeoutException",
     "MemoryLimitException",
     "PynisherException",
+    "SoftTimeLimit",
     "TimeoutException",
     "WallTimeoutException",
     "contexts",

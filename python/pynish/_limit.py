@@ -157,6 +157,8 @@ class Pynisher(Generic[T]):
         memory: Union[int, Tuple[int, str], None] = None,
         cpu_time: Union[int, Tuple[float, str], None] = None,
         wall_time: Union[int, Tuple[float, str], None] = None,
+        soft_wall_time: Union[float, Tuple[float, str], None] = None,
+        soft_cpu_time: Union[float, Tuple[float, str], None] = None,
         context: Union[str, BaseContext, None] = None,
         raises: bool = True,
         warnings: bool = True,
@@ -173,6 +175,16 @@ class Pynisher(Generic[T]):
             raise ValueError(f"`cpu_time` {cpu_time} must be >= 1 seconds")
         if _wall_time is not None and not _wall_time >= 1:
             raise ValueError(f"`wall_time` {wall_time} must be >= 1 second")
+        _soft_wall = _time(soft_wall_time)
+        _soft_cpu = _time(soft_cpu_time)
+        for soft_name, soft, hard_name, hard in (
+            ("soft_wall_time", _soft_wall, "wall_time", _wall_time),
+            ("soft_cpu_time", _soft_cpu, "cpu_time", _cpu_time),
+        ):
+            if soft is not None and not soft > 0:
+                raise ValueError(f"`{soft_name}` {soft} must be > 0 seconds")
+            if soft is not None and hard is not None and not soft < hard:
+                raise ValueError(f"`{soft_name}` {soft} must be below `{hard_name}` {hard}")
         if _mem is not None and not _mem >= 1:
             raise ValueError(f"`memory` {memory} must be >= 1 Byte")
         if isinstance(context, str) and context not in valid_contexts:
@@ -193,6 +205,9 @@ class Pynisher(Generic[T]):
         self.cpu_time = _cpu_time
         self.memory = _mem
         self.wall_time = _wall_time
+        #: Seconds after which ``SoftTimeLimit`` is raised inside the function (None: no soft limit).
+        self.soft_wall_time = _soft_wall
+        self.soft_cpu_time = _soft_cpu
         self.raises = raises
         self.context = context
         self.warnings = warnings
@@ -276,6 +291,7 @@ class Pynisher(Generic[T]):
             self.warnings,
             self.wrap_errors,
             self.terminate_child_processes,
+            self.soft_wall_time is not None or self.soft_cpu_time is not None,
         )
         if self.warnings and self.memory is not None:
             _warn_memory(self.memory, method)
@@ -297,6 +313,12 @@ class Pynisher(Generic[T]):
                     backend=self._backend(),
                 ),
             ]
+            # pynish sends SIGURG (its default soft signal) to every member at each; the function's process
+            # turns it into SoftTimeLimit (``_call.child``).
+            if self.soft_wall_time is not None:
+                flags += ["--soft-wall-time", f"{self.soft_wall_time!r}s"]
+            if self.soft_cpu_time is not None:
+                flags += ["--soft-cpu-time", f"{self.soft_cpu_time!r}s"]
             if not self.terminate_child_processes:
                 # pynish ends when the function's process does and leaves its children running, as pynisher.
                 flags.append("--leave-leftovers")
@@ -428,6 +450,8 @@ def restricted(
     memory: Union[int, Tuple[int, str], None] = None,
     cpu_time: Union[int, Tuple[float, str], None] = None,
     wall_time: Union[int, Tuple[float, str], None] = None,
+    soft_wall_time: Union[float, Tuple[float, str], None] = None,
+    soft_cpu_time: Union[float, Tuple[float, str], None] = None,
     context: Union[str, BaseContext, None] = None,
     raises: bool = True,
     warnings: bool = True,
@@ -449,6 +473,8 @@ def restricted(
         memory=memory,
         cpu_time=cpu_time,
         wall_time=wall_time,
+        soft_wall_time=soft_wall_time,
+        soft_cpu_time=soft_cpu_time,
         context=context,
         raises=raises,
         warnings=warnings,

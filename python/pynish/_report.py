@@ -1,4 +1,4 @@
-"""pynish's JSON report (schema 1) as typed, frozen dataclasses."""
+"""pynish's JSON report (schema 1, and schema 2 which only adds fields) as typed, frozen dataclasses."""
 
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ class Enforcement:
 
 @dataclass(frozen=True)
 class Report:
-    """One supervised run, as pynish's JSON report (schema 1) tells it."""
+    """One supervised run, as pynish's JSON report (schema 1 or 2) tells it; schema 2's fields are None in a
+    schema-1 report."""
 
     schema: int
     label: Optional[str]
@@ -77,11 +78,15 @@ class Report:
     command: Tuple[str, ...]
     pid: Optional[int]
     error: Optional[str]
+    #: when the command was started, RFC 3339 in UTC (schema 2)
+    started_at: Optional[str] = None
+    #: the machine the run was on (schema 2)
+    hostname: Optional[str] = None
 
     @property
     def limit_hit(self) -> bool:
         """Whether the run ended on a limit."""
-        return self.verdict in ("wall_time", "cpu_time", "memory", "processes")
+        return self.verdict in ("wall_time", "cpu_time", "memory", "processes", "file_size")
 
 
 def _only(cls: Any, data: dict) -> Any:
@@ -93,7 +98,7 @@ def _only(cls: Any, data: dict) -> Any:
 def parse_report(text: str) -> Report:
     """Parses one report line."""
     data = json.loads(text)
-    if data.get("schema") != 1:
+    if data.get("schema") not in (1, 2):
         raise ValueError(f"unknown pynish report schema {data.get('schema')!r}")
     data["limits"] = _only(Limits, data["limits"])
     data["usage"] = _only(Usage, data["usage"])

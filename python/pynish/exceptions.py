@@ -35,6 +35,15 @@ class WallTimeoutException(TimeoutException):
     """The function did not finish within its wall time."""
 
 
+class SoftTimeLimit(PynisherException):
+    """Raised inside the function, in its main thread, when its ``soft_wall_time`` or ``soft_cpu_time`` is reached.
+
+    Caught, the function can return its best result so far, and the call returns it; uncaught, the call raises it
+    in the caller. Inside a long C call (a NumPy kernel, a blocking read) it arrives when the call returns to
+    Python; the hard limit (``wall_time``, ``cpu_time``) stays the backstop.
+    """
+
+
 class MemoryLimitException(PynisherException, MemoryError):
     """The function's process tree needed more memory than its limit.
 

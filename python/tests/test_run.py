@@ -23,7 +23,7 @@ def run(*args, **kwargs):
 def test_completed_with_its_exit_code():
     r = run(["sh", "-c", "exit 3"], wall_time=10)
     assert (r.verdict, r.exit_code, r.command_exit_code, r.signal) == ("completed", 3, 3, None)
-    assert r.schema == 1
+    assert r.schema == 2
     assert r.command == ("sh", "-c", "exit 3")
     assert r.backend in ("proc", "cgroup1", "cgroup2")
 

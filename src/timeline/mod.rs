@@ -66,6 +66,8 @@ pub struct Header {
     pub enforcement: Enforcement,
     pub command: Vec<String>,
     pub label: Option<String>,
+    pub started_at: String,
+    pub hostname: Option<String>,
 }
 
 /// Why the first signal went out.
@@ -91,6 +93,14 @@ pub enum Event {
     },
     OomKill,
     ForkRefused,
+    /// A soft limit reached: its warning went to `processes` members.
+    Soft {
+        limit: LimitKind,
+        signal: Sig,
+        processes: usize,
+    },
+    /// The kernel enforced a limit outside the run (an enclosing group's, the machine's) on the tree.
+    Outside(LimitKind),
     Exit(Status),
     End {
         verdict: Verdict,

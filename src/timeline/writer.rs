@@ -11,6 +11,7 @@
 //! pynish waits at most `FINISH_PATIENCE` for the writer.
 
 use super::{Cause, Event, Line, Record};
+use crate::limits::LimitKind;
 use crate::record::Status;
 use crate::verdict::Verdict;
 use anyhow::{Context, Result, anyhow};
@@ -219,6 +220,15 @@ enum EventFields {
     },
     OomKill,
     ForkRefused,
+    SoftLimit {
+        limit: crate::limits::LimitKind,
+        signal: Cow<'static, str>,
+        processes: usize,
+    },
+    /// The kernel OOM-killed a member by a limit outside the run.
+    OomOutside,
+    /// The kernel refused a fork by a process limit outside the run.
+    ForkRefusedOutside,
     Exit {
         #[serde(skip_serializing_if = "Option::is_none")]
         code: Option<i32>,
@@ -270,6 +280,11 @@ pub fn format(record: &Record) -> String {
                 }
                 Event::OomKill => EventFields::OomKill,
                 Event::ForkRefused => EventFields::ForkRefused,
+                Event::Soft { limit, signal, processes } => {
+                    EventFields::SoftLimit { limit, signal: signal.name(), processes }
+                }
+                Event::Outside(LimitKind::Processes) => EventFields::ForkRefusedOutside,
+                Event::Outside(_) => EventFields::OomOutside,
                 Event::Exit(Status::Exited(code)) => EventFields::Exit { code: Some(code), signal: None },
                 Event::Exit(Status::Signaled(signal)) => EventFields::Exit { code: None, signal: Some(signal.name()) },
                 Event::End { verdict, exit_code, usage, dropped } => EventFields::End {
@@ -320,6 +335,10 @@ mod tests {
         assert_eq!(format(&Record::Event(ms(2), Event::OomKill)), r#"{"t":0.002,"event":"oom_kill"}"#);
         let refused = format(&Record::Event(ms(3000), Event::ForkRefused));
         assert_eq!(refused, r#"{"t":3.0,"event":"fork_refused"}"#, "t written as samples write it");
+        let outside = format(&Record::Event(ms(4), Event::Outside(LimitKind::Memory)));
+        assert_eq!(outside, r#"{"t":0.004,"event":"oom_outside"}"#);
+        let outside = format(&Record::Event(ms(5), Event::Outside(LimitKind::Processes)));
+        assert_eq!(outside, r#"{"t":0.005,"event":"fork_refused_outside"}"#);
         let exit = Event::Exit(Status::Signaled(Sig::KILL));
         assert_eq!(format(&Record::Event(ms(3), exit)), r#"{"t":0.003,"event":"exit","signal":"SIGKILL"}"#);
         let real_time = parse_signal("RTMIN+6").unwrap();

@@ -101,6 +101,17 @@ pub trait Tree {
         None
     }
 
+    /// Whether the kernel's OOM killer killed a member of the run's group (or of a group below it), whoever's
+    /// limit it was: with no `kernel_hit`, the kill came from outside the run (see `enclosing`).
+    fn oom_killed(&mut self) -> bool {
+        false
+    }
+
+    /// Whether the kernel refused a fork in the run's group, whoever's process limit it was.
+    fn fork_refused(&mut self) -> bool {
+        false
+    }
+
     /// The live members, listed before a signal that may kill them at once is sent, so that each is counted
     /// although `signal_all`'s own listing, after it, may no longer find it: a cgroup lists no task that has
     /// exited, and a walk of `/proc` can miss a member whose dying parent hands it on to pynish as it goes.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SSHD: &str = "/usr/sbin/sshd";
+pub const SSHD: &str = "/usr/sbin/sshd";
 /// How long sshd gets to listen; it takes a few milliseconds on an idle machine.
 const START_PATIENCE: Duration = Duration::from_secs(20);
 

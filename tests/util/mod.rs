@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 /// The built pynish, with a clean environment for its own settings (and SIGCHLD ignored, see `as_caller`).
 pub fn pynish() -> Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pynish"));
-    for var in ["PYNISH_GRACE", "PYNISH_SIGNAL", "PYNISH_BACKEND"] {
+    for var in ["PYNISH_GRACE", "PYNISH_SIGNAL", "PYNISH_BACKEND", "PYNISH_SCHEMA"] {
         cmd.env_remove(var);
     }
     as_caller(&mut cmd);
@@ -149,6 +149,7 @@ pub fn check_invariants(status: i32, report: &Value) {
         "cpu_time" => (123, "cpu_time"),
         "memory" => (122, "memory"),
         "processes" => (121, "processes"),
+        "file_size" => (120, "file_size"),
         other => panic!("unknown verdict {other}: {report}"),
     };
     assert!(
@@ -246,4 +247,24 @@ pub fn marked_alive(var: &str, mark: &str) -> Vec<i32> {
         }
     }
     found
+}
+
+/// Whether `program`, which a test needs, can run. Where it cannot, the test is skipped (the caller returns) with
+/// the reason and the Debian package to install, so that a newcomer's `cargo test` is green; in CI (`CI` set),
+/// which installs every such tool (.ci/run), it fails instead, so that nothing goes untested there.
+#[must_use]
+pub fn have_tool(program: &str, version_flag: &str, package: &str) -> bool {
+    if std::process::Command::new(program).arg(version_flag).output().is_ok_and(|o| o.status.success()) {
+        return true;
+    }
+    skip_outside_ci(&format!("{program} is not installed (apt-get install {package})"));
+    false
+}
+
+/// Says why the calling test is skipped; in CI (`CI` set), which installs every tool a test uses (.ci/run), fails
+/// instead, so that nothing goes untested there.
+pub fn skip_outside_ci(reason: &str) {
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+    assert!(!ci, "CI must run every test, but {reason}");
+    eprintln!("SKIP {}: {reason}", std::thread::current().name().unwrap_or("a test"));
 }

@@ -46,7 +46,7 @@ if ! echo "+memory +pids +cpu" >$CG/cgroup.subtree_control; then
 fi
 
 CASE_TIMEOUT=20 # seconds, for each pynish run
-ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost no_leftover_groups"
+ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost oom_outside nested_memory nested_processes no_leftover_groups"
 CASES=$(sed -n 's/.*pynish\.cases=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
 [ -n "$CASES" ] || CASES=$ALL_CASES
 
@@ -302,12 +302,62 @@ $1: $(tr '\n' ';' </tmp/cost.txt)"
     done
 }
 
+# jlabel FILE LABEL: the report labelled LABEL among the JSON lines of FILE.
+jlabel() {
+    grep '"label":"'"$2"'"' "$1" | tail -n 1 | sed 's/^[^{]*//'
+}
+
+case_oom_outside() {
+    # An enclosing group (a batch job's step) with a 150 MB limit; the run asks for 1 GB.
+    mkdir -p $CG/test-encl
+    echo 150M >$CG/test-encl/memory.max
+    echo 0 >$CG/test-encl/memory.swap.max 2>/dev/null
+    run_pynish oom_outside test-encl - --backend cgroup2 --memory 1GB --json -- /bin/alloc 300
+    expect_eq exit "$RC" 137
+    expect_eq verdict "$(jget "$JSON" verdict)" signaled
+    expect_eq oom "$(jget "$JSON" oom)" outside
+    grep -q 'OOM killer outside this run (the enclosing cgroup /test-encl limits memory to 150MiB)' "$ERR" ||
+        FAILS="$FAILS message=<none>(want the enclosing group named)"
+    DETAIL="exit=$RC verdict=$(jget "$JSON" verdict) oom=$(jget "$JSON" oom)"
+}
+
+case_nested_memory() {
+    # The outer run's group has memory.oom.group: its OOM kill takes the whole group, the inner pynish too,
+    # unless the inner run ends first; either way the outer says memory and the inner never says memory.
+    run_pynish nested_memory - - --backend cgroup2 --label outer --memory 100MB --json -- \
+        /bin/pynish --backend cgroup2 --label inner --memory 1GB --json -- /bin/alloc 300
+    outer=$(jlabel "$ERR" outer)
+    inner=$(jlabel "$ERR" inner)
+    expect_eq exit "$RC" 122
+    expect_eq outer.verdict "$(jget "$outer" verdict)" memory
+    expect_eq outer.oom "$(jget "$outer" oom)" run
+    if [ -n "$inner" ]; then
+        expect_eq inner.verdict "$(jget "$inner" verdict)" signaled
+        expect_eq inner.oom "$(jget "$inner" oom)" outside
+    fi
+    DETAIL="exit=$RC outer=$(jget "$outer" verdict)/$(jget "$outer" oom) inner=$(jget "$inner" verdict)/$(jget "$inner" oom)"
+}
+
+case_nested_processes() {
+    # The inner tree keeps its children (they sleep 3 s) after the refused forks: the outer samples meanwhile.
+    run_pynish nested_processes - - --backend cgroup2 --label outer --processes 5 --grace 1s --json -- \
+        /bin/pynish --backend cgroup2 --label inner --processes 100 --json -- /bin/forkbomb 20 3
+    outer=$(jlabel "$ERR" outer)
+    inner=$(jlabel "$ERR" inner)
+    expect_eq exit "$RC" 121
+    expect_eq outer.verdict "$(jget "$outer" verdict)" processes
+    expect_eq outer.fork_refused "$(jget "$outer" fork_refused)" run
+    expect_eq inner.fork_refused "$(jget "$inner" fork_refused)" outside
+    [ "$(jget "$inner" verdict)" != processes ] || FAILS="$FAILS inner.verdict=processes(want not processes)"
+    DETAIL="exit=$RC outer=$(jget "$outer" verdict)/$(jget "$outer" fork_refused) inner=$(jget "$inner" verdict)/$(jget "$inner" fork_refused)"
+}
+
 case_no_leftover_groups() {
     find $CG -type d | sort >/tmp/cg.after
     # Groups this script made itself are expected; anything else new, including
     # groups below those, was left behind by pynish.
     left=$(grep -vxF -f /tmp/cg.before /tmp/cg.after |
-        grep -vxF -e $CG/test-nonleaf -e $CG/user1000 -e $CG/test-fallback |
+        grep -vxF -e $CG/test-nonleaf -e $CG/user1000 -e $CG/test-fallback -e $CG/test-encl |
         sed "s|^$CG||")
     if [ -n "$left" ]; then
         for g in $left; do

@@ -22,7 +22,7 @@
 #   PYNISH_VM_KEEP     if set, keep the temporary directory and print its path
 set -u -o pipefail
 
-ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost no_leftover_groups"
+ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost oom_outside nested_memory nested_processes no_leftover_groups"
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 

@@ -20,6 +20,7 @@ from ..exceptions import (
     CpuTimeoutException,
     MemoryLimitException,
     PynisherException,
+    SoftTimeLimit,
     UnpicklableResult,
     WallTimeoutException,
 )
@@ -38,7 +39,7 @@ running_in: Optional[str] = None
 class Options:
     """What the child needs besides the function: pynisher's per-call settings."""
 
-    __slots__ = ("name", "memory", "cpu_time", "wall_time", "warnings", "wrap_errors", "terminate_children")
+    __slots__ = ("name", "memory", "cpu_time", "wall_time", "warnings", "wrap_errors", "terminate_children", "soft")
 
     def __init__(
         self,
@@ -49,6 +50,7 @@ class Options:
         warnings: bool,
         wrap_errors: Any,
         terminate_children: bool,
+        soft: bool = False,
     ) -> None:
         self.name = name
         self.memory = memory
@@ -57,6 +59,8 @@ class Options:
         self.warnings = warnings
         self.wrap_errors = wrap_errors
         self.terminate_children = terminate_children
+        #: A soft time limit was asked: pynish's warning (SIGURG) raises ``SoftTimeLimit`` in the function.
+        self.soft = soft
 
     def __getstate__(self) -> tuple:
         return tuple(getattr(self, k) for k in self.__slots__)
@@ -269,6 +273,25 @@ def _lost_pipe(fd: int) -> None:
     os._exit(1)
 
 
+def _soft_limit(on: bool) -> None:
+    """Turns pynish's soft-limit warning (SIGURG, sent to every member of the tree) into ``SoftTimeLimit`` raised
+    in this process's main thread while the function runs; off, SIGURG is ignored again (its default), so that a
+    late warning cannot break the sending of the outcome. The function's own workers inherit the handler when
+    forked and ignore the warning there: only the process that runs the function raises."""
+    import signal
+
+    if not on:
+        signal.signal(signal.SIGURG, signal.SIG_DFL)
+        return
+    me = os.getpid()
+
+    def warned(signum: int, frame: Any) -> None:
+        if os.getpid() == me:
+            raise SoftTimeLimit("the soft time limit was reached")
+
+    signal.signal(signal.SIGURG, warned)
+
+
 def execute(func: Callable, args: tuple, kwargs: dict, opts: Options, directory: str, result: int) -> None:
     """Runs the call, sends its outcome through the pipe ``result``, and ends this process (never returns)."""
     global running_in
@@ -284,7 +307,11 @@ def execute(func: Callable, args: tuple, kwargs: dict, opts: Options, directory:
             # would refuse a non-string.
             multiprocessing.current_process()._name = opts.name  # type: ignore[attr-defined]
         try:
-            outcome: tuple = ("ok", func(*args, **kwargs))
+            _soft_limit(opts.soft)
+            try:
+                outcome: tuple = ("ok", func(*args, **kwargs))
+            finally:
+                _soft_limit(False)
         except BaseException as e:  # KeyboardInterrupt and SystemExit too: the caller decides
             tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
             outcome = ("err", wrap_error(e, opts, callstring(func, args, kwargs)), tb)

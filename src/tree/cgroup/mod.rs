@@ -15,6 +15,7 @@
 //! however it dies), so a group whose lock is held is never stale, whatever namespace its owner runs in; see
 //! `claim_stale` for the rest of the rule.
 
+pub mod enclosing;
 pub mod v1;
 pub mod v2;
 
@@ -25,6 +26,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// The machine's event counters (`oom_kill`: OOM kills of every cause since boot).
+pub const VMSTAT: &str = "/proc/vmstat";
 /// Start of the name of every group a run creates.
 pub const PREFIX: &str = "pynish-";
 /// Suffix of the leaf a run moves pynish itself into under cgroup v2 (see `v2`).
@@ -456,6 +459,28 @@ pub fn read_number(host: &dyn Host, path: &Path) -> Result<u64> {
         return Ok(u64::MAX);
     }
     text.parse().with_context(|| format!("unexpected content {text:?} in {}", path.display()))
+}
+
+/// Whether group `dir`'s process limit was ever reached: `pids.peak` at `pids.max` (true when either is
+/// unreadable). The kernel raises the high-water mark only for a fork it lets through, so a fork refused by this
+/// group's own limit needs the group at its limit: a refused fork counted here with the peak below the limit was
+/// refused by an enclosing group's (v1 counts it in the forking task's group, wherever the limit was).
+pub fn process_limit_reached(host: &dyn Host, dir: &Path) -> bool {
+    match (read_number(host, &dir.join("pids.peak")), read_number(host, &dir.join("pids.max"))) {
+        (Ok(peak), Ok(max)) => peak >= max,
+        _ => true,
+    }
+}
+
+/// Whether a group below `dir` (made after the run started, so counting from zero: a nested run's) counted a
+/// refused fork. Before Linux 6.12 on v2, and on v1 always, the kernel counts a refused fork in the forking
+/// task's own group, wherever the limit was: a nested run's fork refused by this run's limit counts in the nested
+/// run's group, and is seen only while that group exists (each sample).
+pub fn refused_below(host: &dyn Host, dir: &Path) -> bool {
+    host.subdirs(dir).unwrap_or_default().into_iter().any(|sub| {
+        let sub = dir.join(sub);
+        read_keyed(host, &sub.join("pids.events"), "max").is_some_and(|n| n > 0) || refused_below(host, &sub)
+    })
 }
 
 /// `keyed` on a file; None when the file or the key is missing.

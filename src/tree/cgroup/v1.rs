@@ -63,6 +63,13 @@ pub struct V1Tree {
     oom_counter: OomCounter,
     ooms_before: u64,
     refused_forks_before: u64,
+    /// `memory.failcnt` plus `memory.memsw.failcnt` at the start: counted only in the group whose own limit was
+    /// reached, unlike `oom_kill`, which counts in the killed process's group whoever's limit it was.
+    failcnt_before: u64,
+    /// The machine's `oom_kill` count (`/proc/vmstat`) at the start.
+    machine_ooms_before: Option<u64>,
+    /// A fork was seen refused in a group below the run's (a nested run's), whose counts go when it is removed.
+    refused_below: bool,
     /// The previous sample (CPU never goes backwards).
     last: Sample,
     /// Whether samples split CPU time into user and system (a second read).
@@ -114,6 +121,9 @@ impl V1Tree {
             oom_counter: OomCounter::OomKill,
             ooms_before: 0,
             refused_forks_before: 0,
+            failcnt_before: 0,
+            machine_ooms_before: None,
+            refused_below: false,
             last: Sample::default(),
             split_cpu: false,
             cleaned: false,
@@ -159,6 +169,8 @@ impl V1Tree {
             }
         }
         self.refused_forks_before = read_keyed(host, &self.pids.join("pids.events"), "max").unwrap_or(0);
+        self.failcnt_before = failcnt(host, &self.memory);
+        self.machine_ooms_before = machine_ooms(host);
         for (dir, join) in &mut self.groups {
             let procs = dir.join("cgroup.procs");
             *join = Some(host.open_for_write(&procs).with_context(|| format!("cannot open {}", procs.display()))?);
@@ -178,6 +190,24 @@ impl V1Tree {
         self.groups.iter().map(|(d, _)| d.clone()).collect()
     }
 
+    /// Whether the run's own memory limit was reached and the kernel's OOM killer then killed in its tree. v1
+    /// counts `oom_kill` in the killed process's group only: in this group when an enclosing group's limit (or
+    /// the machine) killed one of the run's members, and in an inner group (a nested pynish's) when this run's
+    /// limit killed a member of it. So the kill alone does not say whose limit it was: `failcnt` does (counted
+    /// only where the limit was reached), with a kill seen in this group or, for an inner group's member, on the
+    /// machine's count.
+    fn own_limit_killed(&self) -> bool {
+        let killed_here = self.ooms().is_some_and(|n| n > self.ooms_before);
+        if self.oom_counter == OomCounter::Failcnt {
+            return killed_here; // kernels before 4.13: failcnt is all there is
+        }
+        let host = self.host.as_ref();
+        let limit_reached = failcnt(host, &self.memory) > self.failcnt_before || at_limit(host, &self.memory);
+        let killed_on_machine =
+            machine_ooms(self.host.as_ref()).zip(self.machine_ooms_before).is_some_and(|(now, before)| now > before);
+        limit_reached && (killed_here || killed_on_machine)
+    }
+
     fn ooms(&self) -> Option<u64> {
         let host = self.host.as_ref();
         match self.oom_counter {
@@ -187,7 +217,36 @@ impl V1Tree {
     }
 }
 
-/// Splits `total` in the ratio `user : system`.
+/// How often the memory limit of group `dir` itself was reached, with or without swap.
+fn failcnt(host: &dyn Host, dir: &std::path::Path) -> u64 {
+    let count = |name: &str| read_number(host, &dir.join(name)).unwrap_or(0);
+    count("memory.failcnt").saturating_add(count("memory.memsw.failcnt"))
+}
+
+/// Whether group `dir`'s charge ever stood at its own limit (`max_usage_in_bytes` at `limit_in_bytes`, with or
+/// without swap): a charge only reaches the limit by hitting it. Needed beside `failcnt`: with
+/// `memory.memsw.limit_in_bytes` set, Linux 6.18 was seen here to count neither failcnt when the group's limit
+/// killed (its memsw counter refuses first, and counts no failure).
+pub fn at_limit(host: &dyn Host, dir: &std::path::Path) -> bool {
+    let reached =
+        |usage: &str, limit: &str| match (read_number(host, &dir.join(usage)), read_number(host, &dir.join(limit))) {
+            (Ok(usage), Ok(limit)) => limit < (1 << 62) && usage >= limit,
+            _ => false,
+        };
+    reached("memory.max_usage_in_bytes", "memory.limit_in_bytes")
+        || reached("memory.memsw.max_usage_in_bytes", "memory.memsw.limit_in_bytes")
+}
+
+/// The counters that show a v1 group's own limit reached: its failure count, and whether it stands at its limit.
+pub fn pressure(host: &dyn Host, dir: &std::path::Path) -> (u64, bool) {
+    (failcnt(host, dir), at_limit(host, dir))
+}
+
+/// The machine's count of OOM kills, every cause.
+fn machine_ooms(host: &dyn Host) -> Option<u64> {
+    read_keyed(host, std::path::Path::new(super::VMSTAT), "oom_kill")
+}
+
 /// The user and system nanoseconds in `cpuacct.usage_all` (`cpu user system`, then one line per CPU), summed.
 fn usage_all(text: &str) -> Option<(u64, u64)> {
     let mut lines = text.lines();
@@ -200,6 +259,7 @@ fn usage_all(text: &str) -> Option<(u64, u64)> {
     })
 }
 
+/// Splits `total` in the ratio `user : system`.
 fn split(total: Duration, user: u64, system: u64) -> (Duration, Duration) {
     if user + system == 0 {
         return (total, Duration::ZERO);
@@ -249,14 +309,28 @@ impl Tree for V1Tree {
     }
 
     fn kernel_hit(&mut self) -> Option<LimitKind> {
-        if self.memory_limited && self.ooms().is_some_and(|n| n > self.ooms_before) {
+        if self.memory_limited && self.own_limit_killed() {
             return Some(LimitKind::Memory);
         }
-        let refused = read_keyed(self.host.as_ref(), &self.pids.join("pids.events"), "max");
-        if self.processes_limited && refused.is_some_and(|n| n > self.refused_forks_before) {
-            return Some(LimitKind::Processes);
+        if self.processes_limited {
+            // v1 counts a refused fork in the forking task's own group only: a nested run's fork refused by this
+            // run's limit counts in the nested run's group, which is seen only while it exists (every sample).
+            self.refused_below = self.refused_below || super::refused_below(self.host.as_ref(), &self.pids);
+            let refused = self.fork_refused() || self.refused_below;
+            if refused && super::process_limit_reached(self.host.as_ref(), &self.pids) {
+                return Some(LimitKind::Processes);
+            }
         }
         None
+    }
+
+    fn fork_refused(&mut self) -> bool {
+        read_keyed(self.host.as_ref(), &self.pids.join("pids.events"), "max")
+            .is_some_and(|n| n > self.refused_forks_before)
+    }
+
+    fn oom_killed(&mut self) -> bool {
+        self.oom_counter == OomCounter::OomKill && self.ooms().is_some_and(|n| n > self.ooms_before)
     }
 
     fn listed_before_killing(&mut self) -> Vec<i32> {
@@ -380,6 +454,9 @@ mod tests {
 
         assert_eq!(tree.kernel_hit(), None);
         fake.set(&memory.join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n");
+        assert_eq!(tree.kernel_hit(), None, "a kill here without this group's limit reached is not the run's");
+        assert!(tree.oom_killed());
+        fake.set(&memory.join("memory.failcnt"), "12");
         assert_eq!(tree.kernel_hit(), Some(LimitKind::Memory));
 
         fake.set(&memory.join("memory.max_usage_in_bytes"), "99999744");
@@ -402,7 +479,12 @@ mod tests {
         let (fake, hierarchies) = setup(false);
         let limits = Limits { processes: Some(5), ..Limits::default() };
         let mut tree = V1Tree::create(fake.boxed(), &hierarchies, &limits).unwrap();
-        fake.set(&tree.groups()[2].join("pids.events"), "max 4\n");
+        let pids = tree.groups()[2].clone();
+        fake.set(&pids.join("pids.events"), "max 4\n");
+        fake.set(&pids.join("pids.peak"), "3");
+        assert_eq!(tree.kernel_hit(), None, "refused below this group's limit: an enclosing group's");
+        assert!(tree.fork_refused());
+        fake.set(&pids.join("pids.peak"), "5");
         assert_eq!(tree.kernel_hit(), Some(LimitKind::Processes));
     }
 

@@ -79,8 +79,15 @@ pub struct V2Tree {
     processes_limited: bool,
     /// `memory.events.local` where the kernel has it, else `memory.events` (the same for a leaf).
     memory_events: PathBuf,
+    /// `oom` in `memory_events` at the start: the group's own limit was reached and reclaim failed (counted at
+    /// the group whose limit it was; `memory.events.local` does not pass it up to the parents).
+    ooms_before: u64,
+    /// `oom_kill` in `memory.events` (hierarchical) at the start: a member of the group or of a group below it
+    /// was OOM-killed, whoever's limit it was.
     oom_kills_before: u64,
     refused_forks_before: u64,
+    /// A fork was seen refused in a group below the run's (see `super::refused_below`).
+    refused_below: bool,
     /// The previous sample (CPU never goes backwards).
     last: Sample,
     cleaned: bool,
@@ -291,8 +298,10 @@ impl V2Tree {
             join: None,
             memory_limited: false,
             processes_limited: false,
+            ooms_before: 0,
             oom_kills_before: 0,
             refused_forks_before: 0,
+            refused_below: false,
             last: Sample::default(),
             cleaned: false,
         };
@@ -322,7 +331,8 @@ impl V2Tree {
         if !host.exists(&self.memory_events) {
             self.memory_events = file("memory.events");
         }
-        self.oom_kills_before = read_keyed(host, &self.memory_events, "oom_kill").unwrap_or(0);
+        self.ooms_before = read_keyed(host, &self.memory_events, "oom").unwrap_or(0);
+        self.oom_kills_before = read_keyed(host, &file("memory.events"), "oom_kill").unwrap_or(0);
         self.refused_forks_before = read_keyed(host, &file("pids.events"), "max").unwrap_or(0);
         let procs = file("cgroup.procs");
         self.join = Some(host.open_for_write(&procs).with_context(|| format!("cannot open {}", procs.display()))?);
@@ -389,13 +399,33 @@ impl Tree for V2Tree {
     fn kernel_hit(&mut self) -> Option<LimitKind> {
         let host = self.host.as_ref();
         let moved = |path: &Path, key: &str, before: u64| read_keyed(host, path, key).is_some_and(|n| n > before);
-        if self.memory_limited && moved(&self.memory_events, "oom_kill", self.oom_kills_before) {
+        // The run's own limit (`oom` of this group alone), and a kill in its tree: an enclosing group's OOM kill
+        // moves `oom_kill` here but not this group's own `oom`; an inner group's (a nested pynish's) kill by this
+        // run's limit moves both.
+        if self.memory_limited
+            && moved(&self.memory_events, "oom", self.ooms_before)
+            && moved(&self.job.join("memory.events"), "oom_kill", self.oom_kills_before)
+        {
             return Some(LimitKind::Memory);
         }
-        if self.processes_limited && moved(&self.job.join("pids.events"), "max", self.refused_forks_before) {
-            return Some(LimitKind::Processes);
+        if self.processes_limited {
+            self.refused_below = self.refused_below || super::refused_below(host, &self.job);
+            let refused = moved(&self.job.join("pids.events"), "max", self.refused_forks_before) || self.refused_below;
+            if refused && super::process_limit_reached(host, &self.job) {
+                return Some(LimitKind::Processes);
+            }
         }
         None
+    }
+
+    fn fork_refused(&mut self) -> bool {
+        read_keyed(self.host.as_ref(), &self.job.join("pids.events"), "max")
+            .is_some_and(|n| n > self.refused_forks_before)
+    }
+
+    fn oom_killed(&mut self) -> bool {
+        read_keyed(self.host.as_ref(), &self.job.join("memory.events"), "oom_kill")
+            .is_some_and(|n| n > self.oom_kills_before)
     }
 
     fn listed_before_killing(&mut self) -> Vec<i32> {
@@ -506,10 +536,39 @@ mod tests {
         let mut tree = V2Tree::create(fake.boxed(), &root, &root, &limits(Some(1 << 20), Some(5))).unwrap();
         let job = tree.job().to_path_buf();
         fake.set(&job.join("pids.events"), "max 2\n");
+        fake.set(&job.join("pids.peak"), "5");
         assert_eq!(tree.kernel_hit(), Some(LimitKind::Processes));
-        fake.set(&job.join("memory.events.local"), "low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\noom_group_kill 1\n");
+        let events = "low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\noom_group_kill 1\n";
+        fake.set(&job.join("memory.events.local"), events);
+        fake.set(&job.join("memory.events"), events);
         assert_eq!(tree.kernel_hit(), Some(LimitKind::Memory));
+        assert!(tree.oom_killed());
         // Asked again (at the end of the run), the answer stays.
+        assert_eq!(tree.kernel_hit(), Some(LimitKind::Memory));
+    }
+
+    #[test]
+    fn an_enclosing_groups_oom_kill_is_not_the_runs() {
+        let fake = Fake::v2("memory pids", "memory pids");
+        let root = fake.root();
+        let mut tree = V2Tree::create(fake.boxed(), &root, &root, &limits(Some(1 << 30), None)).unwrap();
+        let job = tree.job().to_path_buf();
+        // A parent's limit: the member killed here, this group's own limit never reached.
+        fake.set(&job.join("memory.events.local"), "low 0\nhigh 0\nmax 0\noom 0\noom_kill 1\n");
+        fake.set(&job.join("memory.events"), "low 0\nhigh 0\nmax 0\noom 0\noom_kill 1\n");
+        assert_eq!(tree.kernel_hit(), None);
+        assert!(tree.oom_killed());
+    }
+
+    #[test]
+    fn a_kill_below_by_the_runs_limit_is_the_runs() {
+        let fake = Fake::v2("memory pids", "memory pids");
+        let root = fake.root();
+        let mut tree = V2Tree::create(fake.boxed(), &root, &root, &limits(Some(100 << 20), None)).unwrap();
+        let job = tree.job().to_path_buf();
+        // A nested run's member killed by this run's limit: this group's own `oom`, the kill counted below it.
+        fake.set(&job.join("memory.events.local"), "max 3\noom 1\noom_kill 0\n");
+        fake.set(&job.join("memory.events"), "max 3\noom 1\noom_kill 1\n");
         assert_eq!(tree.kernel_hit(), Some(LimitKind::Memory));
     }
 
