@@ -1,5 +1,5 @@
 """A caller whose main module is no file (issue 28): ``python - <<'EOF'`` (shell scripts, CI heredocs), a script
-removed since it started, ``python -c``, ``python -i``. Such a main is not re-run in a fresh child; the functions
+removed since it started, ``python -c``, ``python -i``, IPython (when installed). Such a main is not re-run in a fresh child; the functions
 it defines go by value. Before, ``<stdin>`` made spawn, forkserver and the Executor fail at once with
 FileNotFoundError '<cwd>/<stdin>' (the stdlib and pynisher fail too).
 
@@ -67,11 +67,14 @@ EXPECTED = {"result": 42, "main": "the caller's main", "memory": "MemoryLimitExc
 
 def outcome(argv, tmp_path, stdin=None):
     """The JSON line a caller started as ``argv`` (in ``tmp_path``) printed last."""
+    env = u.script_env()
+    # IPython keeps its history and profile here, not in the user's home.
+    env["IPYTHONDIR"] = str(tmp_path / "ipython")
     done = subprocess.run(
         [sys.executable, *argv],
         input=stdin,
         cwd=tmp_path,
-        env=u.script_env(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=240,
@@ -123,3 +126,27 @@ def test_the_interactive_prompt(context, tmp_path):
         f"print(json.dumps({{'result': pynish.limit(double, context={context!r}, wall_time=60)(21)}}))\n"
     )
     assert outcome(["-i"], tmp_path, stdin=typed) == {"result": 42}
+
+
+#: IPython as a terminal user starts it, without colours or a banner that would surround the printed line.
+IPYTHON = ["-m", "IPython", "--no-banner", "--simple-prompt", "--colors=nocolor"]
+
+
+@pytest.mark.parametrize("context", [*CONTEXTS, pytest.param("executor", marks=pytest.mark.pynish_only)])
+def test_ipython(context, tmp_path):
+    pytest.importorskip("IPython", reason="IPython is not installed here (pip install ipython)")
+    assert outcome([*IPYTHON, "-c", CALLER.format(context=context)], tmp_path) == EXPECTED
+
+
+@pytest.mark.parametrize("context", ["forkserver", "spawn"])
+def test_the_ipython_prompt(context, tmp_path):
+    pytest.importorskip("IPython", reason="IPython is not installed here (pip install ipython)")
+    typed = (
+        "import json, pynish\n"
+        "def double(x):\n"
+        "    return 2 * x\n"
+        "\n"
+        f"print(json.dumps({{'result': pynish.limit(double, context={context!r}, wall_time=60)(21)}}))\n"
+    )
+    # IPython asks whether to exit at the end of its input; the answer is the default.
+    assert outcome(IPYTHON, tmp_path, stdin=typed) == {"result": 42}
