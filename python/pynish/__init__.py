@@ -33,6 +33,7 @@ from ._support import (
 )
 from .exceptions import (
     CpuTimeoutException,
+    FileSizeLimitException,
     MemoryLimitException,
     PynisherException,
     SoftTimeLimit,
@@ -57,6 +58,7 @@ __all__ = [
     "limit",
     "restricted",
     "CpuTimeoutException",
+    "FileSizeLimitException",
     "MemoryLimitException",
     "PynisherException",
     "SoftTimeLimit",

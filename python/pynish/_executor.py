@@ -77,8 +77,9 @@ def _placeholder() -> None:
 class Executor(cf.Executor):
     """Runs every task as its own limited, supervised process tree, at most ``max_workers`` at once.
 
-    ``wall_time``, ``cpu_time``, ``memory`` and the other keyword arguments are those of ``pynish.limit`` and apply
-    to every task; a ``pynish.limit(...)`` object submitted as the function runs under its own instead.
+    ``wall_time``, ``cpu_time``, ``memory``, the soft time limits, the per-process rlimits (``open_files``,
+    ``file_size``, ``stack``, ``core_size``) and the other keyword arguments are those of ``pynish.limit`` and
+    apply to every task; a ``pynish.limit(...)`` object submitted as the function runs under its own instead.
     ``memory_budget`` (bytes, or ``(x, "MB")``): tasks start only while the memory limits of the running ones sum
     to no more than it. ``preload``: modules the warm server imports once (context ``"forkserver"``, the default).
     """
@@ -90,6 +91,12 @@ class Executor(cf.Executor):
         wall_time: Union[int, Tuple[float, str], None] = None,
         cpu_time: Union[int, Tuple[float, str], None] = None,
         memory: Union[int, Tuple[int, str], None] = None,
+        soft_wall_time: Union[float, Tuple[float, str], None] = None,
+        soft_cpu_time: Union[float, Tuple[float, str], None] = None,
+        open_files: Optional[int] = None,
+        file_size: Union[int, Tuple[float, str], None] = None,
+        stack: Union[int, Tuple[float, str], None] = None,
+        core_size: Union[int, Tuple[float, str], None] = None,
         context: Union[str, BaseContext, None] = None,
         memory_budget: Union[int, Tuple[float, str], None] = None,
         preload: Iterable[str] = (),
@@ -119,7 +126,18 @@ class Executor(cf.Executor):
                 raise ModuleNotFoundError(f"`preload`: no module named {name!r}", name=name)
         # Bad limits and options get pynisher's errors here, at once.
         self._template = Pynisher(
-            _placeholder, wall_time=wall_time, cpu_time=cpu_time, memory=memory, context=context, **options
+            _placeholder,
+            wall_time=wall_time,
+            cpu_time=cpu_time,
+            memory=memory,
+            soft_wall_time=soft_wall_time,
+            soft_cpu_time=soft_cpu_time,
+            open_files=open_files,
+            file_size=file_size,
+            stack=stack,
+            core_size=core_size,
+            context=context,
+            **options,
         )
         if budget is not None and self._template.memory is not None and self._template.memory > budget:
             raise ValueError(f"`memory` {memory} is over the `memory_budget` {memory_budget}")

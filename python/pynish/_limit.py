@@ -18,7 +18,7 @@ from ._call.binary import binary
 from ._os import folder as _folder
 from ._os import signals as _signals
 from ._report import Report, Usage, parse_report
-from ._run import limit_args
+from ._run import limit_args, rlimit_args
 from ._support import contexts as valid_contexts
 from ._support import nearest_start_method, supports
 
@@ -120,6 +120,37 @@ def _warn_memory(limit: int, method: str) -> None:
         )
 
 
+#: The per-process rlimits: (resource, the smallest value it takes).
+_RLIMITS = {
+    "open_files": ("RLIMIT_NOFILE", 1),
+    "file_size": ("RLIMIT_FSIZE", 0),
+    "stack": ("RLIMIT_STACK", 1),
+    "core_size": ("RLIMIT_CORE", 0),
+}
+
+
+def _check_rlimits(**values: Any) -> Dict[str, Optional[int]]:
+    """The per-process rlimits checked as pynish checks them, at ``limit()`` time: whole numbers, and, unless this
+    process is root (which may raise a hard limit), not above the hard limit it inherited, which pynish would
+    refuse (never cap) at every call."""
+    import resource
+
+    checked: Dict[str, Optional[int]] = {}
+    for name, value in values.items():
+        rlimit, least = _RLIMITS[name]
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                unit = "" if name == "open_files" else " Bytes"
+                raise ValueError(f"`{name}` {value!r} must be a whole number >= {least}{unit}")
+            hard = resource.getrlimit(getattr(resource, rlimit))[1]
+            if hard != resource.RLIM_INFINITY and value > hard and os.geteuid() != 0:
+                raise ValueError(
+                    f"`{name}` {value} is above the hard limit {hard} ({rlimit}) this process inherited (ulimit -H)"
+                )
+        checked[name] = value
+    return checked
+
+
 class _RemoteTraceback(Exception):
     """The child's traceback text, when the exception's own class cannot carry it."""
 
@@ -141,11 +172,24 @@ class Pynisher(Generic[T]):
     raises what it raised, or the exception of the limit it hit. After each call, ``last_run`` is pynish's report
     of it (a ``pynish.Report``: verdict, usage of the whole tree, escalation, backend, enforcement) and ``usage``
     its ``Usage``.
+
+    ``soft_wall_time``, ``soft_cpu_time``: seconds after which ``SoftTimeLimit`` is raised inside the function.
+
+    ``open_files`` (descriptors), ``file_size``, ``stack``, ``core_size`` (bytes, or ``(x, "MB")`` as ``memory``):
+    the kernel's per-process rlimits (RLIMIT_NOFILE, RLIMIT_FSIZE, RLIMIT_STACK, RLIMIT_CORE; pynish's
+    ``--open-files``, ``--file-size``, ``--stack``, ``--core-size``), soft and hard, in the function's process and
+    every process it starts. ``open_files`` counts the call's own descriptors too (stdin, stdout, stderr and
+    the call's pipes; a fresh interpreter, context ``"spawn"``, needs 5 to start). ``file_size=0`` forbids
+    writing to any file, ``core_size=0`` core dumps. A write past ``file_size`` raises ``FileSizeLimitException``
+    (an ``OSError`` EFBIG, what the write raises in Python) in the caller, as does a member of the tree killed by
+    SIGXFSZ (verdict ``file_size``). A value above the hard limit this process inherited is a ``ValueError``
+    (unless it is root): pynish would refuse it, never cap it.
     """
 
     WallTimeoutException = exceptions.WallTimeoutException
     CpuTimeoutException = exceptions.CpuTimeoutException
     MemoryLimitException = exceptions.MemoryLimitException
+    FileSizeLimitException = exceptions.FileSizeLimitException
     PynisherException = exceptions.PynisherException
     TimeoutException = exceptions.TimeoutException
 
@@ -159,6 +203,10 @@ class Pynisher(Generic[T]):
         wall_time: Union[int, Tuple[float, str], None] = None,
         soft_wall_time: Union[float, Tuple[float, str], None] = None,
         soft_cpu_time: Union[float, Tuple[float, str], None] = None,
+        open_files: Optional[int] = None,
+        file_size: Union[int, Tuple[float, str], None] = None,
+        stack: Union[int, Tuple[float, str], None] = None,
+        core_size: Union[int, Tuple[float, str], None] = None,
         context: Union[str, BaseContext, None] = None,
         raises: bool = True,
         warnings: bool = True,
@@ -187,6 +235,9 @@ class Pynisher(Generic[T]):
                 raise ValueError(f"`{soft_name}` {soft} must be below `{hard_name}` {hard}")
         if _mem is not None and not _mem >= 1:
             raise ValueError(f"`memory` {memory} must be >= 1 Byte")
+        _rlimits = _check_rlimits(
+            open_files=open_files, file_size=_memory(file_size), stack=_memory(stack), core_size=_memory(core_size)
+        )
         if isinstance(context, str) and context not in valid_contexts:
             raise ValueError(f"`context` {context} must be in {valid_contexts}")
         has_start_method = callable(getattr(context, "get_start_method", None))
@@ -208,6 +259,11 @@ class Pynisher(Generic[T]):
         #: Seconds after which ``SoftTimeLimit`` is raised inside the function (None: no soft limit).
         self.soft_wall_time = _soft_wall
         self.soft_cpu_time = _soft_cpu
+        #: Per-process rlimits (descriptors; bytes) that the kernel holds in every process of the tree.
+        self.open_files: Optional[int] = _rlimits["open_files"]
+        self.file_size: Optional[int] = _rlimits["file_size"]
+        self.stack: Optional[int] = _rlimits["stack"]
+        self.core_size: Optional[int] = _rlimits["core_size"]
         self.raises = raises
         self.context = context
         self.warnings = warnings
@@ -292,6 +348,7 @@ class Pynisher(Generic[T]):
             self.wrap_errors,
             self.terminate_child_processes,
             self.soft_wall_time is not None or self.soft_cpu_time is not None,
+            self.file_size,
         )
         if self.warnings and self.memory is not None:
             _warn_memory(self.memory, method)
@@ -319,6 +376,7 @@ class Pynisher(Generic[T]):
                 flags += ["--soft-wall-time", f"{self.soft_wall_time!r}s"]
             if self.soft_cpu_time is not None:
                 flags += ["--soft-cpu-time", f"{self.soft_cpu_time!r}s"]
+            flags += rlimit_args(self.open_files, self.file_size, self.stack, self.core_size)
             if not self.terminate_child_processes:
                 # pynish ends when the function's process does and leaves its children running, as pynisher.
                 flags.append("--leave-leftovers")
@@ -413,6 +471,9 @@ class Pynisher(Generic[T]):
             err = exceptions.MemoryLimitException(f"Not enough memory to run function ({self.memory}B).\n{call}")
         elif verdict == "processes":
             err = exceptions.PynisherException(f"Too many processes.\n{call}")
+        elif verdict == "file_size":
+            # A member of the tree was killed by SIGXFSZ (one that does not ignore it, as Python does).
+            err, tb = _child.file_size_exception(int(self.file_size or 0), call), None
         elif verdict == "spawn_error":
             err, tb = exceptions.PynisherException(f"pynish could not start the function: {report.error}"), None
         elif loaded is None:
@@ -438,6 +499,8 @@ class Pynisher(Generic[T]):
             return EMPTY
         if isinstance(err, MemoryError) and not isinstance(err, exceptions.MemoryLimitException) and self.memory:
             err = exceptions.MemoryLimitException(f"MemoryError raised with limit {self.memory}B")
+        if self.file_size is not None and _child.file_too_large(err):
+            err = _child.file_size_exception(self.file_size, call)
         return _raise_with(err, tb)
 
 
@@ -452,6 +515,10 @@ def restricted(
     wall_time: Union[int, Tuple[float, str], None] = None,
     soft_wall_time: Union[float, Tuple[float, str], None] = None,
     soft_cpu_time: Union[float, Tuple[float, str], None] = None,
+    open_files: Optional[int] = None,
+    file_size: Union[int, Tuple[float, str], None] = None,
+    stack: Union[int, Tuple[float, str], None] = None,
+    core_size: Union[int, Tuple[float, str], None] = None,
     context: Union[str, BaseContext, None] = None,
     raises: bool = True,
     warnings: bool = True,
@@ -462,7 +529,7 @@ def restricted(
     """Limits every call of the decorated function: ``@restricted(wall_time=1)``.
 
     Unlike pynisher, every context works (the spawn contexts ship the undecorated function by value) and every
-    argument is honoured.
+    argument is honoured. The arguments are ``limit``'s.
     """
     if not supports("decorator"):
         raise ValueError("`@restricted(...)` is not supported on this platform, please use `limit`")
@@ -475,6 +542,10 @@ def restricted(
         wall_time=wall_time,
         soft_wall_time=soft_wall_time,
         soft_cpu_time=soft_cpu_time,
+        open_files=open_files,
+        file_size=file_size,
+        stack=stack,
+        core_size=core_size,
         context=context,
         raises=raises,
         warnings=warnings,

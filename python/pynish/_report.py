@@ -20,6 +20,11 @@ class Limits:
     processes: Optional[int]
     grace_s: float
     signal: str
+    #: the per-process rlimits asked (schema 2): RLIMIT_NOFILE, RLIMIT_FSIZE, RLIMIT_STACK, RLIMIT_CORE
+    open_files: Optional[int] = None
+    file_size_bytes: Optional[int] = None
+    stack_bytes: Optional[int] = None
+    core_size_bytes: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,8 @@ class Enforcement:
     cpu_time: Optional[str]
     memory: Optional[str]
     processes: Optional[str]
+    #: ``rlimit`` when a file size limit was asked (schema 2)
+    file_size: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import traceback
 
 from ..exceptions import (
     CpuTimeoutException,
+    FileSizeLimitException,
     MemoryLimitException,
     PynisherException,
     SoftTimeLimit,
@@ -39,7 +40,17 @@ running_in: Optional[str] = None
 class Options:
     """What the child needs besides the function: pynisher's per-call settings."""
 
-    __slots__ = ("name", "memory", "cpu_time", "wall_time", "warnings", "wrap_errors", "terminate_children", "soft")
+    __slots__ = (
+        "name",
+        "memory",
+        "cpu_time",
+        "wall_time",
+        "warnings",
+        "wrap_errors",
+        "terminate_children",
+        "soft",
+        "file_size",
+    )
 
     def __init__(
         self,
@@ -51,6 +62,7 @@ class Options:
         wrap_errors: Any,
         terminate_children: bool,
         soft: bool = False,
+        file_size: Optional[int] = None,
     ) -> None:
         self.name = name
         self.memory = memory
@@ -61,6 +73,9 @@ class Options:
         self.terminate_children = terminate_children
         #: A soft time limit was asked: pynish's warning (SIGURG) raises ``SoftTimeLimit`` in the function.
         self.soft = soft
+        #: The ``file_size`` limit (bytes): an ``OSError`` EFBIG the function raises becomes
+        #: ``FileSizeLimitException``.
+        self.file_size = file_size
 
     def __getstate__(self) -> tuple:
         return tuple(getattr(self, k) for k in self.__slots__)
@@ -101,12 +116,29 @@ def _is(err: BaseException, kind: Any) -> bool:
     return isinstance(kind, type) and type(err) is kind
 
 
+def file_too_large(err: BaseException) -> bool:
+    """Whether ``err`` is the error of a write past RLIMIT_FSIZE (CPython ignores SIGXFSZ: the write fails with
+    EFBIG instead), and not already pynish's."""
+    import errno
+
+    return isinstance(err, OSError) and err.errno == errno.EFBIG and not isinstance(err, FileSizeLimitException)
+
+
+def file_size_exception(limit: int, call: str) -> FileSizeLimitException:
+    """The exception of a ``file_size`` hit: an ``OSError`` EFBIG, as the write's own error is."""
+    import errno
+
+    return FileSizeLimitException(errno.EFBIG, f"File too large: over the file size limit ({limit}B).\n{call}")
+
+
 def wrap_error(err: BaseException, opts: Options, call: str) -> BaseException:
     """pynisher's ``wrap_errors``: which errors become pynisher exceptions (done in the child, so that the
     caller never has to import the modules an unwrapped error would drag in)."""
     message = f"Wrapped Exception {type(err).__name__} - {err}"
     if opts.memory and isinstance(err, MemoryError) and not isinstance(err, MemoryLimitException):
         err = MemoryLimitException(f"Not enough memory to run function ({opts.memory}B).\n{call}")
+    if opts.file_size is not None and file_too_large(err):
+        err = file_size_exception(opts.file_size, call)
     wrap = opts.wrap_errors
     if wrap is False or wrap is None:
         return err
