@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_pynish_global_optspecs
-    string join \n w/wall-time= c/cpu-time= m/memory= memory-kind= p/processes= soft-wall-time= soft-cpu-time= soft-memory= soft-signal= open-files= file-size= stack= core-size= g/grace= s/signal= preserve-status leave-leftovers json report= report-fd= timeline= schema= label= q/quiet v/verbose backend= delegate adopt= adopt-fd= lifeline-fd= h/help V/version
+    string join \n w/wall-time= c/cpu-time= m/memory= memory-kind= p/processes= soft-wall-time= soft-cpu-time= soft-memory= soft-signal= open-files= file-size= stack= core-size= cpus= cpu-quota= g/grace= s/signal= preserve-status leave-leftovers json report= report-fd= timeline= output= output-limit= schema= label= q/quiet v/verbose backend= delegate adopt= adopt-fd= lifeline-fd= h/help V/version
 end
 
 function __fish_pynish_needs_command
@@ -38,11 +38,15 @@ complete -c pynish -n "__fish_pynish_needs_command" -l open-files -d 'Descriptor
 complete -c pynish -n "__fish_pynish_needs_command" -l file-size -d 'Bytes each process may write to one file (RLIMIT_FSIZE; exit 120)' -r -f
 complete -c pynish -n "__fish_pynish_needs_command" -l stack -d 'Main-thread stack of each process (RLIMIT_STACK)' -r -f
 complete -c pynish -n "__fish_pynish_needs_command" -l core-size -d 'Largest core dump of each process (RLIMIT_CORE); 0 forbids core dumps' -r -f
+complete -c pynish -n "__fish_pynish_needs_command" -l cpus -d 'Run the whole tree on these CPUs only, e.g. 0,2-3 (as taskset -c)' -r -f
+complete -c pynish -n "__fish_pynish_needs_command" -l cpu-quota -d 'At most this many CPUs\' worth of time per second, for the whole tree together, e.g. 0.5, 1.5' -r -f
 complete -c pynish -n "__fish_pynish_needs_command" -s g -l grace -d 'Time from the first signal to SIGKILL' -r -f
 complete -c pynish -n "__fish_pynish_needs_command" -s s -l signal -d 'The first signal, a name or number' -r -f
 complete -c pynish -n "__fish_pynish_needs_command" -l report -d 'Write the JSON report to FILE, atomically' -r -F
 complete -c pynish -n "__fish_pynish_needs_command" -l report-fd -d 'Write the JSON report to open descriptor FD (3>run.json)' -r -f
 complete -c pynish -n "__fish_pynish_needs_command" -l timeline -d 'Write usage over time to FILE, as JSON lines (pynish plot draws it)' -r -F
+complete -c pynish -n "__fish_pynish_needs_command" -l output -d 'Send the tree\'s stdout and stderr to FILE, not to the terminal' -r -F
+complete -c pynish -n "__fish_pynish_needs_command" -l output-limit -d 'Keep at most SIZE bytes of output in --output\'s FILE: the first and the last half' -r -f
 complete -c pynish -n "__fish_pynish_needs_command" -l schema -d 'The report\'s layout: 2 (the default), or 1 for a reader that refuses keys it does not know' -r -f
 complete -c pynish -n "__fish_pynish_needs_command" -l label -d 'A name for this run, carried into the report' -r -f
 complete -c pynish -n "__fish_pynish_needs_command" -l backend -d 'How the tree is contained and measured' -r -f -a "auto\t'proc, unless --memory or --processes needs a kernel group: then cgroup v2, else v1, else proc'

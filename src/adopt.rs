@@ -3,10 +3,10 @@
 //! The caller forked the process to limit and holds it on a pipe, then exec'd pynish, which (same pid) is its
 //! parent. pynish does from outside what `spawn` does in the child before exec: writes its pid into the run's
 //! `cgroup.procs` files, makes it the leader of a process group of its own (allowed on a child that has not
-//! exec'd), gives that group the terminal's foreground when pynish holds it, and sets its rlimits with `prlimit`.
-//! Only then does pynish release it, by writing one byte to the pipe and closing it. Any failure kills the held
-//! child before it ran anything of its own: it is never released unlimited. The held child arms its own
-//! PR_SET_PDEATHSIG (pynish cannot do that for another process).
+//! exec'd), gives that group the terminal's foreground when pynish holds it, sets its rlimits with `prlimit` and
+//! its CPUs (`--cpus`) with `sched_setaffinity`. Only then does pynish release it, by writing one byte to the pipe
+//! and closing it. Any failure kills the held child before it ran anything of its own: it is never released
+//! unlimited. The held child arms its own PR_SET_PDEATHSIG (pynish cannot do that for another process).
 
 use crate::settings::Adopt;
 use crate::spawn::{Plan, SpawnError};
@@ -81,6 +81,12 @@ fn place(pid: i32, plan: &Plan) -> Result<()> {
         // SAFETY: prlimit reads the rlimit we pass and writes nothing (no old-limit pointer).
         if unsafe { libc::prlimit(pid, resource as _, &limit, std::ptr::null_mut()) } < 0 {
             return Err(os_error("cannot set the adopted process's rlimits"));
+        }
+    }
+    if let Some(set) = &plan.cpus {
+        // SAFETY: sched_setaffinity reads the set we pass, of the size we give.
+        if unsafe { libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), set) } < 0 {
+            return Err(os_error("cannot set the adopted process's CPUs (--cpus)"));
         }
     }
     Ok(())

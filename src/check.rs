@@ -3,7 +3,8 @@
 //!
 //! Each cgroup backend is tried for real, as a run would use it: its group is made (with no limits) and removed
 //! again, so the answer includes permissions, delegation and the no-internal-process rule, not only what is
-//! mounted. Nothing else is changed: no stale group is swept, no process is started.
+//! mounted; so is a group with a CPU quota, for `--cpu-quota`. Nothing else is changed: no stale group is swept,
+//! no process is started.
 
 use crate::limits::Limits;
 use crate::tree::cgroup::{Discovery, v1::V1Tree, v2};
@@ -56,6 +57,9 @@ struct Findings {
     hints: Vec<String>,
     /// Every limit can be enforced, at least by the fallback.
     ok: bool,
+    /// The harness limits (soft limits, per-process rlimits, CPU pinning and quota): how each is held here, or
+    /// `enforced_by` null where it cannot be. `ok` does not count them: a run that does not ask needs none.
+    harness_limits: Vec<Limit>,
 }
 
 /// Runs the check and prints the findings; the exit code is 0 when every limit can be enforced.
@@ -218,7 +222,86 @@ fn gather() -> Findings {
         }
     }
     let ok = auto.is_some() && limits.iter().all(|l| l.enforced_by.is_some());
-    Findings { uid, kernel, auto, auto_choice: auto_choice(auto), limits, backends, hints, ok }
+    let harness_limits = harness_limits(crate::procfs::foreign_reason(), try_cpu_quota());
+    Findings { uid, kernel, auto, auto_choice: auto_choice(auto), limits, backends, hints, ok, harness_limits }
+}
+
+/// Which backend can hold a CPU quota here, tried for real: a group with `cpu.max` (v2) or a cpu group with
+/// `cpu.cfs_quota_us` (v1) made and removed again, as `--backend auto` would try them; else why neither can.
+fn try_cpu_quota() -> Result<&'static str, String> {
+    let limits = Limits { cpu_quota: Some(1.0), ..Limits::default() };
+    let v2 = match v2::V2Tree::open(&limits) {
+        Ok(_) => return Ok("cgroup2"),
+        Err(e) => format!("{e:#}"),
+    };
+    match V1Tree::open(&limits) {
+        Ok(_) => Ok("cgroup1"),
+        Err(v1) => Err(format!("cgroup2: {v2}; cgroup1: {v1:#}")),
+    }
+}
+
+/// How the harness limits are held here: the soft limits by pynish's own clock and samples (`proc_refused`: why
+/// proc cannot sample this tree, where it cannot), the rlimits by the kernel (with the hard limit each is bounded
+/// by), `--cpus` by the affinity mask (with the CPUs allowed), `--cpu-quota` by `quota` (a backend, or why none).
+fn harness_limits(proc_refused: Option<String>, quota: Result<&'static str, String>) -> Vec<Limit> {
+    let warn = "once, to every member, with --soft-signal (SIGURG unless asked); the run goes on";
+    let sampled = |name, what: &str| match &proc_refused {
+        None => Limit { name, enforced_by: Some("proc"), how: format!("{what}: {warn}") },
+        Some(reason) => Limit {
+            name,
+            enforced_by: None,
+            how: format!("proc cannot sample this tree ({reason}); with a cgroup limit beside it, its group: {what}"),
+        },
+    };
+    let mut out = vec![
+        Limit { name: "soft_wall_time", enforced_by: Some("timer"), how: format!("pynish's own clock: {warn}") },
+        sampled("soft_cpu_time", "counted as --cpu-time is, as precisely (with --cpu-time, by its backend)"),
+        sampled(
+            "soft_memory",
+            "resident memory, sampled as --memory is (with --memory, by its backend); nothing throttled",
+        ),
+    ];
+    let every = crate::limits::Rlimits { open_files: Some(0), file_size: Some(0), stack: Some(0), core_size: Some(0) };
+    for ((resource, flag, _), name) in every.asked().into_iter().zip(["open_files", "file_size", "stack", "core_size"])
+    {
+        let bound = match nix::sys::resource::getrlimit(resource) {
+            Ok((_, hard)) if hard == nix::libc::RLIM_INFINITY => "no hard limit here".to_string(),
+            Ok((soft, hard)) => {
+                // Tried for real, as a run's check does: raised by one and set back at once.
+                use nix::sys::resource::setrlimit;
+                let raised = setrlimit(resource, soft, hard + 1).is_ok();
+                let _ = setrlimit(resource, soft, hard);
+                let raise = if raised { "pynish may raise it" } else { "a value above it is refused" };
+                format!("hard limit {hard} here ({raise})")
+            }
+            Err(_) => "hard limit unknown".to_string(),
+        };
+        let how = format!("{flag}: set before exec, inherited by every member; {bound}");
+        out.push(Limit { name, enforced_by: Some("rlimit"), how });
+    }
+    out.push(match crate::limits::allowed_cpus() {
+        Ok(cpus) => Limit {
+            name: "cpus",
+            enforced_by: Some("affinity"),
+            how: format!(
+                "sched_setaffinity before exec, inherited (on the cgroup1 backend a cpuset group too, so that no \
+                 member widens its own); CPUs allowed here: {}",
+                crate::units::format_cpu_list(&cpus)
+            ),
+        },
+        Err(e) => Limit { name: "cpus", enforced_by: None, how: format!("{e:#}") },
+    });
+    out.push(match quota {
+        Ok(backend) => Limit {
+            name: "cpu_quota",
+            enforced_by: Some(backend),
+            how: format!("{backend}'s CPU controller throttles the tree (a CFS quota per 100 ms period; tried here)"),
+        },
+        Err(why) => {
+            Limit { name: "cpu_quota", enforced_by: None, how: format!("{}: {why}", crate::tree::CPU_QUOTA_NEEDS) }
+        }
+    });
+    out
 }
 
 fn render(findings: &Findings) -> String {
@@ -241,6 +324,10 @@ fn render(findings: &Findings) -> String {
     out += "\nLimits (as held with --backend auto):\n";
     for limit in &findings.limits {
         out += &format!("  {:<10} {:<8} {}\n", limit.name, limit.enforced_by.unwrap_or("-"), limit.how);
+    }
+    out += "\nHarness limits (soft limits, per-process rlimits, CPUs), each when asked:\n";
+    for limit in &findings.harness_limits {
+        out += &format!("  {:<14} {:<8} {}\n", limit.name, limit.enforced_by.unwrap_or("-"), limit.how);
     }
     for hint in &findings.hints {
         out += &format!("\nHint: {hint}\n");
@@ -271,6 +358,7 @@ mod tests {
             limits: limits(Some("proc")),
             hints: vec![format!("cgroup v2 ...: {}", v2::DELEGATE_HINT)],
             ok: true,
+            harness_limits: harness_limits(None, Err("no cpu controller".into())),
         };
         let text = render(&findings);
         assert!(text.contains("--backend auto uses proc"), "{text}");
@@ -280,5 +368,20 @@ mod tests {
         );
         assert!(text.contains("systemd-run --user --scope -p Delegate=yes"), "{text}");
         assert!(text.contains("cgroup2  no"), "{text}");
+        assert!(text.contains("open_files     rlimit"), "{text}");
+        assert!(text.contains("cpu_quota      -        --cpu-quota needs a kernel CPU controller"), "{text}");
+    }
+
+    #[test]
+    fn harness_limits_say_what_holds_each() {
+        let found = harness_limits(None, Ok("cgroup1"));
+        let names: Vec<_> = found.iter().map(|l| l.name).collect();
+        let all = ["soft_wall_time", "soft_cpu_time", "soft_memory", "open_files", "file_size", "stack", "core_size"];
+        assert_eq!(names[..7], all);
+        assert_eq!(names[7..], ["cpus", "cpu_quota"]);
+        assert_eq!(found[8].enforced_by, Some("cgroup1"));
+        let foreign = harness_limits(Some("a /proc of another namespace".into()), Err("none".into()));
+        assert_eq!(foreign[0].enforced_by, Some("timer"), "the clock needs no /proc");
+        assert_eq!((foreign[1].enforced_by, foreign[2].enforced_by, foreign[8].enforced_by), (None, None, None));
     }
 }

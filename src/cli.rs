@@ -35,6 +35,7 @@ Exit status:
   128+N  the command was killed by signal N (not sent by pynish), or pynish was asked to stop by N
   124    wall-time limit reached           123  CPU-time limit reached
   122    memory limit reached              121  process limit reached
+  120    a member wrote past --file-size (it was killed by SIGXFSZ)
   125    pynish failed or the input was bad; nothing is run
   126    the command cannot be executed    127  the command was not found
   A limit is the verdict even if the command exits 0 in the grace period or the kernel killed it.
@@ -137,12 +138,31 @@ pub struct Cli {
     pub file_size: Option<u64>,
 
     /// Main-thread stack of each process (RLIMIT_STACK)
+    ///
+    /// Set in the command before exec and inherited by every descendant, e.g. 8MiB.
     #[arg(long, value_name = "SIZE", value_hint = ValueHint::Other, value_parser = positive_size, hide_short_help = true, help_heading = "Per-process limits")]
     pub stack: Option<u64>,
 
     /// Largest core dump of each process (RLIMIT_CORE); 0 forbids core dumps
+    ///
+    /// Set in the command before exec and inherited by every descendant.
     #[arg(long, value_name = "SIZE", value_hint = ValueHint::Other, value_parser = parse_size, hide_short_help = true, help_heading = "Per-process limits")]
     pub core_size: Option<u64>,
+
+    /// Run the whole tree on these CPUs only, e.g. 0,2-3 (as taskset -c)
+    ///
+    /// Set with sched_setaffinity before exec and inherited by every member; with --backend cgroup1 also a
+    /// cpuset group, so that no member can widen its own. Each CPU must be online and allowed to pynish.
+    #[arg(long, value_name = "LIST", value_hint = ValueHint::Other, value_parser = parse_cpus, hide_short_help = true, help_heading = "CPUs")]
+    pub cpus: Option<CpuList>,
+
+    /// At most this many CPUs' worth of time per second, for the whole tree together, e.g. 0.5, 1.5
+    ///
+    /// The kernel's CPU controller throttles the tree (cpu.cfs_quota_us on cgroup v1, cpu.max on v2): needs a
+    /// cgroup backend with a cpu controller, and is refused where there is none (pynish check says which this
+    /// machine has), never run unthrottled.
+    #[arg(long, value_name = "CORES", value_hint = ValueHint::Other, value_parser = positive_cores, hide_short_help = true, help_heading = "CPUs")]
+    pub cpu_quota: Option<f64>,
 
     /// Time from the first signal to SIGKILL
     #[arg(short = 'g', long, value_name = "DUR", value_hint = ValueHint::Other, value_parser = parse_duration, default_value = "2s", env = "PYNISH_GRACE", help_heading = "Escalation")]
@@ -195,6 +215,21 @@ pub struct Cli {
     /// writes a bounded file.
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, help_heading = "Reporting")]
     pub timeline: Option<PathBuf>,
+
+    /// Send the tree's stdout and stderr to FILE, not to the terminal
+    ///
+    /// One pipe for both, as `>FILE 2>&1`, so in the order written. Written by the same rules as --report: the
+    /// directory must exist; a regular file is replaced atomically once the run is over. See --output-limit.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, conflicts_with = "adopt", hide_short_help = true, help_heading = "Output")]
+    pub output: Option<PathBuf>,
+
+    /// Keep at most SIZE bytes of output in --output's FILE: the first and the last half
+    ///
+    /// Where the middle was dropped, one line says how much (its own bytes beyond SIZE). The command is never
+    /// blocked or slowed: pynish reads everything and discards the middle, holding the last half in memory.
+    /// 64KiB is 65536 bytes, 1MB 10^6.
+    #[arg(long, value_name = "SIZE", value_hint = ValueHint::Other, value_parser = positive_size, requires = "output", hide_short_help = true, help_heading = "Output")]
+    pub output_limit: Option<u64>,
 
     /// The report's layout: 2 (the default), or 1 for a reader that refuses keys it does not know
     ///
@@ -307,6 +342,22 @@ fn positive_size(text: &str) -> Result<u64, String> {
     }
 }
 
+/// `--cpu-quota`: a positive, finite number of CPUs.
+fn positive_cores(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(cores) if cores.is_finite() && cores > 0.0 => Ok(cores),
+        _ => Err("not a positive number of CPUs (e.g. 0.5, 2)".into()),
+    }
+}
+
+/// `--cpus`'s value as one list (a plain `Vec` would make clap take the flag many times).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+fn parse_cpus(text: &str) -> Result<CpuList, String> {
+    crate::units::parse_cpu_list(text).map(CpuList)
+}
+
 /// A command line pynish refuses, before anything runs.
 pub enum Refused {
     /// clap's own error (usage, help, version).
@@ -395,6 +446,8 @@ impl Settings {
                     stack: cli.stack,
                     core_size: cli.core_size,
                 },
+                cpus: cli.cpus.map(|list| list.0),
+                cpu_quota: cli.cpu_quota,
             },
             grace: cli.grace,
             signal: cli.signal,
@@ -413,6 +466,8 @@ impl Settings {
             command: cli.command,
             adopt: cli.adopt.zip(cli.adopt_fd).map(|(pid, fd)| Adopt { pid, fd }),
             lifeline: cli.lifeline_fd,
+            output: cli.output,
+            output_limit: cli.output_limit,
         }
         .validated()
     }
@@ -425,6 +480,15 @@ pub fn command() -> clap::Command {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_cpu_quota_is_a_positive_number_of_cpus() {
+        assert_eq!(super::positive_cores("0.5"), Ok(0.5));
+        assert_eq!(super::positive_cores(" 2 "), Ok(2.0));
+        for bad in ["0", "-1", "inf", "NaN", "half", ""] {
+            assert!(super::positive_cores(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
     #[test]
     fn verify_cli() {
         super::command().debug_assert();

@@ -4,9 +4,10 @@
 //! # Theory of operation
 //!
 //! **Process model.** pynish makes itself a child subreaper, then starts the command in a process group of its
-//! own, with the rlimits, the cgroup placement and a parent-death signal set in the child before `exec`
-//! (`spawn`), and with what it inherited from pynish's caller as it would be without pynish (`inherit`: closed
-//! standard descriptors, ignored signals, an empty signal mask, SIGCHLD at its default). Every descendant of
+//! own, with the rlimits, the cgroup placement (on cgroup v2: born in its group, `clone3`) and a parent-death
+//! signal set in the child before `exec` (`spawn`), and with what it inherited from pynish's caller as it would
+//! be without pynish (`inherit`: closed standard descriptors, ignored signals, an empty signal mask, SIGCHLD at
+//! its default). Every descendant of
 //! the command, daemonized or not, stays a descendant of pynish: an orphan is re-parented to pynish, not to init.
 //! So "pynish has no child left" is exactly "the tree is gone", and pynish ends only then.
 //!
@@ -21,6 +22,11 @@
 //! facts only once everything is reaped; the report (`report`) is written after that, so it never mixes with the
 //! command's output.
 //!
+//! **Output.** With `--output`, the command's stdout and stderr are one pipe that a thread of pynish's own
+//! (`capture`) drains into the file while the loop watches, so that the loop never waits on output and output
+//! never waits on the loop; once the tree is gone the thread takes what the pipe still holds, and only then is
+//! the report written.
+//!
 //! **Timeline.** With `--timeline`, the monitor hands each sample it takes, and each event, to `timeline`, which
 //! thins them and passes lines to a writer thread; `plot` draws the file afterwards.
 //!
@@ -33,7 +39,8 @@
 //! main ──► cli ──► settings        clap types stop in cli; settings is the checked run spec, a pure value
 //!  │                  ▲
 //!  └──► run ──────────┘             orchestration: backend, supervision, verdict, outputs
-//!        ├──► monitor ──► tree/ (proc, cgroup v1, v2), spawn, adopt, terminal, wakeup
+//!        ├──► capture ──► destination  --output: the pipe's reader thread, the cap
+//!        ├──► monitor ──► tree/ (proc, cgroup v1, v2), spawn (──► clone3), adopt, terminal, wakeup
 //!        │      └──► timeline ──┐
 //!        ├──► report ───────────┼──► record   plain data: asked, facts, usage, escalation, outcome;
 //!        └──► verdict ──────────┘             the monitor fills it, the others read it
@@ -73,6 +80,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(target_os = "linux")]
+mod capture;
 pub mod cli;
 mod destination;
 pub mod exit_code;
@@ -93,6 +102,8 @@ pub mod verdict;
 mod adopt;
 #[cfg(target_os = "linux")]
 mod check;
+#[cfg(target_os = "linux")]
+mod clone3;
 #[cfg(target_os = "linux")]
 mod delegate;
 #[cfg(target_os = "linux")]

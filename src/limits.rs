@@ -33,6 +33,11 @@ pub struct Limits {
     pub soft: Soft,
     /// Per-process rlimits set before exec and inherited by every member (prlimit's, for the whole tree).
     pub rlimits: Rlimits,
+    /// `--cpus`: the CPUs the whole tree may run on, sorted, each once (taskset's, for the whole tree).
+    pub cpus: Option<Vec<usize>>,
+    /// `--cpu-quota`: CPUs' worth of time per second of wall time, for the whole tree together (a kernel CPU
+    /// controller throttles it; the proc backend has none, so it refuses).
+    pub cpu_quota: Option<f64>,
 }
 
 /// `--soft-wall-time`, `--soft-cpu-time`, `--soft-memory`: when the tree reaches one, every member gets `signal`
@@ -113,6 +118,37 @@ impl Rlimits {
         }
         Ok(())
     }
+}
+
+/// Bad input: a `--cpus` CPU that is offline or outside pynish's own affinity (a CPU the kernel would refuse, or
+/// one a batch system's cpuset keeps from the job), named with the CPUs that are allowed.
+pub fn check_cpus(cpus: &[usize]) -> anyhow::Result<()> {
+    let allowed = allowed_cpus()?;
+    if let Some(cpu) = cpus.iter().find(|cpu| !allowed.contains(cpu)) {
+        anyhow::bail!(
+            "--cpus: CPU {cpu} is not online or not allowed to pynish (allowed here: {})",
+            crate::units::format_cpu_list(&allowed)
+        );
+    }
+    Ok(())
+}
+
+/// The CPUs this process may run on: its affinity mask, online CPUs only.
+pub fn allowed_cpus() -> anyhow::Result<Vec<usize>> {
+    use nix::libc;
+    // SAFETY: an all-zero cpu_set_t is the empty set; sched_getaffinity writes at most the size we pass into it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; pid 0 is this thread.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } < 0 {
+        anyhow::bail!("cannot read pynish's CPU affinity: {}", std::io::Error::last_os_error());
+    }
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").ok();
+    let online = online.and_then(|text| crate::units::parse_cpu_list(text.trim()).ok());
+    Ok((0..libc::CPU_SETSIZE as usize)
+        // SAFETY: CPU_ISSET reads bit `cpu` of the set, below CPU_SETSIZE.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .filter(|cpu| online.as_ref().is_none_or(|online| online.contains(cpu)))
+        .collect())
 }
 
 /// In the grace period a tree may reach this multiple of its process limit before it is killed at once. Here,

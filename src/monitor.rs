@@ -142,6 +142,7 @@ pub fn supervise<'a>(
     tree: &'a mut dyn Tree,
     log: &'a Log,
     timeline: Option<&'a mut Timeline>,
+    output: Option<std::os::fd::OwnedFd>,
 ) -> Result<Outcome, SpawnError> {
     let watched: Vec<Signal> = [Signal::SIGCHLD].iter().chain(&TERMINATING).chain(&PASSED_ON).copied().collect();
     let mut wakeup = Wakeup::install(&watched)
@@ -160,23 +161,32 @@ pub fn supervise<'a>(
     }
     let plan = Plan {
         join_fds: tree.join_fds(),
+        birth_group: tree.birth_group(),
         rlimits: rlimits(settings),
         terminal: terminal.map(Terminal::fd),
         nice: raise_priority(),
+        cpus: settings.limits.cpus.as_deref().map(spawn::cpu_set),
+        output: output.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
     };
     let start = Instant::now();
-    let child = match settings.adopt {
-        Some(adopt) => crate::adopt::adopt(adopt, &plan)?,
-        None => Pid::from_raw(spawn::spawn(&settings.command, plan)?.id() as i32),
+    let (child, born_in_group) = match settings.adopt {
+        Some(adopt) => (crate::adopt::adopt(adopt, &plan)?, false),
+        None => {
+            let started = spawn::spawn(&settings.command, plan)?;
+            (Pid::from_raw(started.pid), started.born_in_group)
+        }
     };
+    // Only the tree holds the output pipe now: its end is the end of the tree's output.
+    drop(output);
     // Read while the command starts rather than before (mountinfo, /proc/vmstat: a few hundred µs, on another
     // core than the command's exec): an outside OOM kill within that moment would go unnamed (the verdict,
     // `signaled`, stays right; the run's own limit is judged by its group's counters, read before the start).
     let enclosing = Enclosing::snapshot();
     log.event(format_args!(
-        "started {} as pid {child} ({} backend)",
+        "started {} as pid {child} ({} backend{})",
         settings.command[0].to_string_lossy(),
-        tree.name()
+        tree.name(),
+        if born_in_group { ", born in its group" } else { "" }
     ));
 
     let mut monitor = Monitor {
@@ -662,6 +672,7 @@ impl Monitor<'_> {
         self.usage.cpu_system = kernel.cpu_system.unwrap_or(system);
         self.usage.peak_memory = kernel.peak_memory.unwrap_or(self.usage.peak_memory.max(proc::reaped_max_rss()));
         self.usage.max_processes = kernel.peak_processes.unwrap_or(self.usage.max_processes).max(1);
+        (self.usage.io_read, self.usage.io_write) = proc::reaped_io().unzip();
         if self.facts.kernel_limit.is_none() {
             let kernel = self.tree.kernel_hit();
             if let Some(kind) = kernel {

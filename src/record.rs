@@ -70,6 +70,12 @@ pub struct LimitsAsked {
     /// `--soft-signal`, when a soft limit was asked (schema 2).
     #[serde(default)]
     pub soft_signal: Option<String>,
+    /// `--cpus`, as taskset prints a list (`0,2-3`) (schema 2).
+    #[serde(default)]
+    pub cpus: Option<String>,
+    /// `--cpu-quota`, in CPUs (schema 2).
+    #[serde(default)]
+    pub cpu_quota: Option<f64>,
 }
 
 impl LimitsAsked {
@@ -91,6 +97,8 @@ impl LimitsAsked {
             soft_cpu_time_s: limits.soft.cpu_time.map(seconds),
             soft_memory_bytes: limits.soft.memory,
             soft_signal: limits.soft.any().then(|| limits.soft.signal.name().into_owned()),
+            cpus: limits.cpus.as_deref().map(crate::units::format_cpu_list),
+            cpu_quota: limits.cpu_quota,
         }
     }
 }
@@ -110,10 +118,18 @@ pub struct Enforcement {
     /// `rlimit` (RLIMIT_FSIZE) when `--file-size` was asked (schema 2).
     #[serde(default)]
     pub file_size: Option<String>,
+    /// `--cpus` (schema 2): `affinity` (sched_setaffinity before exec, inherited; a member may widen its own), or
+    /// `cpuset` where a cpuset group holds the CPUs too (cgroup1), so that none can.
+    #[serde(default)]
+    pub cpus: Option<String>,
+    /// `--cpu-quota` (schema 2): the backend whose CPU controller throttles the tree (`cgroup1`, `cgroup2`).
+    #[serde(default)]
+    pub cpu_quota: Option<String>,
 }
 
 impl Enforcement {
-    /// The mechanisms for `limits`, with `backend` naming what the chosen backend holds each limit with.
+    /// The mechanisms for `limits`, with `backend` naming what the chosen backend holds each limit with (a CPU
+    /// quota is held by the backend's CPU controller, as CPU time is counted by it).
     pub fn new(limits: &Limits, backend: &dyn Fn(LimitKind) -> &'static str) -> Enforcement {
         let l = limits;
         let name = |s: &'static str| s.to_owned();
@@ -128,6 +144,8 @@ impl Enforcement {
             }),
             processes: l.processes.map(|_| name(backend(LimitKind::Processes))),
             file_size: l.rlimits.file_size.map(|_| name("rlimit")),
+            cpus: l.cpus.as_ref().map(|_| name("affinity")),
+            cpu_quota: l.cpu_quota.map(|_| name(backend(LimitKind::CpuTime))),
         }
     }
 }
@@ -199,6 +217,14 @@ pub struct Usage {
     pub peak_memory: u64,
     /// The most members alive at once.
     pub max_processes: u64,
+    /// Bytes the members read from storage, ended members included (task I/O accounting); None where the
+    /// kernel does not count it.
+    #[serde(default)]
+    pub io_read: Option<u64>,
+    /// Bytes the members sent to storage (dirtied in the page cache or written directly), less what was
+    /// truncated before it was written back; None where the kernel does not count it.
+    #[serde(default)]
+    pub io_write: Option<u64>,
 }
 
 /// Whose limit it was when the kernel killed a member (an OOM kill) or refused a fork.
@@ -220,6 +246,20 @@ pub struct OutsideLimit {
     pub group: Option<String>,
     /// That group's limit (bytes or processes), where readable.
     pub limit: Option<u64>,
+}
+
+/// What `--output` captured of the tree's stdout and stderr.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Captured {
+    /// FILE, as given (lossy where it was not UTF-8).
+    pub file: String,
+    /// Bytes of the tree's output in FILE (the marker line not counted).
+    pub bytes_written: u64,
+    /// Bytes of the tree's output not in FILE: the middle, dropped by `--output-limit`, and any a failed write
+    /// lost. `bytes_written + bytes_dropped` is all the tree wrote.
+    pub bytes_dropped: u64,
+    /// `--output-limit`, in bytes; None: unlimited.
+    pub limit_bytes: Option<u64>,
 }
 
 /// Everything the run produced, once the tree is gone.

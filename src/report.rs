@@ -4,7 +4,7 @@
 
 use crate::exit_code::ExitCode;
 use crate::limits::{LimitKind, Limits};
-use crate::record::{Asked, Enforcement, LimitsAsked, Outcome, Status, Whose, seconds as secs};
+use crate::record::{Asked, Captured, Enforcement, LimitsAsked, Outcome, Status, Whose, seconds as secs};
 use crate::signals::Sig;
 use crate::verdict::Verdict;
 use anyhow::{Context, Result};
@@ -68,6 +68,9 @@ pub struct Report {
     /// Whose process limit refused a fork in the tree: `run` or `outside`, as `oom` (schema 2).
     #[serde(default)]
     pub fork_refused: Option<Whose>,
+    /// What `--output` captured, None without it (schema 2).
+    #[serde(default)]
+    pub output: Option<Captured>,
 }
 
 /// A soft limit reached, as the report tells it.
@@ -98,6 +101,13 @@ pub struct UsageReport {
     pub peak_memory_bytes: u64,
     /// The most members alive at once.
     pub max_processes: u64,
+    /// Bytes the tree read from storage, ended members included; none where the kernel keeps no task I/O
+    /// accounting (schema 2).
+    #[serde(default)]
+    pub io_read_bytes: Option<u64>,
+    /// Bytes the tree sent to storage, ended members included; none where unknown (schema 2).
+    #[serde(default)]
+    pub io_write_bytes: Option<u64>,
 }
 
 /// What pynish sent to end the tree, and when: shows whether the command used its grace to clean up.
@@ -152,6 +162,8 @@ impl Report {
                 cpu_time_s: secs(usage.cpu_user + usage.cpu_system),
                 peak_memory_bytes: usage.peak_memory,
                 max_processes: usage.max_processes,
+                io_read_bytes: usage.io_read,
+                io_write_bytes: usage.io_write,
             },
             escalation: EscalationReport {
                 first_signal: esc.first_signal.map(|s| s.name().into_owned()),
@@ -180,6 +192,7 @@ impl Report {
                 .collect(),
             oom: outcome.oom,
             fork_refused: outcome.fork_refused,
+            output: None,
         }
     }
 
@@ -206,6 +219,7 @@ impl Report {
             soft: Vec::new(),
             oom: None,
             fork_refused: None,
+            output: None,
         }
     }
 

@@ -54,6 +54,9 @@ fn supervise(cli: Cli) -> Result<Exit> {
     {
         anyhow::bail!("{reason} (backend proc: {why})");
     }
+    if tree.name() == "proc" && settings.limits.cpu_quota.is_some() {
+        anyhow::bail!("{} (backend proc: {why})", tree::CPU_QUOTA_NEEDS);
+    }
     log.event(format_args!("backend {} ({why})", tree.name()));
     let started = report::Started::now();
     let mut timeline = match opened {
@@ -63,7 +66,18 @@ fn supervise(cli: Cli) -> Result<Exit> {
         }
         None => None,
     };
-    let result = monitor::supervise(&settings, tree.as_mut(), &log, timeline.as_mut());
+    // Last before the command starts: nothing that can fail is left between here and `finish`.
+    let (capture, output) = match &settings.output {
+        Some(path) => {
+            let (capture, pipe) = crate::capture::start(path, settings.output_limit)?;
+            (Some(capture), Some(pipe))
+        }
+        None => (None, None),
+    };
+    let result = monitor::supervise(&settings, tree.as_mut(), &log, timeline.as_mut(), output);
+    // The tree is gone: what it wrote is in the pipe, and goes to FILE before the report says how much.
+    let captured = capture
+        .and_then(|capture| capture.finish().map_err(|error| crate::say(format_args!("pynish: {error:#}"))).ok());
     if let Err(error) = tree.cleanup() {
         crate::say(format_args!("pynish: {error:#}"));
     }
@@ -73,7 +87,7 @@ fn supervise(cli: Cli) -> Result<Exit> {
     let (report, exit) = match result {
         Ok(outcome) => {
             let (verdict, code) = verdict::decide(&outcome.facts);
-            let mut enforcement = Enforcement::new(&settings.limits, &|kind| tree.enforcement(kind));
+            let mut enforcement = enforcement(&settings, tree.as_ref());
             if outcome.facts.limit.is_none() && outcome.facts.kernel_limit == Some(crate::limits::LimitKind::CpuTime) {
                 enforcement.cpu_time = Some("rlimit".to_owned()); // RLIMIT_CPU's SIGXCPU ended the command before pynish did
             }
@@ -110,7 +124,8 @@ fn supervise(cli: Cli) -> Result<Exit> {
             (Report::spawn_error(&asked, code, backend, text), Exit::Code(code.into()))
         }
     };
-    let report = report.started(&started);
+    let mut report = report.started(&started);
+    report.output = captured;
     if let Some(mut timeline) = timeline {
         let (wall, usage) = result_usage.unwrap_or_default();
         let (verdict, exit_code) = (report.verdict, report.exit_code);
@@ -135,12 +150,21 @@ fn timeline_header(settings: &Settings, tree: &dyn Tree, started: &report::Start
         pynish: env!("CARGO_PKG_VERSION"),
         backend: tree.name(),
         limits: asked.limits,
-        enforcement: Enforcement::new(&settings.limits, &|kind| tree.enforcement(kind)),
+        enforcement: enforcement(settings, tree),
         command: asked.command,
         label: asked.label,
         started_at: started.at.clone(),
         hostname: started.hostname.clone(),
     }
+}
+
+/// Which mechanism holds each limit asked, as the backend says; `--cpus` is the backend's cpuset where it adds one.
+fn enforcement(settings: &Settings, tree: &dyn Tree) -> Enforcement {
+    let mut enforcement = Enforcement::new(&settings.limits, &|kind| tree.enforcement(kind));
+    if let (Some(_), Some(held)) = (&enforcement.cpus, tree.cpus_held_by()) {
+        enforcement.cpus = Some(held.to_owned());
+    }
+    enforcement
 }
 
 /// Writes the report wherever it was asked for.

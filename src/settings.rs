@@ -50,6 +50,10 @@ pub struct Settings {
     pub adopt: Option<Adopt>,
     /// `--lifeline-fd FD`: the read end of a pipe whose closing ends the run (`lifeline`).
     pub lifeline: Option<i32>,
+    /// `--output`: the tree's stdout and stderr go to this file (checked before the run).
+    pub output: Option<PathBuf>,
+    /// `--output-limit`: the output file keeps at most this many bytes (its first and last half).
+    pub output_limit: Option<u64>,
 }
 
 /// An existing child to supervise instead of a command to start (`--adopt`).
@@ -78,6 +82,16 @@ impl Settings {
                 bail!("--report and --timeline name the same file {}", destination::shown(path));
             }
         }
+        if let Some(path) = &self.output {
+            destination::check(path, "output")?;
+            for (flag, other) in [("--report", &self.report), ("--timeline", &self.timeline)] {
+                if other.as_ref().is_some_and(|other| destination::same_file(other, path)) {
+                    bail!("{flag} and --output name the same file {}", destination::shown(path));
+                }
+            }
+        } else if self.output_limit.is_some() {
+            bail!("--output-limit needs --output");
+        }
         if let Some(fd) = self.report_fd {
             destination::check_fd(fd, "--report-fd")?;
         }
@@ -102,6 +116,17 @@ impl Settings {
         }
         if soft.memory.is_some() && l.memory_kind == crate::limits::MemoryKind::Virtual {
             bail!("--soft-memory counts resident memory; it cannot go with --memory-kind virtual");
+        }
+        // Neither can be handled: SIGKILL would end the tree at the soft limit (that is a hard limit: --wall-time,
+        // --cpu-time, --memory), and SIGSTOP is undone by the SIGCONT every signal to the tree is followed by.
+        if [Sig::KILL, Sig::STOP].contains(&soft.signal) {
+            bail!(
+                "--soft-signal {} cannot be handled, so it cannot warn: name one the command traps (USR1, TERM, ...)",
+                soft.signal
+            );
+        }
+        if let Some(cpus) = &l.cpus {
+            crate::limits::check_cpus(cpus)?;
         }
         self.backend = match (self.leave_leftovers, self.backend) {
             (true, BackendChoice::Auto) => BackendChoice::Proc,

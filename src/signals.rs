@@ -20,6 +20,8 @@ impl Sig {
     pub const KILL: Sig = Sig(libc::SIGKILL);
     /// SIGCONT, after the first signal, so that a stopped member can act on it.
     pub const CONT: Sig = Sig(libc::SIGCONT);
+    /// SIGSTOP, which no process can handle (nor can it SIGKILL).
+    pub const STOP: Sig = Sig(libc::SIGSTOP);
     /// SIGTERM, the default first signal.
     pub const TERM: Sig = Sig(libc::SIGTERM);
     /// SIGXCPU, RLIMIT_CPU's own signal.

@@ -115,9 +115,59 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// `--cpus`: a list as `taskset -c` takes it (`0,2-3`), sorted, each CPU once. Read here, not by the C
+/// library's `CPU_SET`, so that a number past the mask is bad input rather than silently dropped.
+pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
+    /// Far above any machine's CPU count, and `cpu_set_t` ends at 1024: `Limits` checks each CPU is allowed.
+    const MOST: usize = 1 << 16;
+    let bad = || format!("'{text}' is not a CPU list such as 0,2-3");
+    let mut cpus = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        let first: usize = first.trim().parse().map_err(|_| bad())?;
+        let last: usize = last.trim().parse().map_err(|_| bad())?;
+        if first > last || last >= MOST {
+            return Err(bad());
+        }
+        cpus.extend(first..=last);
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    Ok(cpus)
+}
+
+/// A sorted CPU list as taskset and `/proc/PID/status` print it (`0-1,3`).
+pub fn format_cpu_list(cpus: &[usize]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        parts.push(if i == j { cpus[i].to_string() } else { format!("{}-{}", cpus[i], cpus[j]) });
+        i = j + 1;
+    }
+    parts.join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_lists_read_and_print_as_taskset_does() {
+        assert_eq!(parse_cpu_list("0,2-3"), Ok(vec![0, 2, 3]));
+        assert_eq!(parse_cpu_list("3,1,1-2"), Ok(vec![1, 2, 3]));
+        assert_eq!(parse_cpu_list(" 1 "), Ok(vec![1]));
+        for bad in ["2-1", "a", "", "1,", "-1", "0-65536", "1-2-3"] {
+            assert!(parse_cpu_list(bad).is_err(), "{bad:?} should be rejected");
+        }
+        assert_eq!(format_cpu_list(&[0, 1, 3, 5, 6, 7]), "0-1,3,5-7");
+        assert_eq!(format_cpu_list(&[1]), "1");
+        assert_eq!(format_cpu_list(&[]), "");
+    }
 
     #[test]
     fn durations() {

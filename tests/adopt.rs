@@ -76,6 +76,25 @@ fn adopted_child_gets_rlimits_and_wall_time() {
     assert_run_gone(&scene.tag, &[read_pid(&scene.path("pid"))]);
 }
 
+/// What the Python package relies on: an adopted child gets the per-process rlimits and the CPUs before it runs
+/// anything of its own (prlimit and sched_setaffinity on the held child, as `spawn` sets them before exec).
+#[test]
+fn adopted_child_gets_open_files_core_size_and_cpus_before_release() {
+    let allowed = pynish::limits::allowed_cpus().unwrap();
+    let cpu = *allowed.last().expect("a CPU");
+    let scene = Scene::new("adopt-rlimits");
+    let dir = scene.dir.path().to_string_lossy().into_owned();
+    let probe = "ulimit -n; ulimit -c; grep Cpus_allowed_list /proc/self/status";
+    let workload = format!("bash -c '({probe}) > \"$0/seen\"' {dir}");
+    let flags = format!("--backend proc --json --open-files 16 --core-size 0 --cpus {cpu}");
+    let (out, _) = scene.run(&mut adopting(&scene, 3, &flags, &workload), PATIENCE);
+    let r = report(&out);
+    assert_eq!(r["verdict"], "completed", "{r}");
+    let seen = std::fs::read_to_string(scene.path("seen")).expect("the workload ran");
+    assert_eq!(seen, format!("16\n0\nCpus_allowed_list:\t{cpu}\n"), "{r}");
+    assert_eq!(r["enforcement"]["cpus"], "affinity");
+}
+
 #[test]
 fn a_process_that_is_not_a_child_is_refused() {
     let out = pynish().args(["--adopt", "1", "--adopt-fd", "1", "--", "true"]).output().unwrap();

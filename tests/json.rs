@@ -23,6 +23,7 @@ const TOP: &[&str] = &[
     "soft",
     "oom",
     "fork_refused",
+    "output",
 ];
 
 fn keys(value: &serde_json::Value) -> Vec<String> {
@@ -47,7 +48,16 @@ fn report_has_exactly_the_documented_fields() {
     assert_eq!(keys(&r), sorted(TOP));
     assert_eq!(
         keys(&r["usage"]),
-        sorted(&["wall_time_s", "cpu_user_s", "cpu_system_s", "cpu_time_s", "peak_memory_bytes", "max_processes"])
+        sorted(&[
+            "wall_time_s",
+            "cpu_user_s",
+            "cpu_system_s",
+            "cpu_time_s",
+            "peak_memory_bytes",
+            "max_processes",
+            "io_read_bytes",
+            "io_write_bytes"
+        ])
     );
     assert_eq!(
         keys(&r["limits"]),
@@ -66,7 +76,9 @@ fn report_has_exactly_the_documented_fields() {
             "soft_wall_time_s",
             "soft_cpu_time_s",
             "soft_memory_bytes",
-            "soft_signal"
+            "soft_signal",
+            "cpus",
+            "cpu_quota"
         ])
     );
     assert_eq!(
@@ -80,7 +92,10 @@ fn report_has_exactly_the_documented_fields() {
             "killed_processes"
         ])
     );
-    assert_eq!(keys(&r["enforcement"]), sorted(&["wall_time", "cpu_time", "memory", "processes", "file_size"]));
+    assert_eq!(
+        keys(&r["enforcement"]),
+        sorted(&["wall_time", "cpu_time", "memory", "processes", "file_size", "cpus", "cpu_quota"])
+    );
     assert_eq!(r["schema"], pynish::report::SCHEMA);
     assert_eq!(r["label"], "nightly");
     assert_eq!(r["limits"]["memory_bytes"], 1u64 << 30);
@@ -90,6 +105,7 @@ fn report_has_exactly_the_documented_fields() {
     assert!(r["enforcement"]["cpu_time"].is_null());
     assert_eq!(r["command"], serde_json::json!(["true"]));
     assert!(r["pid"].as_i64().unwrap() > 0);
+    assert!(r["output"].is_null(), "no --output: output is null");
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Root's `--report` and `--timeline` where another user of the machine may point them: a link, FIFO or file of
+//! Root's `--report`, `--timeline` and `--output` where another user of the machine may point them: a link, FIFO or file of
 //! theirs in a shared sticky directory (as `/tmp`), a link they keep making and removing while root runs, the
 //! kernel's `protected_*` rules. Needs root (to act as another user; skipped with the reason otherwise); the
 //! other user is `pynish-other`, made with useradd where missing. Each test makes its own sticky directory (mode
@@ -105,7 +105,7 @@ fn another_users_link_fifo_or_file_in_a_sticky_directory_is_refused_before_the_r
     let reader = fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(at("fifo")).unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let marker = scratch.path().join("ran");
-    for flag in ["--report", "--timeline"] {
+    for flag in ["--report", "--timeline", "--output"] {
         for (name, kind) in [("link", "symbolic link"), ("fifo", "FIFO"), ("file", "regular file")] {
             let out = run(flag, &at(name), &marker);
             let said = stderr(&out);
@@ -183,11 +183,13 @@ fn a_link_to_another_users_file_or_fifo_in_a_sticky_directory_is_refused_with_or
             assert!(stderr(&out).contains(refusal), "{name}, sysctls {on}: {}", stderr(&out));
             assert!(marker.exists(), "{name}: the command ran");
             fs::remove_file(&marker).unwrap();
-            // The timeline is opened before the run: refused then, and nothing runs.
-            let out = run("--timeline", &link, &marker);
-            assert_eq!(code(&out), 125, "{name}, sysctls {on}: {}", stderr(&out));
-            assert!(stderr(&out).contains(refusal), "{name}, sysctls {on}: {}", stderr(&out));
-            assert!(!marker.exists(), "{name}: the command ran");
+            // The timeline and the output are opened before the run: refused then, and nothing runs.
+            for flag in ["--timeline", "--output"] {
+                let out = run(flag, &link, &marker);
+                assert_eq!(code(&out), 125, "{flag} {name}, sysctls {on}: {}", stderr(&out));
+                assert!(stderr(&out).contains(refusal), "{flag} {name}, sysctls {on}: {}", stderr(&out));
+                assert!(!marker.exists(), "{flag} {name}: the command ran");
+            }
         }
     }
     assert_eq!(fs::read_to_string(&file).unwrap(), "theirs\n");

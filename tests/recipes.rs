@@ -257,6 +257,7 @@ fn every_recipe_in_the_readme_is_tested() {
         names,
         [
             "case-on-exit-status",
+            "ci-log-bounded",
             "ci-memory",
             "crontab-jsonl",
             "jq-summary",
@@ -326,6 +327,25 @@ fn ci_recipe_passes_other_outcomes_through_quietly() {
         assert_eq!(run.code, status, "stderr:\n{}", run.stderr);
         assert!(run.stdout.is_empty(), "{}", run.stdout);
     }
+}
+
+#[test]
+fn ci_log_recipe_keeps_the_start_and_the_end_of_a_flood() {
+    if !have("jq", "jq") {
+        return;
+    }
+    let recipe = recipe("ci-log-bounded");
+    let sandbox = Sandbox::new();
+    // 20 MB of output (1333334 lines of 15 bytes), then the last words on stderr.
+    sandbox.stub("make", "echo 'make: start'; yes 'make: building' | head -n 1333334; echo 'make: done' >&2; exit 2");
+    let run = sandbox.run("sh", &recipe.code, &[]);
+    assert_eq!(run.code, 2, "the job's own status; stderr:\n{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines[0], "build.log: 10485760 bytes kept, 9514273 dropped", "{}", run.stdout);
+    assert_eq!(lines.last(), Some(&"make: done"), "{}", run.stdout);
+    let log = std::fs::read(sandbox.path().join("build.log")).expect("build.log");
+    assert!(log.len() <= (10 << 20) + 100, "{} bytes", log.len());
+    assert!(log.starts_with(b"make: start\n"));
 }
 
 #[test]

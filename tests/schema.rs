@@ -200,3 +200,31 @@ fn the_example_reads_back_into_the_library_types_unchanged() {
     assert_eq!(report.limits.memory_kind, pynish::limits::MemoryKind::Virtual);
     assert_eq!(pynish::schema1::to_json(&report), GOLDEN.trim_end(), "written back as schema 1, the same line");
 }
+
+#[test]
+fn the_io_figures_and_output_are_schema_2_only() {
+    let golden: Value = serde_json::from_str(GOLDEN).expect("the example is JSON");
+    let mut want_keys = Vec::new();
+    paths("", &golden, &mut want_keys);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out.log");
+    let run = |schema: &str| {
+        let out = pynish()
+            .args(["--schema", schema, "--json", "--output"])
+            .arg(&file)
+            .args(["--output-limit", "1KiB", "--", "echo", "hi"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+        report(&out)
+    };
+    let one = run("1");
+    let mut got_keys = Vec::new();
+    paths("", &one, &mut got_keys);
+    assert_eq!(got_keys, want_keys, "schema 1 with --output: exactly schema 1's keys: {one}");
+    let two = run("2");
+    assert!(two["usage"]["io_read_bytes"].is_u64() && two["usage"]["io_write_bytes"].is_u64(), "{two}");
+    assert_eq!(two["output"]["bytes_written"], 3, "{two}");
+    assert_eq!(two["output"]["limit_bytes"], 1024, "{two}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "hi\n");
+}

@@ -115,3 +115,21 @@ fn a_soft_limit_at_or_above_its_hard_one_is_refused_and_nothing_runs() {
     assert_eq!(code(&out), 0);
     assert!(marker.exists(), "soft below hard runs");
 }
+
+#[test]
+fn a_soft_signal_that_cannot_be_handled_is_refused_and_nothing_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    for signal in ["KILL", "9", "STOP", "SIGSTOP"] {
+        let out = pynish()
+            .args(["--soft-wall-time", "1s", "--wall-time", "5s", "--soft-signal", signal, "--", "touch"])
+            .arg(&marker)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(&out), 125, "--soft-signal {signal}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("cannot be handled, so it cannot warn"), "{stderr}");
+        assert!(!marker.exists(), "--soft-signal {signal} ran the command");
+    }
+}

@@ -23,9 +23,13 @@ const CASES: &[&str] = &[
     "unpriv_fallback",
     "timeline",
     "cost",
+    "born",
+    "cpu_quota",
     "oom_outside",
     "nested_memory",
     "nested_processes",
+    "records",
+    "io",
     "no_leftover_groups",
 ];
 

@@ -37,6 +37,9 @@ class Usage:
     cpu_time_s: float
     peak_memory_bytes: int
     max_processes: int
+    #: bytes the tree read from / sent to storage, ended members included (schema 2; None where not counted)
+    io_read_bytes: Optional[int] = None
+    io_write_bytes: Optional[int] = None
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,18 @@ def test_completed_with_its_exit_code():
     assert r.backend in ("proc", "cgroup1", "cgroup2")
 
 
+def test_usage_has_the_trees_io(tmp_path):
+    out = tmp_path / "big"
+    r = run(["dd", "if=/dev/zero", f"of={out}", "bs=1M", "count=4", "conv=fsync", "status=none"], wall_time=60)
+    assert r.verdict == "completed"
+    assert isinstance(r.usage.io_read_bytes, int)
+    # Written bytes count only where they reach storage: not on a tmpfs (the mount holding tmp_path).
+    mounts = [line.split()[1:3] for line in open("/proc/mounts")]
+    fstype = max((m for m in mounts if str(tmp_path).startswith(m[0])), key=lambda m: len(m[0]))[1]
+    if fstype not in ("tmpfs", "ramfs"):
+        assert r.usage.io_write_bytes >= 4 << 20, r.usage
+
+
 def test_wall_time_verdict(piddir):
     started = time.monotonic()
     r = run([PY, "-c", "import sys, time, pynish_testutil as u; u.announce(sys.argv[1]); time.sleep(60)", str(piddir)],

@@ -49,7 +49,7 @@ mod write;
 use fd::descriptor_open;
 pub use fd::{check_fd, write_fd};
 use platform::{in_proc, locate, open_following};
-pub use write::{Timeline, open_timeline, write_report};
+pub use write::{Output, Timeline, open_output, open_timeline, write_report};
 
 use anyhow::{Result, bail};
 use nix::errno::Errno;
@@ -57,6 +57,7 @@ use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -391,6 +392,12 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
 struct Entry {
     dir: Dir,
     name: OsString,
+}
+
+impl Dir {
+    fn try_clone(&self) -> io::Result<Dir> {
+        Ok(Dir { fd: self.fd.try_clone()?, shared_owner: self.shared_owner })
+    }
 }
 
 impl Entry {

@@ -126,14 +126,14 @@ fn write_by(file: &File, bytes: &[u8], deadline: Instant) -> io::Result<()> {
     Ok(())
 }
 
-/// A temporary file next to `entry`, with the mode (and, for root, the owner) of the file `old` it replaces,
-/// renamed over it in the same open directory.
-fn replace(entry: &Entry, old: &FileStat, line: &str) -> io::Result<()> {
+/// A temporary file next to `entry` (named `.pynish-KIND.PID.NANOS.N`), with the mode (and, for root, the owner)
+/// of the file `old` it will replace; returns its name and the file.
+fn make_temp(entry: &Entry, old: &FileStat, kind: &str) -> io::Result<(String, File)> {
     let dir = &entry.dir.fd;
     let (temp, fd) = (0..100)
         .find_map(|attempt| {
             let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            let temp = format!(".pynish-report.{}.{}.{attempt}", std::process::id(), nanos.subsec_nanos());
+            let temp = format!(".pynish-{kind}.{}.{}.{attempt}", std::process::id(), nanos.subsec_nanos());
             let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
             match openat(dir, temp.as_str(), flags, new_mode()) {
                 Err(Errno::EEXIST) => None,
@@ -141,20 +141,106 @@ fn replace(entry: &Entry, old: &FileStat, line: &str) -> io::Result<()> {
             }
         })
         .unwrap_or(Err(Errno::EEXIST))?;
-    let written = (|| {
-        let mut file = File::from(fd);
-        if nix::unistd::geteuid().is_root() {
-            // Before the mode: chown clears set-id bits. Best effort: a file system may refuse owners.
-            let _ = nix::unistd::fchown(&file, Some(old.st_uid.into()), Some(old.st_gid.into()));
+    let file = File::from(fd);
+    if nix::unistd::geteuid().is_root() {
+        // Before the mode: chown clears set-id bits. Best effort: a file system may refuse owners.
+        let _ = nix::unistd::fchown(&file, Some(old.st_uid.into()), Some(old.st_gid.into()));
+    }
+    match nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(old.st_mode & 0o7777)) {
+        Ok(()) => Ok((temp, file)),
+        Err(e) => {
+            remove_temp(entry, &temp);
+            Err(e.into())
         }
-        nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(old.st_mode & 0o7777))?;
+    }
+}
+
+fn remove_temp(entry: &Entry, temp: &str) {
+    let _ = nix::unistd::unlinkat(&entry.dir.fd, temp, nix::unistd::UnlinkatFlags::NoRemoveDir);
+}
+
+/// A temporary file next to `entry`, with the mode (and, for root, the owner) of the file `old` it replaces,
+/// renamed over it in the same open directory.
+fn replace(entry: &Entry, old: &FileStat, line: &str) -> io::Result<()> {
+    let (temp, mut file) = make_temp(entry, old, "report")?;
+    let written = (|| {
         file.write_all(line.as_bytes())?;
         file.sync_all()?;
-        nix::fcntl::renameat(dir, temp.as_str(), dir, entry.name.as_os_str())?;
+        nix::fcntl::renameat(&entry.dir.fd, temp.as_str(), &entry.dir.fd, entry.name.as_os_str())?;
         Ok(())
     })();
     if written.is_err() {
-        let _ = nix::unistd::unlinkat(dir, temp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+        remove_temp(entry, &temp);
     }
     written
+}
+
+/// An `--output` destination, opened before the run: where the tree's output goes while it runs.
+pub struct Output {
+    /// What the bytes are written to (blocking): a temporary file next to a regular FILE, renamed over it by
+    /// `commit`; else FILE itself (a FIFO, a device, someone's open file reached through `/proc`, appended to).
+    pub file: File,
+    /// The temporary file's name and where it goes, for a regular FILE.
+    temp: Option<(Entry, String)>,
+    /// FILE as opened, and its entry when pynish made it: removed again if the run never commits.
+    made: Option<(Entry, File)>,
+}
+
+/// Opens the output `path` by the module's rules (as `--report`'s, at the start instead of the end), waiting at
+/// most `PATIENCE` for a FIFO's reader. A regular file is replaced atomically once the run is over: a reader
+/// sees the old file or the whole new one, never half of it.
+pub fn open_output(path: &Path) -> Result<Output> {
+    let context = || format!("cannot write the output to {}", shown(path));
+    let opened = open(path, "output", Instant::now() + PATIENCE).with_context(context)?;
+    set_flags(&opened.file, |flags| flags & !OFlag::O_NONBLOCK).with_context(context)?;
+    let Opened { file, st, entry, created, through_fd } = opened;
+    let Some(entry) = entry else {
+        if through_fd {
+            set_flags(&file, |flags| flags | OFlag::O_APPEND).with_context(context)?;
+        } else if is(&st, SFlag::S_IFREG) {
+            file.set_len(0).with_context(context)?; // a link's target the kernel did not place
+        }
+        return Ok(Output { file, temp: None, made: None });
+    };
+    match make_temp(&entry, &st, "output") {
+        Ok((temp, into)) => {
+            let made = match entry.dir.try_clone() {
+                Ok(dir) if created => Some((Entry { dir, name: entry.name.clone() }, file)),
+                _ => None,
+            };
+            Ok(Output { file: into, temp: Some((entry, temp)), made })
+        }
+        // A directory pynish may not write (or rename in) holding a file it may: no atomic rename, but output.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            file.set_len(0).with_context(context)?;
+            Ok(Output { file, temp: None, made: None })
+        }
+        Err(e) => Err(e).with_context(context),
+    }
+}
+
+impl Output {
+    /// Once the run is over and everything is written: renames the temporary file over FILE.
+    pub fn commit(mut self) -> io::Result<()> {
+        self.made = None;
+        let Some((entry, temp)) = self.temp.take() else { return Ok(()) };
+        let renamed = nix::fcntl::renameat(&entry.dir.fd, temp.as_str(), &entry.dir.fd, entry.name.as_os_str());
+        if renamed.is_err() {
+            remove_temp(&entry, &temp);
+        }
+        Ok(renamed?)
+    }
+}
+
+impl Drop for Output {
+    /// A run that never committed (refused, or pynish failing) leaves neither its temporary file nor a FILE it
+    /// made.
+    fn drop(&mut self) {
+        if let Some((entry, temp)) = self.temp.take() {
+            remove_temp(&entry, &temp);
+        }
+        if let Some((entry, file)) = self.made.take() {
+            entry.remove_if_holds(&file);
+        }
+    }
 }

@@ -83,10 +83,22 @@ pub trait Tree {
     /// Which mechanism holds `limit` with this backend, as in the report's `enforcement`.
     fn enforcement(&self, limit: LimitKind) -> &'static str;
 
+    /// `cpuset` where a cpuset group holds `--cpus` beside the affinity set before exec (so that no member can
+    /// widen its own), else None: the affinity alone.
+    fn cpus_held_by(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Descriptors of `cgroup.procs` files the child writes `0` to before exec, so that it runs every instruction
     /// of the command inside its group.
     fn join_fds(&self) -> Vec<RawFd> {
         Vec::new()
+    }
+
+    /// The directory of the one group the child is to be born in (`clone3` with `CLONE_INTO_CGROUP`, cgroup v2
+    /// only), so that it need not write `join_fds`.
+    fn birth_group(&self) -> Option<RawFd> {
+        None
     }
 
     /// Measures the live tree.
@@ -157,9 +169,13 @@ pub enum BackendChoice {
 /// page past the limit), where the proc backend can only sample and overshoot between two samples. Wall time is
 /// pynish's own clock with every backend, and CPU time is exact with proc too (every member is reaped by its parent
 /// or by pynish, the subreaper, so `RUSAGE_CHILDREN` plus the live members' CPU clocks miss nothing).
-/// `--memory-kind virtual` is RLIMIT_AS with every backend.
+/// `--memory-kind virtual` is RLIMIT_AS with every backend. A CPU quota needs a kernel CPU controller, which only
+/// a group has (proc refuses it, see `CPU_QUOTA_NEEDS`).
 pub fn group_needed_for(limits: &crate::limits::Limits) -> Option<&'static str> {
     use crate::limits::MemoryKind;
+    if limits.cpu_quota.is_some() {
+        return Some("--cpu-quota");
+    }
     match (limits.memory, limits.memory_kind, limits.processes) {
         (Some(_), MemoryKind::Resident, Some(_)) => Some("--memory and --processes"),
         (Some(_), MemoryKind::Resident, None) => Some("--memory"),
@@ -167,6 +183,12 @@ pub fn group_needed_for(limits: &crate::limits::Limits) -> Option<&'static str> 
         _ => None,
     }
 }
+
+/// Why a run with `--cpu-quota` cannot use the proc backend, and what would work: a quota that pynish only
+/// sampled would overshoot and stop the tree rather than throttle it, so there is none rather than a false one.
+pub const CPU_QUOTA_NEEDS: &str = "--cpu-quota needs a kernel CPU controller, which the proc backend has not: use \
+     --backend cgroup1 with a writable cpu hierarchy, or cgroup2 with the cpu controller delegated to pynish's group \
+     (systemd-run --user --scope -p Delegate=yes, or --delegate); pynish check says which this machine has";
 
 /// Why `auto` takes proc for a run without a memory or process limit (`-v`, `pynish check`).
 pub const NO_GROUP_NEEDED: &str = "no memory or process limit: wall and CPU time are exact with proc (pynish's own \
@@ -236,7 +258,7 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn only_memory_and_process_limits_need_a_group() {
+    fn only_memory_process_and_cpu_quota_limits_need_a_group() {
         let mut limits = Limits::default();
         assert_eq!(group_needed_for(&limits), None);
         limits.wall_time = Some(Duration::from_secs(1));
@@ -251,5 +273,9 @@ mod tests {
         assert_eq!(group_needed_for(&limits), Some("--memory and --processes"));
         limits.memory = None;
         assert_eq!(group_needed_for(&limits), Some("--processes"));
+        limits.cpu_quota = Some(0.5);
+        assert_eq!(group_needed_for(&limits), Some("--cpu-quota"));
+        limits.processes = None;
+        assert_eq!(group_needed_for(&limits), Some("--cpu-quota"), "only a kernel controller throttles");
     }
 }

@@ -291,6 +291,22 @@ pub fn reaped_cpu() -> (Duration, Duration) {
     }
 }
 
+/// What the reaped descendants read from and sent to storage, in bytes, or None where the kernel keeps no task
+/// I/O accounting (no `/proc/self/io`). The kernel adds a reaped child's I/O counters, and those of everything it
+/// had reaped, to its parent's `RUSAGE_CHILDREN` blocks (512 bytes each); pynish, the subreaper, reaps every
+/// member its parent did not, so once the tree is gone this is all of the tree's I/O and none of pynish's own
+/// (its output file, its report). Unlike `/proc/PID/io` summed over members, nothing is counted twice: a
+/// member's counters move to its reaper once, when it is reaped.
+pub fn reaped_io() -> Option<(u64, u64)> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    if !std::path::Path::new("/proc/self/io").exists() {
+        return None;
+    }
+    let usage = getrusage(UsageWho::RUSAGE_CHILDREN).ok()?;
+    let bytes = |blocks: i64| (blocks.max(0) as u64).saturating_mul(512);
+    Some((bytes(usage.block_reads()), bytes(usage.block_writes())))
+}
+
 /// The largest resident set any single reaped descendant had, in bytes.
 pub fn reaped_max_rss() -> u64 {
     use nix::sys::resource::{UsageWho, getrusage};

@@ -46,7 +46,7 @@ if ! echo "+memory +pids +cpu" >$CG/cgroup.subtree_control; then
 fi
 
 CASE_TIMEOUT=20 # seconds, for each pynish run
-ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost oom_outside nested_memory nested_processes no_leftover_groups"
+ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost born birth_cost cpu_quota oom_outside nested_memory nested_processes records io no_leftover_groups"
 CASES=$(sed -n 's/.*pynish\.cases=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
 [ -n "$CASES" ] || CASES=$ALL_CASES
 
@@ -301,10 +301,130 @@ $1: $(tr '\n' ';' </tmp/cost.txt)"
             printf " %s=%.2fx", $1, $2 / b } END { printf " (timeout %.1f ms)", b / 1000 }' /tmp/cost.txt)"
     done
 }
+# --output with --output-limit on cgroup2: a flood of output (~2 MB) keeps its first and last half around one
+# marker and the command completes; the report says when and where (started_at, hostname). (I/O: case_io.)
+case_records() {
+    O=/tmp/records.log
+    run_pynish records - - --backend cgroup2 --memory 100MB --output $O --output-limit 64KiB --json -- \
+        /bin/sh -c 'seq 1 300000; echo end >&2'
+    out=$(jobj "$JSON" output)
+    expect_eq exit "$RC" 0
+    expect_eq verdict "$(jget "$JSON" verdict)" completed
+    expect_eq backend "$(jget "$JSON" backend)" cgroup2
+    size=$(wc -c <$O)
+    expect_cmp output.size "$size" '<=' 73728
+    expect_eq first_line "$(head -n 1 $O)" 1
+    expect_eq last_line "$(tail -n 1 $O)" end
+    expect_eq markers "$(grep -c '^\[pynish: [0-9]* bytes' $O)" 1
+    expect_eq output.bytes_written "$(jget "$out" bytes_written)" 65536
+    expect_eq hostname "$(jget "$JSON" hostname)" "$(hostname)"
+    started=$(jget "$JSON" started_at)
+    expect_eq started_at.rfc3339 "$(expr "$started" : '[0-9]\{4\}-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]\.[0-9]*Z$' >/dev/null && echo yes)" yes
+    DETAIL="exit=$RC size=$size output={$out} started_at=$started"
+}
+
+
+# cpu_quota: --cpu-quota 0.5 on a real cgroup v2 cpu controller (cpu.max): one spinner and two spinners together
+# get 1.1-1.9 s of CPU in 3 s of wall time, as root and as a user whose group lists cpu in cgroup.controllers
+# (delegated, as systemd's Delegate=yes leaves it): pynish enables it in the group's subtree_control itself.
+case_cpu_quota() {
+    d=$CG/user1000q
+    mkdir -p $d
+    chown 1000:1000 $d $d/cgroup.procs $d/cgroup.threads $d/cgroup.subtree_control
+    DETAIL=
+    for who in root:-:- user:user1000q:1000; do
+        who_name=${who%%:*} rest=${who#*:}
+        for n in 1 2; do
+            run_pynish cpu_quota_$who_name$n "${rest%%:*}" "${rest#*:}" --cpu-quota 0.5 --wall-time 3s --json -- \
+                /bin/sh -c "i=0; while [ \$i -lt $n ]; do /bin/spin & i=\$((i + 1)); done; wait"
+            usage=$(jobj "$JSON" usage)
+            enf=$(jobj "$JSON" enforcement)
+            cpu=$(jget "$usage" cpu_time_s)
+            expect_eq $who_name$n.exit "$RC" 124
+            expect_eq $who_name$n.verdict "$(jget "$JSON" verdict)" wall_time
+            expect_eq $who_name$n.enforcement.cpu_quota "$(jget "$enf" cpu_quota)" cgroup2
+            expect_cmp $who_name$n.cpu_s "$cpu" '>=' 1.1
+            expect_cmp $who_name$n.cpu_s "$cpu" '<=' 1.9
+            DETAIL="$DETAIL $who_name/$n-spinners: cpu_s=$cpu enforcement.cpu_quota=$(jget "$enf" cpu_quota)"
+        done
+    done
+    # The user's group as found: pynish turned cpu on there for the quota, and off again.
+    expect_eq user1000q.subtree_control "$(cat $d/cgroup.subtree_control)" ""
+}
+
+# born: on cgroup v2 the command is born in its group (clone3 with CLONE_INTO_CGROUP), as root and as a user
+# with a delegated group: -v says so and the command's /proc/self/cgroup is the run's group from its first
+# instruction; an exec that fails after the birth (a missing #! interpreter) is still 126 with the reason.
+case_born() {
+    run_pynish born - - -v --backend cgroup2 --memory 100MB -- /bin/cat /proc/self/cgroup
+    expect_eq exit "$RC" 0
+    expect_eq born_log "$(grep -c 'cgroup2 backend, born in its group' "$ERR")" 1
+    group=$(sed -n 's/^0:://p' "$OUT")
+    case $group in */pynish-*) ;; *) FAILS="$FAILS group=${group:-<none>}(want .../pynish-...)" ;; esac
+    DETAIL="root: group=$group"
+    d=$CG/user1000
+    mkdir -p $d
+    chown 1000:1000 $d $d/cgroup.procs $d/cgroup.threads $d/cgroup.subtree_control
+    run_pynish born_unpriv user1000 1000 -v --memory 100MB -- /bin/cat /proc/self/cgroup
+    expect_eq unpriv.exit "$RC" 0
+    expect_eq unpriv.born_log "$(grep -c 'cgroup2 backend, born in its group' "$ERR")" 1
+    group=$(sed -n 's/^0:://p' "$OUT")
+    case $group in /user1000/*pynish-*) ;; *) FAILS="$FAILS unpriv.group=${group:-<none>}(want /user1000/.../pynish-...)" ;; esac
+    DETAIL="$DETAIL uid 1000: group=$group"
+    printf '#!/nonexistent/interp\n' >/tmp/badinterp
+    chmod 755 /tmp/badinterp
+    run_pynish born_badinterp - - --backend cgroup2 --memory 100MB -- /tmp/badinterp
+    expect_eq badinterp.exit "$RC" 126
+    expect_eq badinterp.message "$(grep -c 'bad interpreter /nonexistent/interp: No such file or directory' "$ERR")" 1
+    DETAIL="$DETAIL bad_interpreter_exit=$RC"
+}
+
+# birth_cost (only when asked: PYNISH_VM_CASES=birth_cost PYNISH_VM_BASELINE=<an older pynish>): a memory-limited
+# run with the child born in its group against the baseline binary's (which writes cgroup.procs) and against a
+# run without a group, medians of 25, back to back and 0.3 s apart, in one boot.
+case_birth_cost() {
+    if [ ! -x /bin/pynish-base ]; then
+        FAILS=" no_baseline(PYNISH_VM_BASELINE unset)"
+        return
+    fi
+    for spec in "back_to_back 25 0" "apart_0.3s 25 300"; do
+        set -- $spec
+        /bin/alternate "$2" "$3" -- plain /bin/pynish --wall-time 60s -- /bin/true \
+            ::: born /bin/pynish --memory 64MB --wall-time 60s -- /bin/true \
+            ::: written /bin/pynish-base --memory 64MB --wall-time 60s -- /bin/true \
+            ::: base_plain /bin/pynish-base --wall-time 60s -- /bin/true >/tmp/birth.txt 2>&1
+        LOG="$LOG
+$1: $(tr '\n' ';' </tmp/birth.txt)"
+        expect_eq "$1.failed_runs" "$(awk '{ n += $4 } END { print n + 0 }' /tmp/birth.txt)" 0
+        DETAIL="$DETAIL $1:$(awk 'NF == 4 { m[$1] = $2 } END {
+            printf " plain=%.2fms born=%.2fms written=%.2fms base_plain=%.2fms born/plain=%.2fx written/base_plain=%.2fx",
+                m["plain"] / 1000, m["born"] / 1000, m["written"] / 1000, m["base_plain"] / 1000,
+                m["born"] / m["plain"], m["written"] / m["base_plain"] }' /tmp/birth.txt)"
+    done
+}
 
 # jlabel FILE LABEL: the report labelled LABEL among the JSON lines of FILE.
 jlabel() {
     grep '"label":"'"$2"'"' "$1" | tail -n 1 | sed 's/^[^{]*//'
+}
+
+# usage.io_write_bytes on cgroup2: a 40 MiB fsynced write to a block device (brd, a RAM disk: the VM has no
+# other), in a child of the command, counts at least 40 MiB; a direct read of it back counts in io_read_bytes.
+case_io() {
+    if [ ! -e /brd.ko ]; then
+        FAILS="$FAILS no_brd.ko(run.sh copies it from the booted kernel's modules)"
+        return
+    fi
+    [ -b /dev/ram0 ] || insmod /brd.ko rd_nr=1 rd_size=65536 || FAILS="$FAILS insmod_brd"
+    run_pynish io - - --backend cgroup2 --memory 200MB --json -- /bin/sh -c \
+        'sh -c "dd if=/dev/zero of=/dev/ram0 bs=1M count=40 conv=fsync 2>/dev/null"; dd if=/dev/ram0 of=/dev/null bs=1M count=40 iflag=direct 2>/dev/null'
+    usage=$(jobj "$JSON" usage)
+    expect_eq exit "$RC" 0
+    expect_eq backend "$(jget "$JSON" backend)" cgroup2
+    expect_cmp io_write_bytes "$(jget "$usage" io_write_bytes)" '>=' 41943040
+    expect_cmp io_write_bytes "$(jget "$usage" io_write_bytes)" '<' 167772160
+    expect_cmp io_read_bytes "$(jget "$usage" io_read_bytes)" '>=' 41943040
+    DETAIL="exit=$RC usage={$usage}"
 }
 
 case_oom_outside() {
@@ -357,7 +477,7 @@ case_no_leftover_groups() {
     # Groups this script made itself are expected; anything else new, including
     # groups below those, was left behind by pynish.
     left=$(grep -vxF -f /tmp/cg.before /tmp/cg.after |
-        grep -vxF -e $CG/test-nonleaf -e $CG/user1000 -e $CG/test-fallback -e $CG/test-encl |
+        grep -vxF -e $CG/test-nonleaf -e $CG/user1000 -e $CG/test-fallback -e $CG/test-encl -e $CG/user1000q |
         sed "s|^$CG||")
     if [ -n "$left" ]; then
         for g in $left; do

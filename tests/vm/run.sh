@@ -20,9 +20,10 @@
 #   PYNISH_VM_TIMEOUT  hard limit in seconds for the whole VM run (default 300)
 #   PYNISH_VM_SMP      number of virtual CPUs (default 2)
 #   PYNISH_VM_KEEP     if set, keep the temporary directory and print its path
+#   PYNISH_VM_BASELINE another pynish binary, as /bin/pynish-base, for the birth_cost case
 set -u -o pipefail
 
-ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost oom_outside nested_memory nested_processes no_leftover_groups"
+ALL_CASES="memory processes daemon cpu_subsecond nonleaf unpriv_delegated unpriv_fallback timeline cost born cpu_quota oom_outside nested_memory nested_processes records io no_leftover_groups"
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -132,6 +133,11 @@ if ldd "$pynish_bin" >"$work/ldd.txt" 2>&1; then
     done <"$work/ldd.txt"
 fi
 
+if [ -n "${PYNISH_VM_BASELINE:-}" ]; then
+    cp -L "$PYNISH_VM_BASELINE" "$root/bin/pynish-base"
+    chmod 755 "$root/bin/pynish-base"
+fi
+
 # GNU timeout, the peer of the cost case (busybox has its own, static and cheaper).
 timeout_bin=$(command -v timeout)
 cp -L "$timeout_bin" "$root/bin/gnu-timeout"
@@ -155,6 +161,11 @@ for src in "$here"/helpers/*.c; do
         exit 1
     fi
 done
+
+# brd (a RAM block device) for the io case: the initramfs has no disk, and the tree's write to storage must
+# reach a block device to count. The module of the kernel booted, if its modules are installed.
+brd=/lib/modules/$(basename "$kernel" | sed 's/^vmlinuz-//')/kernel/drivers/block/brd.ko
+[ -r "$brd" ] && cp "$brd" "$root/brd.ko"
 
 cp "$here/init.sh" "$root/init"
 chmod 755 "$root/init"

@@ -85,6 +85,10 @@ impl Fake {
             let dir = fake.root().join(controller);
             std::fs::create_dir(&dir).expect("fake hierarchy");
             put(&dir.join("cgroup.procs"), "");
+            if *controller == "cpuset" {
+                put(&dir.join("cpuset.cpus"), "0-3");
+                put(&dir.join("cpuset.mems"), "0");
+            }
         }
         fake
     }
@@ -235,7 +239,12 @@ impl Fake {
         let text = canonical(&enabled);
         put(&file, &text);
         for sub in self.subdirs(dir)? {
-            put(&dir.join(sub).join("cgroup.controllers"), &text);
+            let child = dir.join(sub);
+            put(&child.join("cgroup.controllers"), &text);
+            // As the kernel does: a controller enabled above makes its files in the groups below.
+            if enabled.iter().any(|c| c == "cpu") && !self.exists(&child.join("cpu.max")) {
+                put(&child.join("cpu.max"), "max 100000");
+            }
         }
         Ok(())
     }
@@ -284,6 +293,9 @@ impl Fake {
                 ],
                 "pids" => &[("pids.max", "max"), ("pids.current", "0"), ("pids.events", "max 0\n"), ("pids.peak", "0")],
                 "freezer" => &[("freezer.state", "THAWED")],
+                "cpu" => &[("cpu.cfs_period_us", "100000"), ("cpu.cfs_quota_us", "-1")],
+                // As the kernel makes a cpuset group: empty, so that no task may join before both are written.
+                "cpuset" => &[("cpuset.cpus", ""), ("cpuset.mems", "")],
                 _ => &[],
             };
             for (name, text) in files {
@@ -316,6 +328,9 @@ impl Fake {
             ] {
                 put(&dir.join(name), text);
             }
+        }
+        if has("cpu") {
+            put(&dir.join("cpu.max"), "max 100000");
         }
         if has("pids") {
             for (name, text) in

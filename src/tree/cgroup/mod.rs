@@ -56,6 +56,10 @@ pub trait Host {
     fn writable(&self, path: &Path) -> bool;
     /// `cgroup.procs` opened for writing, for the child to join before exec.
     fn open_for_write(&self, path: &Path) -> io::Result<File>;
+    /// A group's directory opened (close-on-exec) for a child to be born in it (`clone3`).
+    fn open_group(&self, dir: &Path) -> io::Result<File> {
+        File::open(dir)
+    }
     /// Sends `signal` to `pid`; true if it was delivered.
     fn signal(&self, pid: i32, signal: Sig) -> bool;
     fn own_pid(&self) -> i32;
@@ -427,6 +431,24 @@ impl Discovery {
     }
 }
 
+/// The CFS period pynish uses for `--cpu-quota`, in microseconds: the kernel's default, short enough that a
+/// throttled tree runs in slices of at most 100 ms, long enough to cost nothing.
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// The kernel's smallest CFS quota, in microseconds.
+const CPU_QUOTA_MIN_US: f64 = 1000.0;
+
+/// The largest quota pynish writes, in CPUs: as many as a `cpu_set_t` can name, so no throttle on any machine,
+/// and far below the kernel's own bound (about 2^44 ns per period), above which it refuses the write.
+const CPU_QUOTA_MAX_CORES: f64 = 1024.0;
+
+/// `--cpu-quota CORES` as (quota, period) in microseconds, as cpu.max and cpu.cfs_quota_us take them.
+pub fn quota_and_period(cores: f64) -> (u64, u64) {
+    let period = CPU_PERIOD_US as f64;
+    let quota = (cores.min(CPU_QUOTA_MAX_CORES) * period).round().max(CPU_QUOTA_MIN_US);
+    (quota as u64, CPU_PERIOD_US)
+}
+
 /// The numbers in a `cgroup.procs` file.
 pub fn procs(host: &dyn Host, dir: &Path) -> Vec<i32> {
     host.read(&dir.join("cgroup.procs"))
@@ -673,6 +695,14 @@ pub mod fake;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cpu_quota_is_microseconds_per_period() {
+        assert_eq!(quota_and_period(0.5), (50_000, 100_000));
+        assert_eq!(quota_and_period(1.5), (150_000, 100_000));
+        assert_eq!(quota_and_period(0.001), (1_000, 100_000), "the kernel's minimum");
+        assert_eq!(quota_and_period(1e30).0, 102_400_000, "no throttle, and a number the kernel takes");
+    }
 
     const MOUNTINFO: &str = "\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755

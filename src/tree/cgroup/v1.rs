@@ -1,10 +1,10 @@
-//! The cgroup v1 backend: one group per hierarchy (memory, cpuacct, pids, and freezer when mounted), each a
-//! child of pynish's own group in that hierarchy; the child joins them all before exec, through one
-//! `cgroup.procs` descriptor per hierarchy.
+//! The cgroup v1 backend: one group per hierarchy (memory, cpuacct, pids, and freezer when mounted; cpu for
+//! `--cpu-quota` and cpuset for `--cpus`, only when asked), each a child of pynish's own group in that
+//! hierarchy; the child joins them all before exec, through one `cgroup.procs` descriptor per hierarchy.
 //!
 //! v1 has no rule against processes in inner groups, so the groups simply go below pynish's current ones. The
-//! kernel holds `memory.limit_in_bytes` (and `memory.memsw.limit_in_bytes`, so swap does not extend it) and
-//! `pids.max`. v1's OOM killer kills one process, not the group: it shows as `oom_kill` in `memory.oom_control`
+//! kernel holds `memory.limit_in_bytes` (and `memory.memsw.limit_in_bytes`, so swap does not extend it),
+//! `pids.max`, `cpu.cfs_quota_us` and `cpuset.cpus`. v1's OOM killer kills one process, not the group: it shows as `oom_kill` in `memory.oom_control`
 //! (kernels before 4.13 lack it; `memory.failcnt` stands in), and the monitor then ends the rest of the tree.
 //! CPU is `cpuacct.usage` (nanoseconds of run time); its user/system split comes from `cpuacct.usage_user`/
 //! `usage_sys` (else `cpuacct.stat`), scaled to add up to `cpuacct.usage` (in samples, from `cpuacct.usage_all`,
@@ -58,6 +58,10 @@ pub struct V1Tree {
     cpuacct: PathBuf,
     pids: PathBuf,
     freezer: Option<PathBuf>,
+    /// The group in the cpu hierarchy, made only for `--cpu-quota`.
+    cpu: Option<PathBuf>,
+    /// The group in the cpuset hierarchy, made only for `--cpus` where that hierarchy is writable.
+    cpuset: Option<PathBuf>,
     memory_limited: bool,
     processes_limited: bool,
     oom_counter: OomCounter,
@@ -102,6 +106,24 @@ impl V1Tree {
                 chosen.push(hierarchy);
             }
         }
+        if limits.cpu_quota.is_some() {
+            // Only when asked: a group in one more hierarchy is one more mkdir, attach and rmdir for every run.
+            let Some(hierarchy) = hierarchies.iter().find(|h| h.has("cpu")) else {
+                bail!("--cpu-quota: no cgroup v1 hierarchy has the cpu controller");
+            };
+            if !host.writable(&hierarchy.current) {
+                bail!("--cpu-quota: cgroup v1 cpu group {} is not writable by uid {uid}", hierarchy.current.display());
+            }
+            if !chosen.contains(&hierarchy) {
+                chosen.push(hierarchy);
+            }
+        }
+        // `--cpus`, in groups this backend makes anyway: a cpuset also stops a member from widening its own
+        // affinity. Without a writable cpuset hierarchy the affinity set before exec holds alone.
+        let cpuset = hierarchies.iter().find(|h| h.has("cpuset")).filter(|h| host.writable(&h.current));
+        if let Some(cpuset) = cpuset.filter(|c| limits.cpus.is_some() && !chosen.contains(c)) {
+            chosen.push(cpuset);
+        }
         let freezer = hierarchies.iter().find(|h| h.has("freezer")).filter(|h| host.writable(&h.current));
         if let Some(freezer) = freezer.filter(|f| !chosen.contains(f)) {
             chosen.push(freezer);
@@ -113,6 +135,8 @@ impl V1Tree {
             cpuacct: dir_of("cpuacct").unwrap_or_default(),
             pids: dir_of("pids").unwrap_or_default(),
             freezer: dir_of("freezer"),
+            cpu: limits.cpu_quota.and_then(|_| dir_of("cpu")),
+            cpuset: limits.cpus.as_ref().and_then(|_| dir_of("cpuset")),
             host,
             groups: Vec::new(),
             locks: Vec::new(),
@@ -160,6 +184,18 @@ impl V1Tree {
         if let Some(n) = limits.processes {
             write_file(host, &self.pids.join("pids.max"), &n.to_string())?;
             self.processes_limited = true;
+        }
+        if let (Some(cpus), Some(cpuset)) = (&limits.cpus, &self.cpuset) {
+            // A new cpuset group has no CPUs and no memory nodes: no task can join it before both are written.
+            let parent = cpuset.parent().map(|p| p.join("cpuset.mems")).unwrap_or_default();
+            let mems = host.read(&parent).with_context(|| format!("cannot read {}", parent.display()))?;
+            write_file(host, &cpuset.join("cpuset.cpus"), &crate::units::format_cpu_list(cpus))?;
+            write_file(host, &cpuset.join("cpuset.mems"), mems.trim())?;
+        }
+        if let (Some(cores), Some(cpu)) = (limits.cpu_quota, &self.cpu) {
+            let (quota, period) = super::quota_and_period(cores);
+            write_file(host, &cpu.join("cpu.cfs_period_us"), &period.to_string())?;
+            write_file(host, &cpu.join("cpu.cfs_quota_us"), &quota.to_string())?;
         }
         match read_keyed(host, &self.memory.join("memory.oom_control"), "oom_kill") {
             Some(n) => self.ooms_before = n,
@@ -275,6 +311,10 @@ impl Tree for V1Tree {
 
     fn enforcement(&self, _limit: LimitKind) -> &'static str {
         "cgroup1"
+    }
+
+    fn cpus_held_by(&self) -> Option<&'static str> {
+        self.cpuset.as_ref().map(|_| "cpuset")
     }
 
     fn join_fds(&self) -> Vec<RawFd> {
@@ -472,6 +512,36 @@ mod tests {
         for group in &groups {
             assert!(!fake.exists(group), "{}", group.display());
         }
+    }
+
+    #[test]
+    fn cpu_and_cpuset_groups_are_made_only_when_asked() {
+        let names = ["memory", "cpuacct", "pids", "cpu", "cpuset"];
+        let fake = Fake::v1(&names);
+        let root = fake.root();
+        let hierarchies: Vec<_> = names.iter().map(|n| hierarchy(&root, &[n])).collect();
+        let tree = V1Tree::create(fake.boxed(), &hierarchies, &Limits::default()).unwrap();
+        assert_eq!(tree.groups().len(), 3, "the default path makes no cpu or cpuset group");
+        assert_eq!(tree.cpus_held_by(), None);
+        drop(tree);
+        let limits = Limits { cpus: Some(vec![1, 2, 3]), cpu_quota: Some(0.5), ..Limits::default() };
+        let tree = V1Tree::create(fake.boxed(), &hierarchies, &limits).unwrap();
+        let groups = tree.groups();
+        assert_eq!((groups.len(), tree.join_fds().len()), (5, 5));
+        let (cpu, cpuset) = (&groups[3], &groups[4]);
+        assert_eq!(fake.get(&cpu.join("cpu.cfs_quota_us")), "50000");
+        assert_eq!(fake.get(&cpu.join("cpu.cfs_period_us")), "100000");
+        assert_eq!(fake.get(&cpuset.join("cpuset.cpus")), "1-3");
+        assert_eq!(fake.get(&cpuset.join("cpuset.mems")), "0", "the parent's memory nodes, so that tasks may join");
+        assert_eq!(tree.cpus_held_by(), Some("cpuset"));
+        drop(tree);
+        let without_cpu: Vec<_> = hierarchies.iter().filter(|h| !h.has("cpu")).cloned().collect();
+        let error = V1Tree::create(fake.boxed(), &without_cpu, &limits).err().unwrap();
+        assert!(format!("{error:#}").contains("--cpu-quota: no cgroup v1 hierarchy has the cpu controller"));
+        let only_cpus = Limits { cpus: Some(vec![0]), ..Limits::default() };
+        let no_cpuset: Vec<_> = hierarchies.iter().filter(|h| !h.has("cpuset")).cloned().collect();
+        let tree = V1Tree::create(fake.boxed(), &no_cpuset, &only_cpus).unwrap();
+        assert_eq!((tree.groups().len(), tree.cpus_held_by()), (3, None), "the affinity alone, no refusal");
     }
 
     #[test]

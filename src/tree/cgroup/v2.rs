@@ -75,6 +75,8 @@ pub struct V2Tree {
     locks: Vec<File>,
     /// The job group's `cgroup.procs`, which the child writes `0` to before exec.
     join: Option<File>,
+    /// The job group's directory, for a child born in it.
+    birth: Option<File>,
     memory_limited: bool,
     processes_limited: bool,
     /// `memory.events.local` where the kernel has it, else `memory.events` (the same for a leaf).
@@ -115,6 +117,21 @@ fn enable(host: &dyn Host, dir: &Path) -> io::Result<Vec<&'static str>> {
         host.write(&dir.join("cgroup.subtree_control"), &text)?;
     }
     Ok(todo)
+}
+
+/// Gives `group` the cpu controller where its parent has it to pass on and pynish may enable it there (and, up
+/// to `depth` levels, in the parents above); whether `group` has it now. Only for `--cpu-quota`: a run without
+/// one leaves the cpu controller as it was.
+fn enable_cpu_for(host: &dyn Host, group: &Path, depth: usize) -> bool {
+    let has = |dir: &Path| words(host, &dir.join("cgroup.controllers")).iter().any(|c| c == "cpu");
+    if has(group) {
+        return true;
+    }
+    let Some(parent) = group.parent() else { return false };
+    if !has(parent) && (depth <= 1 || !enable_cpu_for(host, parent, depth - 1)) {
+        return false;
+    }
+    host.write(&parent.join("cgroup.subtree_control"), "+cpu").is_ok() && has(group)
 }
 
 fn disable(host: &dyn Host, dir: &Path, controllers: &[&str]) -> io::Result<()> {
@@ -296,6 +313,7 @@ impl V2Tree {
             how: placement.how,
             locks: placement.locks,
             join: None,
+            birth: None,
             memory_limited: false,
             processes_limited: false,
             ooms_before: 0,
@@ -328,6 +346,28 @@ impl V2Tree {
             write_file(host, &file("pids.max"), &n.to_string())?;
             self.processes_limited = true;
         }
+        if let Some(cores) = limits.cpu_quota {
+            // pynish enables memory and pids for every run, cpu only for a quota: where it was delegated (a
+            // systemd Delegate=yes group lists it in cgroup.controllers, its subtree_control is the user's), else
+            // the quota is refused, never claimed.
+            let had = words(host, &file("cgroup.controllers")).iter().any(|c| c == "cpu");
+            // Where pynish moved itself out of its group, only that group's subtree_control is its to change.
+            if !had
+                && enable_cpu_for(host, &self.job, if self.moved.is_some() { 1 } else { 2 })
+                && let Some(moved) = self.moved.as_mut()
+            {
+                // Undone at cleanup with the others, so that pynish may move back into its group.
+                moved.enabled.push("cpu");
+            }
+            if !words(host, &file("cgroup.controllers")).iter().any(|c| c == "cpu") {
+                bail!(
+                    "--cpu-quota: the cgroup v2 group {} has no cpu controller (its parent does not pass it on)",
+                    self.job.display()
+                );
+            }
+            let (quota, period) = super::quota_and_period(cores);
+            write_file(host, &file("cpu.max"), &format!("{quota} {period}"))?;
+        }
         if !host.exists(&self.memory_events) {
             self.memory_events = file("memory.events");
         }
@@ -336,6 +376,8 @@ impl V2Tree {
         self.refused_forks_before = read_keyed(host, &file("pids.events"), "max").unwrap_or(0);
         let procs = file("cgroup.procs");
         self.join = Some(host.open_for_write(&procs).with_context(|| format!("cannot open {}", procs.display()))?);
+        // Without it the child joins by writing `join`, as it does where the kernel refuses the birth.
+        self.birth = host.open_group(&self.job).ok();
         Ok(())
     }
 
@@ -377,6 +419,10 @@ impl Tree for V2Tree {
 
     fn join_fds(&self) -> Vec<RawFd> {
         self.join.iter().map(|f| f.as_raw_fd()).collect()
+    }
+
+    fn birth_group(&self) -> Option<RawFd> {
+        self.birth.as_ref().map(|f| f.as_raw_fd())
     }
 
     fn sample(&mut self) -> Result<Sample> {
@@ -527,6 +573,59 @@ mod tests {
         tree.cleanup().unwrap();
         assert!(!fake.exists(&job));
         drop(tree);
+    }
+
+    #[test]
+    fn a_cpu_quota_is_cpu_max_where_the_cpu_controller_is_passed_on() {
+        let quota = Limits { cpu_quota: Some(1.5), ..Limits::default() };
+        let fake = Fake::v2("cpu memory pids", "cpu memory pids");
+        let root = fake.root();
+        let tree = V2Tree::create(fake.boxed(), &root, &root, &quota).unwrap();
+        assert_eq!(fake.get(&tree.job().join("cpu.max")), "150000 100000");
+        drop(tree);
+        let fake = Fake::v2("memory pids", "memory pids");
+        let root = fake.root();
+        let error = V2Tree::create(fake.boxed(), &root, &root, &quota).err().unwrap();
+        assert!(format!("{error:#}").contains("--cpu-quota: the cgroup v2 group"), "{error:#}");
+        assert!(format!("{error:#}").contains("has no cpu controller"), "refused, never claimed: {error:#}");
+    }
+
+    #[test]
+    fn a_cpu_quota_enables_the_cpu_controller_only_where_it_was_delegated_and_undoes_it() {
+        let quota = Limits { cpu_quota: Some(0.5), ..Limits::default() };
+        // systemd's Delegate=yes: the scope lists cpu in cgroup.controllers, its subtree_control is the user's.
+        let fake = Fake::v2("cpu memory pids", "cpu memory pids");
+        let root = fake.root();
+        let scope = root.join("run-1.scope");
+        fake.mkdir(&scope).unwrap();
+        fake.enter(&scope, fake.own_pid());
+        let mut tree = V2Tree::create(fake.boxed(), &root, &scope, &quota).unwrap();
+        assert_eq!(fake.get(&tree.job().join("cpu.max")), "50000 100000");
+        assert_eq!(fake.get(&scope.join("cgroup.subtree_control")), "cpu memory pids");
+        tree.cleanup().unwrap();
+        assert_eq!(fake.get(&scope.join("cgroup.subtree_control")), "", "the scope as found");
+        assert_eq!(fake.group_of(fake.own_pid()), Some(scope.clone()));
+        drop(tree);
+
+        // A run without a quota leaves cpu alone.
+        let fake = Fake::v2("cpu memory pids", "memory pids");
+        let root = fake.root();
+        drop(V2Tree::create(fake.boxed(), &root, &root, &Limits::default()).unwrap());
+        assert_eq!(fake.get(&root.join("cgroup.subtree_control")), "memory pids");
+        // With one, the root passes cpu on.
+        let tree = V2Tree::create(fake.boxed(), &root, &root, &quota).unwrap();
+        assert_eq!(fake.get(&tree.job().join("cpu.max")), "50000 100000");
+        drop(tree);
+
+        // Not delegated to the scope: refused, never claimed.
+        let fake = Fake::v2("cpu memory pids", "memory pids");
+        let root = fake.root();
+        let scope = root.join("run-2.scope");
+        fake.mkdir(&scope).unwrap();
+        fake.enter(&scope, fake.own_pid());
+        let error = V2Tree::create(fake.boxed(), &root, &scope, &quota).err().unwrap();
+        assert!(format!("{error:#}").contains("has no cpu controller"), "{error:#}");
+        assert_eq!(fake.get(&scope.join("cgroup.subtree_control")), "", "the scope as found");
     }
 
     #[test]
