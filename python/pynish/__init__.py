@@ -7,7 +7,7 @@ Layers, top to bottom; a module imports only from its own layer or one below (``
 
 - the public face, ``pynish/*.py``: ``limit``, ``Pynisher``, ``restricted`` (``_limit``), ``Executor``
   (``_executor``, its tasks and threads in ``_tasks``), ``run`` (``_run``), the report (``_report``), ``supports``
-  (``_support``), ``Pynisher._process`` (``_process``);
+  (``_support``), ``Pynisher._process`` (``_process``), the CPU knobs ``cpus`` and ``cpu_quota`` (``_cpus``);
 - the call, ``pynish/_call/``: one call launched in its context (``launch``), the child's side (``child``), the
   forkserver, the caller's main module (``mainmodule``), the pipes (``stream``), the native fork helper
   (``native``), the binary (``binary``);

@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Tuple, Union
 from . import _tasks
 from ._call import forkserver as _forkserver
 from ._call.binary import binary
+from ._cpus import Cpus
 from ._limit import Pynisher, _memory
 from ._report import Report
 from ._support import contexts as valid_contexts
@@ -78,8 +79,9 @@ class Executor(cf.Executor):
     """Runs every task as its own limited, supervised process tree, at most ``max_workers`` at once.
 
     ``wall_time``, ``cpu_time``, ``memory``, the soft time limits, the per-process rlimits (``open_files``,
-    ``file_size``, ``stack``, ``core_size``) and the other keyword arguments are those of ``pynish.limit`` and
-    apply to every task; a ``pynish.limit(...)`` object submitted as the function runs under its own instead.
+    ``file_size``, ``stack``, ``core_size``), the CPU knobs (``cpus``, ``cpu_quota``: each task's tree on its own)
+    and the other keyword arguments are those of ``pynish.limit`` and apply to every task; a
+    ``pynish.limit(...)`` object submitted as the function runs under its own instead.
     ``memory_budget`` (bytes, or ``(x, "MB")``): tasks start only while the memory limits of the running ones sum
     to no more than it. ``preload``: modules the warm server imports once (context ``"forkserver"``, the default).
     """
@@ -97,6 +99,8 @@ class Executor(cf.Executor):
         file_size: Union[int, Tuple[float, str], None] = None,
         stack: Union[int, Tuple[float, str], None] = None,
         core_size: Union[int, Tuple[float, str], None] = None,
+        cpus: Optional[Cpus] = None,
+        cpu_quota: Optional[float] = None,
         context: Union[str, BaseContext, None] = None,
         memory_budget: Union[int, Tuple[float, str], None] = None,
         preload: Iterable[str] = (),
@@ -136,6 +140,8 @@ class Executor(cf.Executor):
             file_size=file_size,
             stack=stack,
             core_size=core_size,
+            cpus=cpus,
+            cpu_quota=cpu_quota,
             context=context,
             **options,
         )

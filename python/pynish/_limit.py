@@ -10,7 +10,7 @@ import threading
 from multiprocessing.context import BaseContext
 from typing import Any, Callable, Dict, Generic, List, Optional, Tuple, Type, TypeVar, Union
 
-from . import _process, exceptions
+from . import _cpus, _process, exceptions
 from ._call import child as _child
 from ._call import launch as _launch
 from ._call import mainmodule as _mainmodule
@@ -184,6 +184,13 @@ class Pynisher(Generic[T]):
     (an ``OSError`` EFBIG, what the write raises in Python) in the caller, as does a member of the tree killed by
     SIGXFSZ (verdict ``file_size``). A value above the hard limit this process inherited is a ``ValueError``
     (unless it is root): pynish would refuse it, never cap it.
+
+    ``cpus`` (a CPU list ``"0,2-3"`` as taskset's, or CPU numbers ``[0, 2, 3]``): the CPUs the function's
+    process and every process it starts run on (pynish's ``--cpus``: their affinity, and on the cgroup1 backend a
+    cpuset group too); a CPU this process may not run on is a ``ValueError``. ``cpu_quota`` (cores, ``0.5``):
+    the CPU time per second the whole tree may use together, throttled by the kernel's CPU controller
+    (``--cpu-quota``, cgroup backends only); where pynish has no CPU controller to use (asked once, when the first
+    ``limit`` with a quota is made) it is a ``ValueError`` naming pynish's reason, never a call run unthrottled.
     """
 
     WallTimeoutException = exceptions.WallTimeoutException
@@ -207,6 +214,8 @@ class Pynisher(Generic[T]):
         file_size: Union[int, Tuple[float, str], None] = None,
         stack: Union[int, Tuple[float, str], None] = None,
         core_size: Union[int, Tuple[float, str], None] = None,
+        cpus: Optional[_cpus.Cpus] = None,
+        cpu_quota: Optional[float] = None,
         context: Union[str, BaseContext, None] = None,
         raises: bool = True,
         warnings: bool = True,
@@ -238,6 +247,10 @@ class Pynisher(Generic[T]):
         _rlimits = _check_rlimits(
             open_files=open_files, file_size=_memory(file_size), stack=_memory(stack), core_size=_memory(core_size)
         )
+        _cpu_list = None if cpus is None else _cpus.cpu_list(cpus)
+        if _cpu_list is not None:
+            _cpus.check_allowed(_cpu_list)
+        _cpu_quota = None if cpu_quota is None else _cpus.cpu_quota_value(cpu_quota)
         if isinstance(context, str) and context not in valid_contexts:
             raise ValueError(f"`context` {context} must be in {valid_contexts}")
         has_start_method = callable(getattr(context, "get_start_method", None))
@@ -264,12 +277,23 @@ class Pynisher(Generic[T]):
         self.file_size: Optional[int] = _rlimits["file_size"]
         self.stack: Optional[int] = _rlimits["stack"]
         self.core_size: Optional[int] = _rlimits["core_size"]
+        #: The CPUs every process of the tree runs on (sorted), and the cores' worth of time per second the tree
+        #: may use together.
+        self.cpus: Optional[Tuple[int, ...]] = _cpu_list
+        self.cpu_quota: Optional[float] = _cpu_quota
         self.raises = raises
         self.context = context
         self.warnings = warnings
         self.wrap_errors = wrap_errors
         self.terminate_child_processes = terminate_child_processes
         self.forceful_keyboard_interrupt = forceful_keyboard_interrupt
+        if _cpu_quota is not None:
+            if self._backend() == "proc":
+                raise ValueError(
+                    "`cpu_quota` needs a cgroup backend's CPU controller, and `terminate_child_processes=False`"
+                    " runs the call on the proc backend (its leftovers must outlive the call's groups)"
+                )
+            _cpus.check_quota(_cpu_quota, self._backend())
         # Per calling thread: what ``last_run`` holds (threads calling at once each see their own report).
         self._local = threading.local()
         #: pynisher 1.x's ``_process``: the process that runs (ran) the last call's function, a psutil.Process
@@ -377,6 +401,7 @@ class Pynisher(Generic[T]):
             if self.soft_cpu_time is not None:
                 flags += ["--soft-cpu-time", f"{self.soft_cpu_time!r}s"]
             flags += rlimit_args(self.open_files, self.file_size, self.stack, self.core_size)
+            flags += _cpus.cpu_args(self.cpus, self.cpu_quota)
             if not self.terminate_child_processes:
                 # pynish ends when the function's process does and leaves its children running, as pynisher.
                 flags.append("--leave-leftovers")
@@ -519,6 +544,8 @@ def restricted(
     file_size: Union[int, Tuple[float, str], None] = None,
     stack: Union[int, Tuple[float, str], None] = None,
     core_size: Union[int, Tuple[float, str], None] = None,
+    cpus: Optional[_cpus.Cpus] = None,
+    cpu_quota: Optional[float] = None,
     context: Union[str, BaseContext, None] = None,
     raises: bool = True,
     warnings: bool = True,
@@ -546,6 +573,8 @@ def restricted(
         file_size=file_size,
         stack=stack,
         core_size=core_size,
+        cpus=cpus,
+        cpu_quota=cpu_quota,
         context=context,
         raises=raises,
         warnings=warnings,

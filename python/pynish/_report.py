@@ -25,6 +25,9 @@ class Limits:
     file_size_bytes: Optional[int] = None
     stack_bytes: Optional[int] = None
     core_size_bytes: Optional[int] = None
+    #: the CPUs asked, as a CPU list ("0,2-3"), and the CPU quota in cores (schema 2)
+    cpus: Optional[str] = None
+    cpu_quota: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,9 @@ class Enforcement:
     processes: Optional[str]
     #: ``rlimit`` when a file size limit was asked (schema 2)
     file_size: Optional[str] = None
+    #: how the CPU knobs are held (schema 2): ``affinity`` or ``cpuset`` for cpus, the backend for cpu_quota
+    cpus: Optional[str] = None
+    cpu_quota: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import tempfile
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from ._call.binary import binary
+from ._cpus import Cpus, cpu_args, cpu_list, cpu_quota_value
 from ._report import Report, parse_report
 
 __all__ = ["run", "Duration", "Size"]
@@ -119,6 +120,8 @@ def run(
     file_size: Optional[Size] = None,
     stack: Optional[Size] = None,
     core_size: Optional[Size] = None,
+    cpus: Optional[Cpus] = None,
+    cpu_quota: Optional[float] = None,
     preserve_status: bool = False,
     cwd: Optional[Union[str, "os.PathLike[str]"]] = None,
     env: Optional[Mapping[str, str]] = None,
@@ -132,7 +135,8 @@ def run(
 
     Limits take numbers (seconds, bytes) or the CLI's text (``"1.5h"``, ``"500MB"``). ``open_files``,
     ``file_size``, ``stack`` and ``core_size`` are the CLI's per-process rlimits (``--open-files``, ...), set in
-    every process of the tree; a member killed by SIGXFSZ past ``file_size`` is verdict ``"file_size"``. The
+    every process of the tree; a member killed by SIGXFSZ past ``file_size`` is verdict ``"file_size"``. ``cpus``
+    (``"0,2-3"`` or ``[0, 2, 3]``) and ``cpu_quota`` (cores) are ``--cpus`` and ``--cpu-quota``. The
     command's output goes where ``stdout``/``stderr`` say (inherited by default). Bad limits raise
     ``ValueError``/``TypeError`` before anything runs; a command that cannot be started gives a report with
     ``verdict == "spawn_error"``.
@@ -141,6 +145,9 @@ def run(
         raise ValueError("`argv` must be a non-empty sequence of arguments, e.g. ['make', 'test']")
     flags = limit_args(wall_time, cpu_time, memory, processes, grace, signal, memory_kind, backend, label)
     flags += rlimit_args(open_files, file_size, stack, core_size)
+    flags += cpu_args(
+        None if cpus is None else cpu_list(cpus), None if cpu_quota is None else cpu_quota_value(cpu_quota)
+    )
     if preserve_status:
         flags.append("--preserve-status")
     with tempfile.TemporaryDirectory(prefix="pynish-run-") as private:
