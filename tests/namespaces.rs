@@ -173,7 +173,13 @@ fn proc_backend_refuses_limits_it_would_sample_through_a_foreign_proc() {
     let dir = tempfile::tempdir().unwrap();
     let ran = dir.path().join("ran");
     let touch = format!("touch {}", ran.display());
-    for limit in [&["--memory", "64MB"][..], &["--processes", "10"], &["--cpu-time", "1s"]] {
+    for limit in [
+        &["--memory", "64MB"][..],
+        &["--processes", "10"],
+        &["--cpu-time", "1s"],
+        &["--soft-cpu-time", "1s"],
+        &["--soft-memory", "64MB"],
+    ] {
         let mut args = vec!["--backend", "proc", "--json"];
         args.extend(limit);
         args.extend(["--", "sh", "-c", &touch]);

@@ -315,7 +315,8 @@ pub fn reaped_max_rss() -> u64 {
 
 /// Why the proc backend cannot hold `limits` here, when it cannot (see `procfs`): it samples the tree through
 /// `/proc`, which must be of pynish's own pid namespace. The wall-time limit (a timer) and `--memory-kind virtual`
-/// (RLIMIT_AS) need no sample. `--cpu-time` does: reaped usage counts only members that have ended, and the
+/// (RLIMIT_AS) need no sample, nor does `--soft-wall-time`. `--cpu-time` does (and `--soft-cpu-time`,
+/// `--soft-memory`, which would never be heard): reaped usage counts only members that have ended, and the
 /// RLIMIT_CPU backstop whole seconds per process, so a tree of a few spinners would outlive its limit.
 pub fn refusal(limits: &Limits) -> Option<String> {
     let reason = procfs::foreign_reason()?;
@@ -327,6 +328,8 @@ pub fn refusal(limits: &Limits) -> Option<String> {
         (limits.cpu_time.is_some(), "--cpu-time"),
         (resident, "--memory"),
         (limits.processes.is_some(), "--processes"),
+        (limits.soft.cpu_time.is_some(), "--soft-cpu-time"),
+        (limits.soft.memory.is_some(), "--soft-memory"),
     ]
     .into_iter()
     .filter_map(|(asked, flag)| asked.then_some(flag))
