@@ -22,7 +22,7 @@ import sys
 import time
 
 import pynish
-from pynish import _binary, _native
+from pynish._call import binary, native
 
 CONTEXTS = ("fork", "forkserver", "spawn")
 #: A limit the function passes by far, and one it crosses by far: no timing is close.
@@ -94,9 +94,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--helper", choices=("loads", "absent", "any"), required=True)
     expect = parser.parse_args().helper
-    program = _binary.binary()
+    program = binary.binary()
     print(f"python {sys.version.split()[0]}, pynish {pynish.__file__}, binary {program}")
-    loaded = _native.helper(program) is not None
+    loaded = native.helper(program) is not None
     if expect != "any" and loaded != (expect == "loads"):
         fail(f"the fork helper {'loaded' if loaded else 'did not load'} (expected: {expect})")
     print(f"fork helper: {'loaded' if loaded else 'not loaded, the Python path'}")

@@ -18,7 +18,7 @@
  * meanwhile, so that none runs a handler in A; A resets the handlers it inherited before unblocking them for
  * pynish.
  *
- * Built by build.rs into the pynish binary, which writes it out on `--fork-helper` (pynish._native loads it).
+ * Built by build.rs into the pynish binary, which writes it out on `--fork-helper` (pynish._call.native loads it).
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -2,12 +2,27 @@
 
 ``import pynish as pynisher`` runs a program written for pynisher 1.x unchanged; the limits then hold for the
 function's whole process tree (cgroups where available), and the exception names the limit that was hit.
+
+Layers, top to bottom; a module imports only from its own layer or one below (``python/tests/test_layers.py``):
+
+- the public face, ``pynish/*.py``: ``limit``, ``Pynisher``, ``restricted`` (``_limit``), ``Executor``
+  (``_executor``, its tasks and threads in ``_tasks``), ``run`` (``_run``), the report (``_report``), ``supports``
+  (``_support``), ``Pynisher._process`` (``_process``), the CPU knobs ``cpus`` and ``cpu_quota`` (``_cpus``);
+- the call, ``pynish/_call/``: one call launched in its context (``launch``), the child's side (``child``), the
+  forkserver, the caller's main module (``mainmodule``), the pipes (``stream``), the native fork helper
+  (``native``), the binary (``binary``);
+- the OS plumbing, ``pynish/_os/``: a call's folder, the caller's lifeline, terminating signals (``signals``), the
+  descriptors the caller alone owns (``owned_fds``), ``poll``, a fresh interpreter's flags (``interpreter``), the
+  working directory at import (``startdir``).
+
+``pynish.exceptions`` stands below all three: it imports nothing of pynish, so every layer raises its classes, and
+pickled exceptions name it.
 """
 
 from __future__ import annotations
 
-import os as _os
-
+# Taken now, before the caller may change directory (see ``_os.startdir``).
+from ._os import startdir as _startdir  # noqa: F401
 from ._support import (
     contexts,
     supports,
@@ -18,6 +33,7 @@ from ._support import (
 )
 from .exceptions import (
     CpuTimeoutException,
+    FileSizeLimitException,
     MemoryLimitException,
     PynisherException,
     SoftTimeLimit,
@@ -42,6 +58,7 @@ __all__ = [
     "limit",
     "restricted",
     "CpuTimeoutException",
+    "FileSizeLimitException",
     "MemoryLimitException",
     "PynisherException",
     "SoftTimeLimit",
@@ -62,15 +79,6 @@ __all__ = [
     "Escalation",
     "Enforcement",
 ]
-
-#: The working directory when pynish was first imported, as multiprocessing keeps it (``ORIGINAL_DIR``): a fresh
-#: child finds the caller's modules there (``sys.path``'s "") even after the caller changed directory. Taken here,
-#: not in the lazily loaded modules, which the first call may only load after such a change.
-_ORIGINAL_DIR: "str | None"
-try:
-    _ORIGINAL_DIR = _os.path.abspath(_os.getcwd())
-except OSError:  # started in a folder that was removed
-    _ORIGINAL_DIR = None
 
 # The rest loads on first use: a fresh child that runs a limited function imports this package too, and every
 # millisecond of its start is paid on every call.

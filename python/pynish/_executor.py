@@ -6,7 +6,7 @@ ended it, then settles the task's Future with the value, the function's exceptio
 it hit, and its report. A task that hits a limit, raises, segfaults or is OOM-killed therefore touches nothing but
 its own Future: no worker process is shared, so none can break the executor.
 
-Tasks start from the executor's own warm forkserver (``_forkserver``), started at construction with the modules of
+Tasks start from the executor's own warm forkserver (``_call.forkserver``), started at construction with the modules of
 ``preload`` imported once; ``context="fork"`` or ``"spawn"`` start them as ``limit`` does instead.
 
 ``memory_budget``: a task leaves the queue only while the memory limits of the running tasks plus its own stay
@@ -15,7 +15,7 @@ within the budget; the queue stays in order (the head waits), so no large task s
 Ending running work: ``Future.cancel()`` of a running task, leaving the ``with`` block on an exception (Ctrl-C
 included), an interrupted ``shutdown`` and a caller ended by Ctrl-C send SIGTERM to the task's pynish, which ends
 its whole tree (first signal, grace, SIGKILL). The worker thread waits until pynish is gone, so a slot frees only
-with its tree. If the caller dies, every pynish sees the caller's lifeline close (``_lifeline``) and does the same.
+with its tree. If the caller dies, every pynish sees the caller's lifeline close (``_os.lifeline``) and does the same.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ from concurrent.futures._base import CANCELLED_AND_NOTIFIED, RUNNING
 from multiprocessing.context import BaseContext
 from typing import Any, Callable, Iterable, Iterator, Optional, Tuple, Union
 
-from . import _forkserver, _tasks
-from ._binary import binary
+from . import _tasks
+from ._call import forkserver as _forkserver
+from ._call.binary import binary
+from ._cpus import Cpus
 from ._limit import Pynisher, _memory
 from ._report import Report
 from ._support import contexts as valid_contexts
@@ -76,8 +78,10 @@ def _placeholder() -> None:
 class Executor(cf.Executor):
     """Runs every task as its own limited, supervised process tree, at most ``max_workers`` at once.
 
-    ``wall_time``, ``cpu_time``, ``memory`` and the other keyword arguments are those of ``pynish.limit`` and apply
-    to every task; a ``pynish.limit(...)`` object submitted as the function runs under its own instead.
+    ``wall_time``, ``cpu_time``, ``memory``, the soft time limits, the per-process rlimits (``open_files``,
+    ``file_size``, ``stack``, ``core_size``), the CPU knobs (``cpus``, ``cpu_quota``: each task's tree on its own)
+    and the other keyword arguments are those of ``pynish.limit`` and apply to every task; a
+    ``pynish.limit(...)`` object submitted as the function runs under its own instead.
     ``memory_budget`` (bytes, or ``(x, "MB")``): tasks start only while the memory limits of the running ones sum
     to no more than it. ``preload``: modules the warm server imports once (context ``"forkserver"``, the default).
     """
@@ -89,6 +93,14 @@ class Executor(cf.Executor):
         wall_time: Union[int, Tuple[float, str], None] = None,
         cpu_time: Union[int, Tuple[float, str], None] = None,
         memory: Union[int, Tuple[int, str], None] = None,
+        soft_wall_time: Union[float, Tuple[float, str], None] = None,
+        soft_cpu_time: Union[float, Tuple[float, str], None] = None,
+        open_files: Optional[int] = None,
+        file_size: Union[int, Tuple[float, str], None] = None,
+        stack: Union[int, Tuple[float, str], None] = None,
+        core_size: Union[int, Tuple[float, str], None] = None,
+        cpus: Optional[Cpus] = None,
+        cpu_quota: Optional[float] = None,
         context: Union[str, BaseContext, None] = None,
         memory_budget: Union[int, Tuple[float, str], None] = None,
         preload: Iterable[str] = (),
@@ -118,7 +130,20 @@ class Executor(cf.Executor):
                 raise ModuleNotFoundError(f"`preload`: no module named {name!r}", name=name)
         # Bad limits and options get pynisher's errors here, at once.
         self._template = Pynisher(
-            _placeholder, wall_time=wall_time, cpu_time=cpu_time, memory=memory, context=context, **options
+            _placeholder,
+            wall_time=wall_time,
+            cpu_time=cpu_time,
+            memory=memory,
+            soft_wall_time=soft_wall_time,
+            soft_cpu_time=soft_cpu_time,
+            open_files=open_files,
+            file_size=file_size,
+            stack=stack,
+            core_size=core_size,
+            cpus=cpus,
+            cpu_quota=cpu_quota,
+            context=context,
+            **options,
         )
         if budget is not None and self._template.memory is not None and self._template.memory > budget:
             raise ValueError(f"`memory` {memory} is over the `memory_budget` {memory_budget}")
@@ -178,7 +203,7 @@ class Executor(cf.Executor):
 
     def _start_server(self) -> _forkserver._Client:
         # A forked child (a fork-context task, a multiprocessing worker) closes its copy of the server's socket
-        # (``_forkserver``), so the server ends with the caller.
+        # (``_call.forkserver``), so the server ends with the caller.
         return _forkserver._Client(binary(), self._preload)
 
     def map(  # type: ignore[override]

@@ -10,10 +10,15 @@ import threading
 from multiprocessing.context import BaseContext
 from typing import Any, Callable, Dict, Generic, List, Optional, Tuple, Type, TypeVar, Union
 
-from . import _call, _child, _ending, _folder, _main, _process, exceptions
-from ._binary import binary
+from . import _cpus, _process, exceptions
+from ._call import child as _child
+from ._call import launch as _launch
+from ._call import mainmodule as _mainmodule
+from ._call.binary import binary
+from ._os import folder as _folder
+from ._os import signals as _signals
 from ._report import Report, Usage, parse_report
-from ._run import limit_args
+from ._run import limit_args, rlimit_args
 from ._support import contexts as valid_contexts
 from ._support import nearest_start_method, supports
 
@@ -115,6 +120,37 @@ def _warn_memory(limit: int, method: str) -> None:
         )
 
 
+#: The per-process rlimits: (resource, the smallest value it takes).
+_RLIMITS = {
+    "open_files": ("RLIMIT_NOFILE", 1),
+    "file_size": ("RLIMIT_FSIZE", 0),
+    "stack": ("RLIMIT_STACK", 1),
+    "core_size": ("RLIMIT_CORE", 0),
+}
+
+
+def _check_rlimits(**values: Any) -> Dict[str, Optional[int]]:
+    """The per-process rlimits checked as pynish checks them, at ``limit()`` time: whole numbers, and, unless this
+    process is root (which may raise a hard limit), not above the hard limit it inherited, which pynish would
+    refuse (never cap) at every call."""
+    import resource
+
+    checked: Dict[str, Optional[int]] = {}
+    for name, value in values.items():
+        rlimit, least = _RLIMITS[name]
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                unit = "" if name == "open_files" else " Bytes"
+                raise ValueError(f"`{name}` {value!r} must be a whole number >= {least}{unit}")
+            hard = resource.getrlimit(getattr(resource, rlimit))[1]
+            if hard != resource.RLIM_INFINITY and value > hard and os.geteuid() != 0:
+                raise ValueError(
+                    f"`{name}` {value} is above the hard limit {hard} ({rlimit}) this process inherited (ulimit -H)"
+                )
+        checked[name] = value
+    return checked
+
+
 class _RemoteTraceback(Exception):
     """The child's traceback text, when the exception's own class cannot carry it."""
 
@@ -136,11 +172,31 @@ class Pynisher(Generic[T]):
     raises what it raised, or the exception of the limit it hit. After each call, ``last_run`` is pynish's report
     of it (a ``pynish.Report``: verdict, usage of the whole tree, escalation, backend, enforcement) and ``usage``
     its ``Usage``.
+
+    ``soft_wall_time``, ``soft_cpu_time``: seconds after which ``SoftTimeLimit`` is raised inside the function.
+
+    ``open_files`` (descriptors), ``file_size``, ``stack``, ``core_size`` (bytes, or ``(x, "MB")`` as ``memory``):
+    the kernel's per-process rlimits (RLIMIT_NOFILE, RLIMIT_FSIZE, RLIMIT_STACK, RLIMIT_CORE; pynish's
+    ``--open-files``, ``--file-size``, ``--stack``, ``--core-size``), soft and hard, in the function's process and
+    every process it starts. ``open_files`` counts the call's own descriptors too (stdin, stdout, stderr and
+    the call's pipes; a fresh interpreter, context ``"spawn"``, needs 5 to start). ``file_size=0`` forbids
+    writing to any file, ``core_size=0`` core dumps. A write past ``file_size`` raises ``FileSizeLimitException``
+    (an ``OSError`` EFBIG, what the write raises in Python) in the caller, as does a member of the tree killed by
+    SIGXFSZ (verdict ``file_size``). A value above the hard limit this process inherited is a ``ValueError``
+    (unless it is root): pynish would refuse it, never cap it.
+
+    ``cpus`` (a CPU list ``"0,2-3"`` as taskset's, or CPU numbers ``[0, 2, 3]``): the CPUs the function's
+    process and every process it starts run on (pynish's ``--cpus``: their affinity, and on the cgroup1 backend a
+    cpuset group too); a CPU this process may not run on is a ``ValueError``. ``cpu_quota`` (cores, ``0.5``):
+    the CPU time per second the whole tree may use together, throttled by the kernel's CPU controller
+    (``--cpu-quota``, cgroup backends only); where pynish has no CPU controller to use (asked once, when the first
+    ``limit`` with a quota is made) it is a ``ValueError`` naming pynish's reason, never a call run unthrottled.
     """
 
     WallTimeoutException = exceptions.WallTimeoutException
     CpuTimeoutException = exceptions.CpuTimeoutException
     MemoryLimitException = exceptions.MemoryLimitException
+    FileSizeLimitException = exceptions.FileSizeLimitException
     PynisherException = exceptions.PynisherException
     TimeoutException = exceptions.TimeoutException
 
@@ -154,6 +210,12 @@ class Pynisher(Generic[T]):
         wall_time: Union[int, Tuple[float, str], None] = None,
         soft_wall_time: Union[float, Tuple[float, str], None] = None,
         soft_cpu_time: Union[float, Tuple[float, str], None] = None,
+        open_files: Optional[int] = None,
+        file_size: Union[int, Tuple[float, str], None] = None,
+        stack: Union[int, Tuple[float, str], None] = None,
+        core_size: Union[int, Tuple[float, str], None] = None,
+        cpus: Optional[_cpus.Cpus] = None,
+        cpu_quota: Optional[float] = None,
         context: Union[str, BaseContext, None] = None,
         raises: bool = True,
         warnings: bool = True,
@@ -182,6 +244,13 @@ class Pynisher(Generic[T]):
                 raise ValueError(f"`{soft_name}` {soft} must be below `{hard_name}` {hard}")
         if _mem is not None and not _mem >= 1:
             raise ValueError(f"`memory` {memory} must be >= 1 Byte")
+        _rlimits = _check_rlimits(
+            open_files=open_files, file_size=_memory(file_size), stack=_memory(stack), core_size=_memory(core_size)
+        )
+        _cpu_list = None if cpus is None else _cpus.cpu_list(cpus)
+        if _cpu_list is not None:
+            _cpus.check_allowed(_cpu_list)
+        _cpu_quota = None if cpu_quota is None else _cpus.cpu_quota_value(cpu_quota)
         if isinstance(context, str) and context not in valid_contexts:
             raise ValueError(f"`context` {context} must be in {valid_contexts}")
         has_start_method = callable(getattr(context, "get_start_method", None))
@@ -203,12 +272,28 @@ class Pynisher(Generic[T]):
         #: Seconds after which ``SoftTimeLimit`` is raised inside the function (None: no soft limit).
         self.soft_wall_time = _soft_wall
         self.soft_cpu_time = _soft_cpu
+        #: Per-process rlimits (descriptors; bytes) that the kernel holds in every process of the tree.
+        self.open_files: Optional[int] = _rlimits["open_files"]
+        self.file_size: Optional[int] = _rlimits["file_size"]
+        self.stack: Optional[int] = _rlimits["stack"]
+        self.core_size: Optional[int] = _rlimits["core_size"]
+        #: The CPUs every process of the tree runs on (sorted), and the cores' worth of time per second the tree
+        #: may use together.
+        self.cpus: Optional[Tuple[int, ...]] = _cpu_list
+        self.cpu_quota: Optional[float] = _cpu_quota
         self.raises = raises
         self.context = context
         self.warnings = warnings
         self.wrap_errors = wrap_errors
         self.terminate_child_processes = terminate_child_processes
         self.forceful_keyboard_interrupt = forceful_keyboard_interrupt
+        if _cpu_quota is not None:
+            if self._backend() == "proc":
+                raise ValueError(
+                    "`cpu_quota` needs a cgroup backend's CPU controller, and `terminate_child_processes=False`"
+                    " runs the call on the proc backend (its leftovers must outlive the call's groups)"
+                )
+            _cpus.check_quota(_cpu_quota, self._backend())
         # Per calling thread: what ``last_run`` holds (threads calling at once each see their own report).
         self._local = threading.local()
         #: pynisher 1.x's ``_process``: the process that runs (ran) the last call's function, a psutil.Process
@@ -274,7 +359,7 @@ class Pynisher(Generic[T]):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Runs the function once with these arguments under the limits, and blocks until it is done."""
         self.last_run = None
-        if _main.bootstrapping:
+        if _mainmodule.bootstrapping:
             # This process is a new one re-running the caller's unguarded main module, which reached this call.
             raise RuntimeError(_BOOTSTRAPPING)
         method = self.start_method
@@ -287,12 +372,13 @@ class Pynisher(Generic[T]):
             self.wrap_errors,
             self.terminate_child_processes,
             self.soft_wall_time is not None or self.soft_cpu_time is not None,
+            self.file_size,
         )
         if self.warnings and self.memory is not None:
             _warn_memory(self.memory, method)
-        folder = _folder.Folder()
+        folder = _folder.Folder(inside=_child.running_in)
         directory = folder.path
-        guarded = _ending.guard()
+        guarded = _signals.guard()
         try:
             report_path = os.path.join(directory, "report.json")
             flags = [
@@ -309,11 +395,13 @@ class Pynisher(Generic[T]):
                 ),
             ]
             # pynish sends SIGURG (its default soft signal) to every member at each; the function's process
-            # turns it into SoftTimeLimit (``_child``).
+            # turns it into SoftTimeLimit (``_call.child``).
             if self.soft_wall_time is not None:
                 flags += ["--soft-wall-time", f"{self.soft_wall_time!r}s"]
             if self.soft_cpu_time is not None:
                 flags += ["--soft-cpu-time", f"{self.soft_cpu_time!r}s"]
+            flags += rlimit_args(self.open_files, self.file_size, self.stack, self.core_size)
+            flags += _cpus.cpu_args(self.cpus, self.cpu_quota)
             if not self.terminate_child_processes:
                 # pynish ends when the function's process does and leaves its children running, as pynisher.
                 flags.append("--leave-leftovers")
@@ -332,19 +420,19 @@ class Pynisher(Generic[T]):
             def started() -> None:
                 self._process = _process.handle(_process.read_pid(announce_read))
 
-            _ending.started(launched, folder)
+            _signals.started(launched, folder)
             _folder.sweep()
             try:
                 status = self._wait(launched, started)
             finally:
-                _ending.ended(launched)
+                _signals.ended(launched)
             report = self._read_report(report_path, status)
             self.last_run = report
             loaded, launched.loaded = launched.loaded, None
             return self._outcome(report, loaded, args, kwargs)
         finally:
             folder.remove()
-            _ending.unguard(guarded)
+            _signals.unguard(guarded)
 
     def _start(
         self,
@@ -356,17 +444,17 @@ class Pynisher(Generic[T]):
         opts: Any,
         directory: str,
         announce: int,
-    ) -> _call.Launched:
+    ) -> _launch.Launched:
         """Starts pynish on the call (a hook: ``pynish.Executor`` starts its tasks from its own server)."""
         if method == "fork":
-            return _call.start_fork(flags, display, self.func, args, kwargs, opts, directory, announce)
+            return _launch.start_fork(flags, display, self.func, args, kwargs, opts, directory, announce)
         if method == "forkserver":
-            return _call.start_forkserver(flags, display, self.func, args, kwargs, opts, directory, announce)
-        return _call.start_spawn(flags, self.func, args, kwargs, opts, directory, announce)
+            return _launch.start_forkserver(flags, display, self.func, args, kwargs, opts, directory, announce)
+        return _launch.start_spawn(flags, self.func, args, kwargs, opts, directory, announce)
 
-    def _wait(self, launched: _call.Launched, started: Callable[[], None]) -> int:
+    def _wait(self, launched: _launch.Launched, started: Callable[[], None]) -> int:
         """Waits for pynish to end (a hook: ``pynish.Executor`` ends a cancelled task's tree through it)."""
-        return _call.wait(launched, self.forceful_keyboard_interrupt, started)
+        return _launch.wait(launched, self.forceful_keyboard_interrupt, started)
 
     def _backend(self) -> Optional[str]:
         """``proc`` with ``terminate_child_processes=False``, whose leftovers must outlive the run's cgroups; else
@@ -408,6 +496,9 @@ class Pynisher(Generic[T]):
             err = exceptions.MemoryLimitException(f"Not enough memory to run function ({self.memory}B).\n{call}")
         elif verdict == "processes":
             err = exceptions.PynisherException(f"Too many processes.\n{call}")
+        elif verdict == "file_size":
+            # A member of the tree was killed by SIGXFSZ (one that does not ignore it, as Python does).
+            err, tb = _child.file_size_exception(int(self.file_size or 0), call), None
         elif verdict == "spawn_error":
             err, tb = exceptions.PynisherException(f"pynish could not start the function: {report.error}"), None
         elif loaded is None:
@@ -433,6 +524,8 @@ class Pynisher(Generic[T]):
             return EMPTY
         if isinstance(err, MemoryError) and not isinstance(err, exceptions.MemoryLimitException) and self.memory:
             err = exceptions.MemoryLimitException(f"MemoryError raised with limit {self.memory}B")
+        if self.file_size is not None and _child.file_too_large(err):
+            err = _child.file_size_exception(self.file_size, call)
         return _raise_with(err, tb)
 
 
@@ -447,6 +540,12 @@ def restricted(
     wall_time: Union[int, Tuple[float, str], None] = None,
     soft_wall_time: Union[float, Tuple[float, str], None] = None,
     soft_cpu_time: Union[float, Tuple[float, str], None] = None,
+    open_files: Optional[int] = None,
+    file_size: Union[int, Tuple[float, str], None] = None,
+    stack: Union[int, Tuple[float, str], None] = None,
+    core_size: Union[int, Tuple[float, str], None] = None,
+    cpus: Optional[_cpus.Cpus] = None,
+    cpu_quota: Optional[float] = None,
     context: Union[str, BaseContext, None] = None,
     raises: bool = True,
     warnings: bool = True,
@@ -457,7 +556,7 @@ def restricted(
     """Limits every call of the decorated function: ``@restricted(wall_time=1)``.
 
     Unlike pynisher, every context works (the spawn contexts ship the undecorated function by value) and every
-    argument is honoured.
+    argument is honoured. The arguments are ``limit``'s.
     """
     if not supports("decorator"):
         raise ValueError("`@restricted(...)` is not supported on this platform, please use `limit`")
@@ -470,6 +569,12 @@ def restricted(
         wall_time=wall_time,
         soft_wall_time=soft_wall_time,
         soft_cpu_time=soft_cpu_time,
+        open_files=open_files,
+        file_size=file_size,
+        stack=stack,
+        core_size=core_size,
+        cpus=cpus,
+        cpu_quota=cpu_quota,
         context=context,
         raises=raises,
         warnings=warnings,

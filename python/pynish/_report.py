@@ -20,6 +20,14 @@ class Limits:
     processes: Optional[int]
     grace_s: float
     signal: str
+    #: the per-process rlimits asked (schema 2): RLIMIT_NOFILE, RLIMIT_FSIZE, RLIMIT_STACK, RLIMIT_CORE
+    open_files: Optional[int] = None
+    file_size_bytes: Optional[int] = None
+    stack_bytes: Optional[int] = None
+    core_size_bytes: Optional[int] = None
+    #: the CPUs asked, as a CPU list ("0,2-3"), and the CPU quota in cores (schema 2)
+    cpus: Optional[str] = None
+    cpu_quota: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,11 @@ class Enforcement:
     cpu_time: Optional[str]
     memory: Optional[str]
     processes: Optional[str]
+    #: ``rlimit`` when a file size limit was asked (schema 2)
+    file_size: Optional[str] = None
+    #: how the CPU knobs are held (schema 2): ``affinity`` or ``cpuset`` for cpus, the backend for cpu_quota
+    cpus: Optional[str] = None
+    cpu_quota: Optional[str] = None
 
 
 @dataclass(frozen=True)

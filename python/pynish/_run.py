@@ -8,7 +8,8 @@ import subprocess
 import tempfile
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from ._binary import binary
+from ._call.binary import binary
+from ._cpus import Cpus, cpu_args, cpu_list, cpu_quota_value
 from ._report import Report, parse_report
 
 __all__ = ["run", "Duration", "Size"]
@@ -30,15 +31,40 @@ def cli_duration(value: Duration, name: str) -> str:
     return f"{value:.9f}"
 
 
-def cli_size(value: Size, name: str) -> str:
-    """A size as the CLI takes it."""
+def cli_size(value: Size, name: str, zero: bool = False) -> str:
+    """A size as the CLI takes it (``zero``: 0 is a limit too, as ``file_size=0`` or ``core_size=0``)."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise TypeError(f"`{name}` must be bytes (an int) or a size text like '500MB', not {value!r}")
     if isinstance(value, str):
         return value
-    if not value > 0:
+    if zero and value < 0:
+        raise ValueError(f"`{name}` {value!r} must be zero or more")
+    if not zero and not value > 0:
         raise ValueError(f"`{name}` {value!r} must be greater than zero")
     return str(value)
+
+
+def rlimit_args(
+    open_files: Optional[int] = None,
+    file_size: Optional[Size] = None,
+    stack: Optional[Size] = None,
+    core_size: Optional[Size] = None,
+) -> list[str]:
+    """The pynish flags for the per-process rlimits, which the kernel holds in every process of the tree:
+    ``--open-files`` (RLIMIT_NOFILE), ``--file-size`` (RLIMIT_FSIZE), ``--stack`` (RLIMIT_STACK), ``--core-size``
+    (RLIMIT_CORE)."""
+    args: list[str] = []
+    if open_files is not None:
+        if isinstance(open_files, bool) or not isinstance(open_files, int) or open_files < 1:
+            raise ValueError(f"`open_files` {open_files!r} must be an int >= 1")
+        args += ["--open-files", str(open_files)]
+    if file_size is not None:
+        args += ["--file-size", cli_size(file_size, "file_size", zero=True)]
+    if stack is not None:
+        args += ["--stack", cli_size(stack, "stack")]
+    if core_size is not None:
+        args += ["--core-size", cli_size(core_size, "core_size", zero=True)]
+    return args
 
 
 def limit_args(
@@ -90,6 +116,12 @@ def run(
     memory_kind: Optional[str] = None,
     backend: Optional[str] = None,
     label: Optional[str] = None,
+    open_files: Optional[int] = None,
+    file_size: Optional[Size] = None,
+    stack: Optional[Size] = None,
+    core_size: Optional[Size] = None,
+    cpus: Optional[Cpus] = None,
+    cpu_quota: Optional[float] = None,
     preserve_status: bool = False,
     cwd: Optional[Union[str, "os.PathLike[str]"]] = None,
     env: Optional[Mapping[str, str]] = None,
@@ -101,13 +133,21 @@ def run(
 
     ``stdin``/``stdout``/``stderr`` are passed to ``subprocess.run`` (a file, a descriptor, ``subprocess.DEVNULL``).
 
-    Limits take numbers (seconds, bytes) or the CLI's text (``"1.5h"``, ``"500MB"``). The command's output goes
-    where ``stdout``/``stderr`` say (inherited by default). Bad limits raise ``ValueError``/``TypeError`` before
-    anything runs; a command that cannot be started gives a report with ``verdict == "spawn_error"``.
+    Limits take numbers (seconds, bytes) or the CLI's text (``"1.5h"``, ``"500MB"``). ``open_files``,
+    ``file_size``, ``stack`` and ``core_size`` are the CLI's per-process rlimits (``--open-files``, ...), set in
+    every process of the tree; a member killed by SIGXFSZ past ``file_size`` is verdict ``"file_size"``. ``cpus``
+    (``"0,2-3"`` or ``[0, 2, 3]``) and ``cpu_quota`` (cores) are ``--cpus`` and ``--cpu-quota``. The
+    command's output goes where ``stdout``/``stderr`` say (inherited by default). Bad limits raise
+    ``ValueError``/``TypeError`` before anything runs; a command that cannot be started gives a report with
+    ``verdict == "spawn_error"``.
     """
     if isinstance(argv, (str, bytes)) or not argv:
         raise ValueError("`argv` must be a non-empty sequence of arguments, e.g. ['make', 'test']")
     flags = limit_args(wall_time, cpu_time, memory, processes, grace, signal, memory_kind, backend, label)
+    flags += rlimit_args(open_files, file_size, stack, core_size)
+    flags += cpu_args(
+        None if cpus is None else cpu_list(cpus), None if cpu_quota is None else cpu_quota_value(cpu_quota)
+    )
     if preserve_status:
         flags.append("--preserve-status")
     with tempfile.TemporaryDirectory(prefix="pynish-run-") as private:

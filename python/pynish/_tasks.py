@@ -16,7 +16,8 @@ import threading
 import weakref
 from typing import Any, Callable, Deque, List, Optional, Set
 
-from . import _call, _forkserver
+from ._call import forkserver as _forkserver
+from ._call import launch as _launch
 from ._limit import Pynisher
 
 class Task(Pynisher):
@@ -29,7 +30,7 @@ class Task(Pynisher):
         self.__setstate__(template.__getstate__())
         self.server = server
         self._lock = threading.Lock()
-        self._launched: Optional[_call.Launched] = None
+        self._launched: Optional[_launch.Launched] = None
         self._ending = False
 
     def _start(
@@ -42,14 +43,14 @@ class Task(Pynisher):
         opts: Any,
         directory: str,
         announce: int,
-    ) -> _call.Launched:
+    ) -> _launch.Launched:
         if method == "forkserver" and self.server is not None:
-            return _call.start_forkserver(
+            return _launch.start_forkserver(
                 flags, display, self.func, args, kwargs, opts, directory, announce, server=self.server
             )
         return super()._start(method, flags, display, args, kwargs, opts, directory, announce)
 
-    def _wait(self, launched: _call.Launched, started: Callable[[], None]) -> int:
+    def _wait(self, launched: _launch.Launched, started: Callable[[], None]) -> int:
         with self._lock:
             self._launched = launched
             ending = self._ending

@@ -8,6 +8,7 @@ __all__ = [
     "CpuTimeoutException",
     "WallTimeoutException",
     "MemoryLimitException",
+    "FileSizeLimitException",
 ]
 
 
@@ -48,6 +49,16 @@ class MemoryLimitException(PynisherException, MemoryError):
     """The function's process tree needed more memory than its limit.
 
     Also a ``MemoryError``: a ``MemoryError`` raised inside a function with a memory limit arrives as this.
+    """
+
+
+class FileSizeLimitException(PynisherException, OSError):
+    """A process of the function's tree wrote past its ``file_size`` limit (RLIMIT_FSIZE): pynish's verdict
+    ``file_size``.
+
+    Also an ``OSError`` with ``errno.EFBIG``, the error Python code sees at such a write: CPython ignores SIGXFSZ,
+    so the write raises ``OSError: [Errno 27] File too large`` instead of killing the process, and that error,
+    raised inside a function with a ``file_size`` limit, arrives as this.
     """
 
 

@@ -120,7 +120,7 @@ def test_a_large_argument_is_not_repred(context):
 
 @pytest.mark.pynish_only
 def test_call_string_of_a_large_argument_is_short():
-    from pynish._child import callstring
+    from pynish._call.child import callstring
 
     text = callstring(len, (b"x" * 50_000_000, list(range(10**6))), {"key": "y" * 10**6})
     assert len(text) < 500
@@ -220,7 +220,7 @@ def test_binary_found_beside_the_package_when_path_lacks_it(layout, tmp_path):
     # systemd); pynish looked only beside the interpreter and on PATH.
     import sysconfig
 
-    from pynish._binary import binary
+    from pynish._call.binary import binary
 
     if os.path.exists(os.path.join(sysconfig.get_path("scripts"), "pynish")):
         pytest.skip("this interpreter's environment has its own pynish binary, which comes first")
@@ -232,7 +232,7 @@ def test_binary_found_beside_the_package_when_path_lacks_it(layout, tmp_path):
     (tmp_path / "bin" / "pynish").symlink_to(binary())
     env = {k: v for k, v in os.environ.items() if k not in ("PYNISH_BIN", "PYTHONPATH")}
     env.update(PATH="/usr/bin:/bin", PYTHONPATH=str(site))
-    code = "import pynish, pynish._binary as b; print(b.binary()); print(pynish.limit(pow, context='fork')(2, 10))"
+    code = "import pynish, pynish._call.binary as b; print(b.binary()); print(pynish.limit(pow, context='fork')(2, 10))"
     argv = [sys.executable, "-c", code]
     proc = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

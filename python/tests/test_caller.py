@@ -82,7 +82,7 @@ def test_the_call_ends_with_its_caller(piddir, scratch, context, sig):
     proc = start_caller(piddir, scratch, context, "default")
     tree = tree_of(proc)
     if context == "forkserver":
-        assert any("pynish._forkserver" in u.cmdline(p) for p in tree), "no forkserver server in the tree"
+        assert any("pynish._call.forkserver" in u.cmdline(p) for p in tree), "no forkserver server in the tree"
     os.kill(proc.pid, sig)
     proc.communicate(timeout=30)
     # Dies of the signal, as it would have without pynish.

@@ -1,4 +1,4 @@
-"""Issue 18, item 5: a fork-context call copies the caller once (the native helper, ``pynish._native``).
+"""Issue 18, item 5: a fork-context call copies the caller once (the native helper, ``pynish._call.native``).
 
 What shows how many copies were made: the at-fork hooks (``os.register_at_fork``). Every fork through Python runs
 the "before" hooks in the process that forks and the "child" hooks in the copy. Forking A from Python runs them
@@ -23,11 +23,11 @@ SCRIPT = textwrap.dedent(
     """
     import json, os, sys
     import pynish
-    import pynish._native
+    import pynish._call.native
 
     log = sys.argv[1]
     if len(sys.argv) > 2:
-        pynish._native.disabled = True
+        pynish._call.native.disabled = True
 
     def note(event):
         with open(log, "a") as f:
@@ -53,7 +53,7 @@ SCRIPT = textwrap.dedent(
 
 
 def pynish_binary() -> str:
-    from pynish._binary import binary
+    from pynish._call.binary import binary
 
     return binary()
 

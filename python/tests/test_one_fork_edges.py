@@ -1,6 +1,6 @@
-"""The one-copy fork (``pynish._native``, issue 18 item 5) at the edges a caller brings: signals arriving while calls
+"""The one-copy fork (``pynish._call.native``, issue 18 item 5) at the edges a caller brings: signals arriving while calls
 start, what the function's process inherits, a caller that cannot make more processes, calls nested in workers.
-Each compares with the Python path (``pynish._native.disabled``) or states what it must keep. Callers that change
+Each compares with the Python path (``pynish._call.native.disabled``) or states what it must keep. Callers that change
 their own process (nice, rlimits, handlers, cgroup) are scripts of their own."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ PATHS = ["native", "python"]
 
 PREAMBLE = """
 import json, os, signal, sys
-import pynish, pynish._native
-pynish._native.disabled = sys.argv[1] == "python"
+import pynish, pynish._call.native
+pynish._call.native.disabled = sys.argv[1] == "python"
 """
 
 

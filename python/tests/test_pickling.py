@@ -18,6 +18,8 @@ _NAMES = [
     "CpuTimeoutException",
     "WallTimeoutException",
     "MemoryLimitException",
+    "FileSizeLimitException",
+    "SoftTimeLimit",
     "UnpicklableResult",
 ]
 

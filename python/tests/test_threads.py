@@ -89,7 +89,7 @@ def test_a_forkserver_call_is_not_held_by_a_child_another_thread_forks_meanwhile
     # Another thread forks (a multiprocessing worker, a fork-context call) while a forkserver call hands its pipes
     # to the server: the child must not keep the call's "ended" pipe open, or the call returns only when that
     # child exits (a pool worker: never). The fork is made at that very moment here, through the server lookup.
-    from pynish import _forkserver
+    from pynish._call import forkserver as _forkserver
 
     real_client = _forkserver.client
     release_read, release_write = os.pipe()

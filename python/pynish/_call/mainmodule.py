@@ -1,7 +1,11 @@
 """The caller's interpreter state a fresh child takes on, as multiprocessing's spawn does: ``sys.path``,
 ``sys.argv``, the working directory, and the main module, re-run as ``__mp_main__`` so that what a ``__main__``
 script defines at module level exists in the child too. Done here, without importing multiprocessing into the
-child (which costs a fresh interpreter more than the rest of its start)."""
+child (which costs a fresh interpreter more than the rest of its start).
+
+A main module that is no file (``python - <<EOF``'s ``<stdin>``, a script removed since, ``python -c``, the
+interactive prompt, IPython, Jupyter) is not re-run: the functions it defines go to the child by value
+(``launch._pickler``), as cloudpickle sends them."""
 
 from __future__ import annotations
 
@@ -12,10 +16,10 @@ TYPE_CHECKING = False  # not from typing: a fresh child does not pay for importi
 if TYPE_CHECKING:
     from typing import Any, Dict
 
-from . import _ORIGINAL_DIR as _IMPORTED_IN
+from .._os.startdir import ORIGINAL_DIR as _IMPORTED_IN
 
 #: Where relative entries of ``sys.path`` and the main module's path are resolved: the working directory when
-#: pynish was first imported (see ``pynish._ORIGINAL_DIR``).
+#: pynish was first imported (see ``_os.startdir``).
 _ORIGINAL_DIR = _IMPORTED_IN if _IMPORTED_IN is not None else os.path.abspath(os.getcwd())
 
 #: True while a new process re-runs the caller's main module: a limited call made then comes from an unguarded
@@ -35,9 +39,21 @@ def describe() -> Dict[str, Any]:
         data["main_name"] = name
     else:
         file = getattr(main, "__file__", None)
-        if file is not None:
-            data["main_path"] = os.path.normpath(os.path.join(_ORIGINAL_DIR, file))
+        path = None if file is None else os.path.normpath(os.path.join(_ORIGINAL_DIR, file))
+        # "<stdin>" (python -), or a script removed since: nothing to re-run.
+        if path is not None and not file.startswith("<") and os.path.isfile(path):
+            data["main_path"] = path
     return data
+
+
+def reruns(data: Dict[str, Any]) -> bool:
+    """Whether a fresh child re-runs the caller's main module that ``describe`` gave as ``data``."""
+    name = data.get("main_name")
+    path = data.get("main_path")
+    if name is not None:
+        # A package's __main__ runs its main-only code unconditionally: multiprocessing skips it too.
+        return not (name == "__main__" or name.endswith(".__main__"))
+    return path is not None and os.path.splitext(os.path.basename(path))[0] != "ipython"
 
 
 def take_on(data: Dict[str, Any], whole_main: bool = True) -> None:
@@ -46,14 +62,10 @@ def take_on(data: Dict[str, Any], whole_main: bool = True) -> None:
     sys.path[:] = data["sys_path"]
     sys.argv[:] = data["sys_argv"]
     os.chdir(data["dir"])
-    if not whole_main:
+    if not whole_main or not reruns(data):
         return
     name = data.get("main_name")
     path = data.get("main_path")
-    if name is not None and (name == "__main__" or name.endswith(".__main__")):
-        return  # a package's __main__ runs its main-only code unconditionally: multiprocessing skips it too
-    if name is None and (path is None or os.path.splitext(os.path.basename(path))[0] == "ipython"):
-        return
     import runpy
     import types
 

@@ -8,6 +8,8 @@ import sysconfig
 import threading
 from functools import lru_cache
 
+from .._os.interpreter import PACKAGE_PARENT
+
 __all__ = ["binary"]
 
 # sysconfig's first use is not thread-safe (Python 3.11: threads making their first call at once fail with
@@ -46,9 +48,8 @@ def _script_folders() -> list:
     the prefix this package was installed into (``--prefix``: <prefix>/lib/pythonX.Y/site-packages/pynish;
     ``--target``: <target>/pynish beside <target>/bin), and the user scheme's (``--user``: ~/.local/bin). None
     of them need be on PATH (cron, systemd)."""
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    prefix = os.path.dirname(os.path.dirname(os.path.dirname(package_parent)))
-    folders = [sysconfig.get_path("scripts"), os.path.join(prefix, "bin"), os.path.join(package_parent, "bin")]
+    prefix = os.path.dirname(os.path.dirname(os.path.dirname(PACKAGE_PARENT)))
+    folders = [sysconfig.get_path("scripts"), os.path.join(prefix, "bin"), os.path.join(PACKAGE_PARENT, "bin")]
     try:
         folders.append(sysconfig.get_path("scripts", f"{os.name}_user"))
     except KeyError:

@@ -9,7 +9,7 @@ A call made inside a limited function (a nested call) puts its folder inside the
 limit that ends the function mid-call leaves nothing behind: the outer caller removes its folder, and the inner
 one with it, once the outer tree is gone.
 
-The lock belongs to the caller alone (``_owned``): a child it forks (a multiprocessing worker started while a
+The lock belongs to the caller alone (``owned_fds``): a child it forks (a multiprocessing worker started while a
 call runs) would share the lock and keep a dead caller's folder from the sweep for as long as it lives.
 """
 
@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from typing import Optional
 
-from . import _child, _owned
+from . import owned_fds
 
 #: Not the "pynish-call-" of folders made without a lock (before this module): the sweep skips those by name.
 PREFIX = "pynish-call."
@@ -37,21 +37,22 @@ def scratch() -> Optional[str]:
 
 
 class Folder:
-    """A call's folder, locked by this process until ``remove``."""
+    """A call's folder, locked by this process until ``remove``; inside the folder ``inside`` when given (a nested
+    call's: the outer call's folder), unless that is gone."""
 
-    def __init__(self) -> None:
-        self.path = self._make()
+    def __init__(self, inside: Optional[str] = None) -> None:
+        self.path = self._make(inside)
         # Locked before it takes its name: a sweeper never finds the lock file free while this caller lives.
         made = os.path.join(self.path, LOCK + ".new")
-        self.lock = _owned.hold(os.open(made, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        self.lock = owned_fds.hold(os.open(made, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
         fcntl.flock(self.lock, fcntl.LOCK_EX)
         os.rename(made, os.path.join(self.path, LOCK))
 
     @staticmethod
-    def _make() -> str:
-        if _child.running_in is not None:
+    def _make(inside: Optional[str]) -> str:
+        if inside is not None:
             try:
-                return tempfile.mkdtemp(prefix=PREFIX, dir=_child.running_in)
+                return tempfile.mkdtemp(prefix=PREFIX, dir=inside)
             except OSError:
                 pass  # the outer call is over (a leftover process calls): a folder of its own then
         return tempfile.mkdtemp(prefix=PREFIX, dir=scratch())
@@ -63,7 +64,7 @@ class Folder:
             return
         shutil.rmtree(self.path, ignore_errors=True)
         lock, self.lock = self.lock, -1
-        _owned.close(lock)
+        owned_fds.close(lock)
 
 
 def sweep() -> None:

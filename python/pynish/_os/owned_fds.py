@@ -2,8 +2,8 @@
 (``os.register_at_fork``): a child another thread forks meanwhile (a multiprocessing worker, a fork-context
 call's processes) would otherwise hold them for as long as it lives.
 
-- a call's folder lock (``_folder``): held by a child, a dead caller's folder would escape the sweep;
-- a forkserver call's "ended" pipe (``_call``): its write end held by a child, the caller would not see pynish
+- a call's folder lock (``folder``): held by a child, a dead caller's folder would escape the sweep;
+- a forkserver call's "ended" pipe (``_call.launch``): its write end held by a child, the caller would not see pynish
   end, and the call would return only once that child exited.
 
 Close-on-exec is not enough: a forked child that does not exec keeps every descriptor.

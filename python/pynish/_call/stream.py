@@ -160,7 +160,7 @@ class Reader:
                 return None
             except Exception as e:
                 self.drop()
-                from .exceptions import PynisherException
+                from ..exceptions import PynisherException
 
                 # e.g. an exception class whose constructor takes other arguments than it pickles.
                 return ("err", PynisherException(f"The function's outcome could not be read: {e!r}"), None)

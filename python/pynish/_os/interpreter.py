@@ -1,6 +1,6 @@
 """What starting a fresh interpreter for this package needs: where the package is, and the running
-interpreter's options. Shared by the spawn context (``_call``) and the forkserver (``_forkserver``), so that
-neither imports the other."""
+interpreter's options. Shared by the spawn context (``_call.launch``) and the forkserver
+(``_call.forkserver``), so that neither imports the other."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ __all__ = ["PACKAGE_PARENT", "interpreter_flags"]
 
 #: The folder holding this very package: put first on a fresh interpreter's sys.path, so that it imports this
 #: package even when only the caller's sys.path could find it.
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def interpreter_flags() -> list[str]:

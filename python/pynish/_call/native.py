@@ -7,7 +7,7 @@ process, and execs pynish. B comes back here as a child comes back from ``os.for
 
 The helper is loaded once per process, from ``pynish --fork-helper`` into a memfd. Where it cannot be (another
 OS, a build without it, a Python without ``ctypes.pythonapi``, shadow stacks on), ``start`` returns None and
-``_call`` forks twice from Python, as before.
+``launch`` forks twice from Python, as before.
 
 Tried with CPython 3.9, 3.10, 3.11, 3.12 and 3.13 (python/tests/test_one_fork*.py): none needs the Python path,
 since the helper runs the interpreter's fork hooks itself, the GIL held throughout (between ctypes calls the GIL

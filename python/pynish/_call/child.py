@@ -5,7 +5,7 @@ Three ways in: a child forked from the caller and held on a pipe until pynish ha
 pipe (``load_and_execute``, context "forkserver"); or a fresh interpreter that pynish started (``main``, context
 "spawn"), which first takes on the caller's ``sys.path``, working directory and main module as
 multiprocessing's spawn does, then reads the call. Either way the outcome is one pickle sent through a pipe
-(``_stream``): ``("ok", value)`` or ``("err", exception, traceback_text)``, ended by a mark that it is whole,
+(``stream``): ``("ok", value)`` or ``("err", exception, traceback_text)``, ended by a mark that it is whole,
 so that the caller takes all of it or none.
 """
 
@@ -16,15 +16,16 @@ import pickle
 import sys
 import traceback
 
-from ._stream import Writer
-from .exceptions import (
+from ..exceptions import (
     CpuTimeoutException,
+    FileSizeLimitException,
     MemoryLimitException,
     PynisherException,
     SoftTimeLimit,
     UnpicklableResult,
     WallTimeoutException,
 )
+from .stream import Writer
 
 TYPE_CHECKING = False  # not from typing: a fresh child does not pay for importing it
 if TYPE_CHECKING:
@@ -32,14 +33,24 @@ if TYPE_CHECKING:
 
 #: The byte pynish writes on the hold pipe once the adopted child is in place; EOF without it means "do not run".
 GO = b"G"
-#: In a limited function's process: its call's folder, where the calls it makes put theirs (``_folder``).
+#: In a limited function's process: its call's folder, where the calls it makes put theirs (``_os.folder``).
 running_in: Optional[str] = None
 
 
 class Options:
     """What the child needs besides the function: pynisher's per-call settings."""
 
-    __slots__ = ("name", "memory", "cpu_time", "wall_time", "warnings", "wrap_errors", "terminate_children", "soft")
+    __slots__ = (
+        "name",
+        "memory",
+        "cpu_time",
+        "wall_time",
+        "warnings",
+        "wrap_errors",
+        "terminate_children",
+        "soft",
+        "file_size",
+    )
 
     def __init__(
         self,
@@ -51,6 +62,7 @@ class Options:
         wrap_errors: Any,
         terminate_children: bool,
         soft: bool = False,
+        file_size: Optional[int] = None,
     ) -> None:
         self.name = name
         self.memory = memory
@@ -61,6 +73,9 @@ class Options:
         self.terminate_children = terminate_children
         #: A soft time limit was asked: pynish's warning (SIGURG) raises ``SoftTimeLimit`` in the function.
         self.soft = soft
+        #: The ``file_size`` limit (bytes): an ``OSError`` EFBIG the function raises becomes
+        #: ``FileSizeLimitException``.
+        self.file_size = file_size
 
     def __getstate__(self) -> tuple:
         return tuple(getattr(self, k) for k in self.__slots__)
@@ -101,12 +116,29 @@ def _is(err: BaseException, kind: Any) -> bool:
     return isinstance(kind, type) and type(err) is kind
 
 
+def file_too_large(err: BaseException) -> bool:
+    """Whether ``err`` is the error of a write past RLIMIT_FSIZE (CPython ignores SIGXFSZ: the write fails with
+    EFBIG instead), and not already pynish's."""
+    import errno
+
+    return isinstance(err, OSError) and err.errno == errno.EFBIG and not isinstance(err, FileSizeLimitException)
+
+
+def file_size_exception(limit: int, call: str) -> FileSizeLimitException:
+    """The exception of a ``file_size`` hit: an ``OSError`` EFBIG, as the write's own error is."""
+    import errno
+
+    return FileSizeLimitException(errno.EFBIG, f"File too large: over the file size limit ({limit}B).\n{call}")
+
+
 def wrap_error(err: BaseException, opts: Options, call: str) -> BaseException:
     """pynisher's ``wrap_errors``: which errors become pynisher exceptions (done in the child, so that the
     caller never has to import the modules an unwrapped error would drag in)."""
     message = f"Wrapped Exception {type(err).__name__} - {err}"
     if opts.memory and isinstance(err, MemoryError) and not isinstance(err, MemoryLimitException):
         err = MemoryLimitException(f"Not enough memory to run function ({opts.memory}B).\n{call}")
+    if opts.file_size is not None and file_too_large(err):
+        err = file_size_exception(opts.file_size, call)
     wrap = opts.wrap_errors
     if wrap is False or wrap is None:
         return err
@@ -397,7 +429,7 @@ def hold_and_exec(
 ) -> None:
     """Contexts "fork" and "forkserver", in a freshly forked process A: forks the held child B, which calls
     ``run`` once pynish has adopted it, then execs ``pynish --adopt B`` (A becomes pynish, B's parent). The
-    descriptors in ``inherit`` go to pynish only; B writes its pid on ``announce`` (see ``_process``). Never
+    descriptors in ``inherit`` go to pynish only; B writes its pid on ``announce`` (see ``pynish._process``). Never
     returns; if the exec fails the caller exits, and B sees the hold pipe close without the go byte and exits
     unrun."""
     # The calling thread's blocked signals would be inherited by pynish and the function: pynish's SIGTERM then
@@ -425,9 +457,9 @@ def hold_and_exec(
 
 
 def main_function(name: str, by_value: bytes) -> Any:
-    """Unpickles a function or class of the caller's ``__main__`` (see ``_call._pickler``): the child's re-run
-    main module's own, else the copy sent by value."""
-    found = getattr(sys.modules.get("__main__"), name, None)
+    """Unpickles a function or class of the caller's ``__main__`` (see ``launch._pickler``): the child's re-run
+    main module's own (``__mp_main__``: never the child's own ``-c`` boot code), else the copy sent by value."""
+    found = getattr(sys.modules.get("__mp_main__"), name, None)
     if callable(found) and getattr(found, "__qualname__", None) == name:
         return found
     return pickle.loads(by_value)
@@ -439,7 +471,7 @@ def load_and_execute(directory: str, whole_main: bool, call: int, result: int) -
     whose server already did."""
     try:
         with open(call, "rb") as f:
-            from ._main import take_on
+            from .mainmodule import take_on
 
             take_on(pickle.load(f), whole_main)
             # A function of an importable module comes by reference (imported here), one from __main__, a lambda

@@ -2,11 +2,12 @@
 it would have without pynish.
 
 While a call runs in the main thread, SIGTERM, SIGHUP and SIGINT (unless the caller ignores them, and SIGINT
-only when the caller replaced Python's KeyboardInterrupt, which ``_call.wait`` already handles) get a handler
-that passes the signal to every running call's pynish, waits until each call's tree is gone (through the grace
-period), and then runs the caller's own handler; or, for a signal at its default action, removes the calls'
-folders and makes the caller die of the signal. Only the main thread may set handlers: calls from other threads
-are ended too when the main thread has a call running, and otherwise by the lifeline once the caller has died.
+only when the caller replaced Python's KeyboardInterrupt, which ``_call.launch.wait`` already handles)
+get a handler that passes the signal to every running call's pynish, waits until each call's tree is gone
+(through the grace period), and then runs the caller's own handler; or, for a signal at its default action,
+removes the calls' folders and makes the caller die of the signal. Only the main thread may set handlers: calls
+from other threads are ended too when the main thread has a call running, and otherwise by the lifeline once the
+caller has died.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import threading
 import time
 from typing import Any, Dict, List, Tuple
 
-from . import _poll
+from . import poll
 
 SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 #: How long the handler waits for the calls' trees at most (pynish ends them within its grace period).
@@ -77,7 +78,7 @@ def _await(call: Any, deadline: float) -> None:
     except (OSError, AttributeError):  # already reaped (or no pidfd on this system): nothing to wait for
         return
     try:
-        _poll.wait([fd], (), max(0.0, deadline - time.monotonic()))
+        poll.wait([fd], (), max(0.0, deadline - time.monotonic()))
     finally:
         os.close(fd)
 

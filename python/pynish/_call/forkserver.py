@@ -1,9 +1,9 @@
 """Context "forkserver": one long-lived fresh interpreter per caller that forks a held child per call.
 
 The server is started once, on the first call, as a fresh interpreter in a session of its own (so no terminal
-signal reaches it), and takes on the caller's ``sys.path``, working directory and main module (``_main``), as
+signal reaches it), and takes on the caller's ``sys.path``, working directory and main module (``mainmodule``), as
 multiprocessing's forkserver preloads ``__main__``. For each call the caller sends, over a Unix socket, the
-call's folder, pynish's flags, the write end of an "ended" pipe and the call's two pipes (``_stream``); the
+call's folder, pynish's flags, the write end of an "ended" pipe and the call's two pipes (``stream``); the
 server forks A, which starts a session, forks B (held on a pipe, exactly as in the fork context) and execs
 ``pynish --adopt B``. Only pynish holds the "ended" pipe: the caller sees end-of-file on it once pynish has exited,
 that is once the whole tree is gone. B, once released, reads the call (cloudpickle) from its pipe, which the
@@ -11,7 +11,7 @@ caller feeds, and sends its outcome back through the other: a function never cro
 
 The server ends when the caller's end of the socket closes: at the caller's exit (``shutdown`` runs then and
 waits for it), when the caller calls ``shutdown()``, or when the caller dies. Only the caller holds that end (it
-is closed in every child forked through Python). The server also holds the caller's lifeline (``_lifeline``)
+is closed in every child forked through Python). The server also holds the caller's lifeline (``_os.lifeline``)
 and passes it to each call's pynish, which ends its tree once the caller is gone.
 """
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from typing import Any, List, Optional, Tuple
 
 _BOOT = (
-    "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._forkserver import serve;"
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._call.forkserver import serve;"
     " serve(int(sys.argv.pop(1)), int(sys.argv.pop(1)))"
 )
 
@@ -72,8 +72,9 @@ class _Client:
         call's child finds them loaded)."""
         import subprocess
 
-        from . import _lifeline, _main
-        from ._interpreter import PACKAGE_PARENT, interpreter_flags
+        from .._os import lifeline as _lifeline
+        from .._os.interpreter import PACKAGE_PARENT, interpreter_flags
+        from . import mainmodule as _mainmodule
 
         self.owner = os.getpid()
         self.broken = False
@@ -96,7 +97,7 @@ class _Client:
         finally:
             theirs.close()
         self.sock = ours
-        _send(ours, dict(_main.describe(), preload=list(preload)))
+        _send(ours, dict(_mainmodule.describe(), preload=list(preload)))
         _every.add(self)
 
     def alive(self) -> bool:
@@ -175,15 +176,16 @@ def client(program: str) -> _Client:
 
 def serve(fd: int, lifeline: int) -> None:
     """The server's loop (never returns). ``lifeline``: the read end of the caller's lifeline, for each pynish."""
-    # _child is imported here once, not in every call's child.
-    from . import _child, _main  # noqa: F401
+    # child is imported here once, not in every call's child.
+    from . import child as _child  # noqa: F401
+    from . import mainmodule as _mainmodule
 
     sock = socket.socket(fileno=fd)
     try:
         data, _ = _recv(sock)
         failed: Optional[BaseException] = None
         try:
-            _main.take_on(data)
+            _mainmodule.take_on(data)
         except Exception as e:
             # The caller's main module failed when re-run here (an unguarded script's limited call raises the
             # bootstrapping RuntimeError): every call is answered with that, rather than a server gone silent.
@@ -251,7 +253,7 @@ def _fork_call(
     pipes: Tuple[int, int],
     announce: Optional[int] = None,
 ) -> int:
-    from . import _child
+    from . import child as _child
 
     pid = os.fork()
     if pid == 0:

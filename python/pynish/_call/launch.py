@@ -3,15 +3,15 @@
 "fork": the caller starts A; A starts a session of its own, forks B (which will run the function, with the
 caller's memory: no pickling) and execs ``pynish --adopt B --adopt-fd W``, holding B on a pipe. pynish, now A,
 puts B in its process group, cgroups and rlimits, then releases it by writing one byte on W. A shares the
-caller's memory through the native helper (``_native``), so that B is the caller's one copy; without it, the
+caller's memory through the native helper (``native``), so that B is the caller's one copy; without it, the
 caller forks A from Python.
 
 "spawn": the call is pickled with cloudpickle, and pynish starts a fresh interpreter that reads it from a pipe
-(``pynish._child.main``). "forkserver": see ``_forkserver``. In every context the outcome comes back through a
-pipe (``_stream``), read while the caller waits.
+(``child.main``). "forkserver": see ``forkserver``. In every context the outcome comes back through a
+pipe (``stream``), read while the caller waits.
 
 pynish runs in a session of its own: Ctrl-C at the terminal reaches the caller only, which passes it on to
-pynish (SIGINT), and pynish ends the whole tree. Every pynish watches the caller's lifeline (``_lifeline``): if
+pynish (SIGINT), and pynish ends the whole tree. Every pynish watches the caller's lifeline (``_os.lifeline``): if
 the caller dies, pynish ends the whole tree as on a SIGTERM.
 """
 
@@ -26,12 +26,19 @@ import sys
 import time
 from typing import Any, Callable, Optional
 
-from . import _child, _lifeline, _main, _native, _owned, _poll, _stream
-from ._binary import binary
-from ._interpreter import PACKAGE_PARENT, interpreter_flags
+from .._os import lifeline as _lifeline
+from .._os import owned_fds as _owned_fds
+from .._os import poll as _poll
+from .._os.interpreter import PACKAGE_PARENT, interpreter_flags
+from . import child as _child
+from . import mainmodule as _mainmodule
+from . import native as _native
+from . import stream as _stream
+from .binary import binary
+
 #: What the fresh interpreter runs: this very package, even when only the caller's sys.path could find it.
 _BOOT = (
-    "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._child import main; "
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); from pynish._call.child import main; "
     "main(*sys.argv[1:5])"
 )
 
@@ -247,7 +254,7 @@ def _start_native(
     result_read: int,
     announce: Optional[int],
 ) -> Optional[int]:
-    """The fork context through the native helper (``_native``): one copy of the caller, B, held as A's child
+    """The fork context through the native helper (``native``): one copy of the caller, B, held as A's child
     while A becomes pynish. pynish's pid, or None where there is no helper (the caller forks twice instead)."""
     hold_read, hold_write = os.pipe()
     argv = [program, "--adopt", "", "--adopt-fd", str(hold_write), *flags, "--", *display]
@@ -273,18 +280,18 @@ def _start_native(
     return pid
 
 
-def _pickler(f: Any) -> Any:
+def _pickler(f: Any, main_reruns: bool) -> Any:
     """cloudpickle, except that a function or class defined at the top level of the caller's ``__main__`` goes by name
     when the child's re-run main module defines it too, as multiprocessing sends it: the child's own pickling (a
     ``multiprocessing.Pool`` inside the function) then finds the very object it names. By value otherwise
-    (defined under ``if __name__ == "__main__":``, or no main module to re-run)."""
+    (defined under ``if __name__ == "__main__":``, or no main module to re-run: ``main_reruns`` false)."""
     import types
 
     import cloudpickle
 
     class Pickler(cloudpickle.Pickler):  # type: ignore[misc, name-defined]
         def reducer_override(self, obj: Any) -> Any:
-            if isinstance(obj, (types.FunctionType, type)) and obj.__module__ == "__main__":
+            if main_reruns and isinstance(obj, (types.FunctionType, type)) and obj.__module__ == "__main__":
                 name = obj.__qualname__
                 if getattr(sys.modules.get("__main__"), name, None) is obj:
                     return _child.main_function, (name, cloudpickle.dumps(obj, protocol=5))
@@ -302,8 +309,9 @@ class Pipes:
         self.call = call_read
         self.result, self.result_write = _stream.pipe()
         try:
-            pickle.dump(_main.describe(), self.feeder, protocol=5)
-            _pickler(self.feeder).dump((func, args, kwargs, opts))
+            caller = _mainmodule.describe()
+            pickle.dump(caller, self.feeder, protocol=5)
+            _pickler(self.feeder, _mainmodule.reruns(caller)).dump((func, args, kwargs, opts))
         except BaseException:
             self.close()
             raise
@@ -360,13 +368,13 @@ def start_forkserver(
     announce: Optional[int] = None,
     server: Any = None,
 ) -> Launched:
-    """``server``: a ``_forkserver._Client`` of the caller's own (``pynish.Executor``'s); else the shared one."""
-    from . import _forkserver
+    """``server``: a ``forkserver._Client`` of the caller's own (``pynish.Executor``'s); else the shared one."""
+    from . import forkserver as _forkserver
 
     pipes = Pipes(func, args, kwargs, opts)
     program = binary()
     ended_read, ended_write = os.pipe()
-    _owned.hold(ended_write)  # pynish's alone once sent: a child forked meanwhile would hide pynish's end
+    _owned_fds.hold(ended_write)  # pynish's alone once sent: a child forked meanwhile would hide pynish's end
     try:
         if server is None:
             server = _forkserver.client(program)
@@ -376,7 +384,7 @@ def start_forkserver(
         pipes.close()
         raise
     finally:
-        _owned.close(ended_write)
+        _owned_fds.close(ended_write)
     return pipes.launched(pid, ended=ended_read)
 
 
