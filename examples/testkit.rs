@@ -22,8 +22,9 @@
 //!                                       USR2 they receive; they end only by SIGKILL
 //!   stopper DIR N                       N processes write their pids to DIR/pids, then stop their whole process
 //!                                       group with SIGSTOP; TERM, HUP or INT makes each stop itself again
-//!   forkbomb-tree DEPTH PIDFILE         every process appends its pid to PIDFILE, forks two children (depth - 1)
-//!                                       and sleeps 60 s: at most 2^(DEPTH+1) - 1 processes
+//!   forkbomb-tree DEPTH PIDFILE         every process appends "PID TIME" to PIDFILE (TIME: seconds since the epoch,
+//!                                       when it started), forks two children (depth - 1) and sleeps 60 s: at most
+//!                                       2^(DEPTH+1) - 1 processes
 //!   hopper HOPS DIR                     a child in its own process group writes DIR/started and waits for TERM, HUP
 //!                                       or INT (blocked); then it forks a child in a new group and exits, HOPS
 //!                                       times over; the last one writes "PID TIME" to DIR/escaped and sleeps.
@@ -303,7 +304,8 @@ fn main() {
             let mut depth = arg(&args, 1, 1);
             let pidfile = args.get(2).expect("forkbomb-tree DEPTH PIDFILE").clone();
             'level: loop {
-                append_line(&pidfile, &std::process::id().to_string());
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                append_line(&pidfile, &format!("{} {:.6}", std::process::id(), now.as_secs_f64()));
                 if depth == 0 {
                     break;
                 }

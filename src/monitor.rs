@@ -564,8 +564,8 @@ impl Monitor<'_> {
     /// Warns every member of the tree, once for this soft limit; the run goes on under its hard limits.
     fn soft_hit(&mut self, kind: LimitKind) {
         let signal = self.settings.limits.soft.signal;
-        let at = self.now();
-        let n = self.send_to_tree(signal, |tree, group| tree.signal_all(signal, group)).len();
+        let (reached, at) = self.send_to_tree(signal, |tree, group| tree.signal_all(signal, group));
+        let n = reached.len();
         self.soft.push(SoftHit { limit: kind, at, signalled: n });
         self.record(Event::Soft { limit: kind, signal, processes: n });
         let shown = self.settings.limits.show_soft(kind);
@@ -594,11 +594,11 @@ impl Monitor<'_> {
             }
             return;
         }
-        let at = self.now();
         self.memory_at_signal = self.usage.peak_memory;
         // The command's group first, atomically (a forker there cannot outrun it), then whoever left the group;
         // SIGCONT after each, so that stopped members run and can act on the signal.
-        let n = self.send_to_tree(signal, |tree, group| tree.signal_all(signal, group)).len();
+        let (reached, at) = self.send_to_tree(signal, |tree, group| tree.signal_all(signal, group));
+        let n = reached.len();
         if self.escalation.first_signal.is_none() {
             self.escalation = Escalation {
                 first_signal: Some(signal),
@@ -615,13 +615,23 @@ impl Monitor<'_> {
     }
 
     /// Sends `signal` to the command's process group with one `killpg` (then SIGCONT, unless it is SIGKILL), then
-    /// to the rest of the tree with `rest`; returns the members that got it, sorted. A member the `killpg` kills at
-    /// once may have left the tree's listing by the time `rest` lists it (see `Tree::listed_before_killing`), and
-    /// is counted all the same.
-    fn send_to_tree(&mut self, signal: Sig, rest: impl FnOnce(&mut dyn Tree, Option<i32>) -> Vec<i32>) -> Vec<i32> {
+    /// to the rest of the tree with `rest`; returns the members that got it, sorted, and when the `killpg` was
+    /// done. A member the `killpg` kills at once may have left the tree's listing by the time `rest` lists it (see
+    /// `Tree::listed_before_killing`), and is counted all the same.
+    ///
+    /// The time is read just before the `killpg`, after the listing: pynish may lose the CPU for a long moment
+    /// around a listing (a fork bomb's thousand runnable members on two cores took it from pynish for 260 ms),
+    /// and the report must not place the signal before members that started while it waited; nor after the
+    /// `killpg`, once a big group's dying members have the CPU.
+    fn send_to_tree(
+        &mut self,
+        signal: Sig,
+        rest: impl FnOnce(&mut dyn Tree, Option<i32>) -> Vec<i32>,
+    ) -> (Vec<i32>, Duration) {
         let group = Some(self.child.as_raw());
         let mut reached: Vec<i32> =
             self.tree.listed_before_killing().into_iter().filter(|&pid| crate::tree::in_group(pid, group)).collect();
+        let at = self.now();
         if !signal.send_to_group(self.child.as_raw()) {
             reached.clear();
         }
@@ -631,7 +641,7 @@ impl Monitor<'_> {
         reached.extend(rest(&mut *self.tree, group));
         reached.sort_unstable();
         reached.dedup();
-        reached
+        (reached, at)
     }
 
     /// SIGKILL to the whole tree; repeated by the loop until nothing is left.
@@ -639,12 +649,13 @@ impl Monitor<'_> {
         if self.phase == Phase::Killing {
             return;
         }
-        self.escalation.sigkill_at = Some(self.now());
-        self.sigkilled = self.send_to_tree(Sig::KILL, |tree, _| {
+        let (killed, at) = self.send_to_tree(Sig::KILL, |tree, _| {
             let mut killed = tree.kill_all();
             killed.extend(kill_strays(tree));
             killed
         });
+        self.escalation.sigkill_at = Some(at);
+        self.sigkilled = killed;
         let n = self.sigkilled.len();
         self.escalation.killed = n;
         self.log.event(format_args!("sent SIGKILL to {n} processes"));
