@@ -71,7 +71,19 @@ fn venv_python() -> PathBuf {
 fn pytest_suite() {
     let python = venv_python();
     let root = env!("CARGO_MANIFEST_DIR");
-    let out = Command::new(&python)
+    let mut pytest = Command::new(&python);
+    // SIGINT and SIGQUIT at their default, as from a terminal: a suite started in the background of a shell
+    // script inherits them ignored, pynish passes an ignored signal on as ignored, and the tests of Ctrl-C and
+    // KeyboardInterrupt would then test a caller that cannot be interrupted.
+    // SAFETY: signal() is async-signal-safe and the closure allocates nothing.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut pytest, || {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let out = pytest
         .args(["-m", "pytest", "python/tests", "-q", "-n", "2", "-p", "no:cacheprovider", "-rfEs"])
         .current_dir(root)
         .env("PYNISH_BIN", env!("CARGO_BIN_EXE_pynish"))

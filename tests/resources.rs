@@ -167,6 +167,7 @@ fn direct_and_under_pynish(backend: &str, script: &str) -> (String, String) {
         direct.env_remove(var);
     }
     close_extra_fds(&mut direct, &[]);
+    crate::util::as_caller(&mut direct);
     let direct = direct.stdin(Stdio::null()).output().unwrap();
     let mut under = pynish_cmd(&scene.tag);
     under.args(["--backend", backend, "--", "sh", "-c", script]);

@@ -39,18 +39,25 @@ pub fn with_sigchld_ignored(test: impl FnOnce()) {
     }
 }
 
-/// Makes `cmd` start as from the caller the test plays: with SIGCHLD ignored when `sigchld_ignored()` (the
-/// disposition is set in the child before exec, and an ignored signal stays ignored through exec).
+/// Makes `cmd` start as from the caller the test plays: SIGINT and SIGQUIT at their default, and SIGCHLD ignored
+/// when `sigchld_ignored()` (set in the child before exec; an ignored signal stays ignored through exec).
+///
+/// The defaults are set again because pynish passes an ignored signal on as ignored, as `timeout` does: a suite
+/// started in the background of a shell script (`cargo test &`) inherits SIGINT and SIGQUIT ignored, and its
+/// commands would then outlive a `--signal INT` or a Ctrl-C. A test that wants a signal ignored sets it after this.
 pub fn as_caller(cmd: &mut std::process::Command) {
     use std::os::unix::process::CommandExt;
-    if sigchld_ignored() {
-        // SAFETY: signal() is async-signal-safe and the closure allocates nothing.
-        unsafe {
-            cmd.pre_exec(|| {
+    let ignore_sigchld = sigchld_ignored();
+    // SAFETY: signal() is async-signal-safe and the closure allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+            if ignore_sigchld {
                 libc::signal(libc::SIGCHLD, libc::SIG_IGN);
-                Ok(())
-            });
-        }
+            }
+            Ok(())
+        });
     }
 }
 
