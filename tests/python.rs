@@ -13,12 +13,13 @@ use std::process::Command;
 
 /// What the suite needs from PyPI; the package itself comes from `python/` on PYTHONPATH. loky, tblib, psutil and
 /// dask.distributed are where pynisher's users run limited calls (issue 18); IPython is where many define the
-/// functions they limit, in a main that is no file (issue 28). With them pip takes a few seconds more.
+/// functions they limit, in a main that is no file (issue 28); mypy checks the package's types. With them pip
+/// takes a few seconds more.
 const REQUIREMENTS: &[&str] =
-    &["pytest", "pytest-xdist", "cloudpickle", "loky", "tblib", "psutil", "dask[distributed]", "ipython"];
+    &["pytest", "pytest-xdist", "cloudpickle", "loky", "tblib", "psutil", "dask[distributed]", "ipython", "mypy"];
 
 /// The modules that tell an existing venv has all of REQUIREMENTS (else it is made again).
-const READY: &str = "import pytest, xdist, cloudpickle, loky, tblib, psutil, distributed, IPython";
+const READY: &str = "import pytest, xdist, cloudpickle, loky, tblib, psutil, distributed, IPython, mypy";
 
 fn target_dir() -> PathBuf {
     // The binary is <target>/<profile>/pynish: this honours CARGO_TARGET_DIR without reading it.

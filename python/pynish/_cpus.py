@@ -26,7 +26,7 @@ def cpu_list(value: Cpus, name: str = "cpus") -> Tuple[int, ...]:
     """``value`` as the sorted CPU numbers it names, without repeats: ``"0,2-3"`` or ``[0, 2, 3]`` is
     ``(0, 2, 3)``. An empty list, a negative or non-whole number, a reversed range is a ``ValueError``."""
     if isinstance(value, str):
-        cpus = set()
+        cpus: set = set()
         for part in value.split(","):
             match = _PART.match(part)
             first, last = (int(match.group(1)), int(match.group(2) or match.group(1))) if match else (1, 0)

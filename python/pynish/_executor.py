@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Tuple, Union
 from . import _tasks
 from ._call import forkserver as _forkserver
 from ._call.binary import binary
-from ._cpus import Cpus
+from ._cpus import Cpus, cpu_list
 from ._limit import Pynisher, _memory
 from ._report import Report
 from ._support import contexts as valid_contexts
@@ -76,7 +76,8 @@ def _placeholder() -> None:
 
 
 class Executor(cf.Executor):
-    """Runs every task as its own limited, supervised process tree, at most ``max_workers`` at once.
+    """Runs every task as its own limited, supervised process tree, at most ``max_workers`` at once: by default as
+    many as the CPUs this process may use, or as ``cpus`` names when every task is pinned to those.
 
     ``wall_time``, ``cpu_time``, ``memory``, the soft time limits, the per-process rlimits (``open_files``,
     ``file_size``, ``stack``, ``core_size``), the CPU knobs (``cpus``, ``cpu_quota``: each task's tree on its own)
@@ -106,7 +107,10 @@ class Executor(cf.Executor):
         preload: Iterable[str] = (),
         **options: Any,
     ) -> None:
-        if max_workers is None:
+        if max_workers is None and cpus is not None:
+            # Every task's tree is pinned to these CPUs: more tasks at once would only take turns on them.
+            max_workers = len(cpu_list(cpus))
+        elif max_workers is None:
             max_workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         if not isinstance(max_workers, int) or isinstance(max_workers, bool):
             raise TypeError(f"max_workers must be an int, not {type(max_workers).__name__}")

@@ -43,17 +43,38 @@ def supports_limit_decorator() -> bool:
 
 
 def supports(limit: str) -> bool:
-    """Whether ``limit`` ("wall_time", "cpu_time", "memory" or "decorator") is supported on this system."""
+    """Whether ``limit`` ("wall_time", "cpu_time", "memory", "decorator", and pynish's "cpus" and "cpu_quota") is
+    supported on this system. "cpu_quota" asks pynish once (it needs a cgroup with a CPU controller it may write,
+    on the backend ``PYNISH_BACKEND`` names, else the one it would take): the answer ``limit(cpu_quota=...)``
+    would get, which refuses a quota pynish cannot hold rather than run the call unthrottled."""
     mapping = {
         "wall_time": supports_walltime,
         "cpu_time": supports_cputime,
         "memory": supports_memory,
         "decorator": supports_limit_decorator,
+        "cpus": _supports_cpus,
+        "cpu_quota": _supports_cpu_quota,
     }
     check = mapping.get(limit.lower())
     if check is None:
         raise ValueError(f"Not a known feature, must be one of {list(mapping.keys())}")
     return check()
+
+
+def _supports_cpus() -> bool:
+    return _linux()
+
+
+def _supports_cpu_quota() -> bool:
+    from . import _cpus
+
+    if not _linux():
+        return False
+    try:
+        _cpus.check_quota(1.0, None)
+    except ValueError:
+        return False
+    return True
 
 
 def nearest_start_method(name: str) -> str:

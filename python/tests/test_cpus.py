@@ -179,3 +179,26 @@ def test_a_cpu_this_process_may_not_use_is_refused_at_limit_time():
     outside = max(os.sched_getaffinity(0)) + 1
     with pytest.raises(ValueError, match=f"CPU {outside} is not online or not allowed"):
         pynish.limit(spin, cpus=[0, outside])
+
+
+def test_supports_says_whether_a_quota_would_be_held(monkeypatch):
+    binary = os.environ.get("PYNISH_BIN") or "pynish"
+    out = subprocess.run([binary, "check", "--json"], capture_output=True, text=True, timeout=30)
+    info = json.loads(out.stdout or out.stderr)
+    quota = next(h for h in info["harness_limits"] if h["name"] == "cpu_quota")
+    assert pynish.supports("cpus") is True
+    assert pynish.supports("CPU_QUOTA") is bool(quota["enforced_by"]), quota
+    # Where a call would refuse the quota, supports says so too.
+    monkeypatch.setenv("PYNISH_BACKEND", "proc")
+    assert pynish.supports("cpu_quota") is False
+
+
+def test_an_executor_pinned_to_cpus_runs_as_many_tasks_at_once_as_it_has_cpus(two_cpus):
+    with pynish.Executor(cpus=[1]) as pinned:
+        assert pinned.max_workers == 1
+    with pynish.Executor(cpus=two_cpus[:2]) as two:
+        assert two.max_workers == 2
+    with pynish.Executor(3, cpus="1") as asked:
+        assert asked.max_workers == 3
+    with pynish.Executor() as unpinned:
+        assert unpinned.max_workers == len(os.sched_getaffinity(0))

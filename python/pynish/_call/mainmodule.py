@@ -14,7 +14,7 @@ import sys
 
 TYPE_CHECKING = False  # not from typing: a fresh child does not pay for importing it
 if TYPE_CHECKING:
-    from typing import Any, Dict
+    from typing import Any, Dict, Optional
 
 from .._os.startdir import ORIGINAL_DIR as _IMPORTED_IN
 
@@ -38,11 +38,11 @@ def describe() -> Dict[str, Any]:
     if name is not None:
         data["main_name"] = name
     else:
-        file = getattr(main, "__file__", None)
-        path = None if file is None else os.path.normpath(os.path.join(_ORIGINAL_DIR, file))
+        file: Optional[str] = getattr(main, "__file__", None)
+        main_path = None if file is None else os.path.normpath(os.path.join(_ORIGINAL_DIR, file))
         # "<stdin>" (python -), or a script removed since: nothing to re-run.
-        if path is not None and not file.startswith("<") and os.path.isfile(path):
-            data["main_path"] = path
+        if file is not None and main_path is not None and not file.startswith("<") and os.path.isfile(main_path):
+            data["main_path"] = main_path
     return data
 
 
