@@ -78,6 +78,19 @@ fn unreaped_zombies_count_as_processes() {
 }
 
 #[test]
+fn a_sigkill_counts_no_zombie_as_killed() {
+    // One live process holding 20 children that exited and were never reaped: SIGKILL at once (`--grace 0`)
+    // reaches one process; a zombie can get no signal, and counting it as killed would tell of 21.
+    let kit = testkit();
+    for backend in backends() {
+        let report = run(backend, &["--wall-time", "500ms", "--grace", "0", "--", &kit, "zombies", "20"]);
+        assert_eq!(report["verdict"], "wall_time", "{backend}: {report}");
+        assert_eq!(report["escalation"]["killed_processes"], 1, "{backend}: {report}");
+        assert_eq!(report["escalation"]["signalled_processes"], 1, "{backend}: {report}");
+    }
+}
+
+#[test]
 fn a_peak_between_two_samples_is_judged_from_the_final_figures() {
     // 80 MB touched in huge pages and gone within a few ms, well inside the first interval between samples (about
     // 100 ms under --memory 60MB): the kernel's high-water mark for the reaped process still shows it, and the
