@@ -103,8 +103,13 @@ impl Enclosing {
     /// The counters of the groups pynish is in now (from `/proc/self/cgroup`) and of their parents, and the
     /// machine's; what cannot be read is left out.
     pub fn snapshot() -> Enclosing {
-        let found = Discovery::from_proc().unwrap_or_default();
-        let members = parse_proc_cgroup(&std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
+        // `/proc/self/cgroup` read once for both (it was read twice, on every run).
+        let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok();
+        let found = cgroup
+            .as_deref()
+            .and_then(|cgroup| Some(Discovery::parse(&std::fs::read_to_string("/proc/self/mountinfo").ok()?, cgroup)))
+            .unwrap_or_default();
+        let members = parse_proc_cgroup(cgroup.as_deref().unwrap_or_default());
         Enclosing::of(&Kernel, &found, &members, Path::new(VMSTAT))
     }
 
