@@ -615,8 +615,8 @@ impl Monitor<'_> {
     }
 
     /// Sends `signal` to the command's process group with one `killpg` (then SIGCONT, unless it is SIGKILL), then
-    /// to the rest of the tree with `rest`; returns the members that got it, sorted, and when the `killpg` was
-    /// done. A member the `killpg` kills at once may have left the tree's listing by the time `rest` lists it (see
+    /// to the rest of the tree with `rest`; returns the members that got it, sorted, and when the `killpg` went
+    /// out. A member the `killpg` kills at once may have left the tree's listing by the time `rest` lists it (see
     /// `Tree::listed_before_killing`), and is counted all the same.
     ///
     /// The time is read just before the `killpg`, after the listing: pynish may lose the CPU for a long moment
