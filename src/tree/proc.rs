@@ -568,16 +568,16 @@ impl Tree for ProcTree {
         // An ended member (a zombie not yet reaped) in the signalled group counts as reached: the `killpg` may
         // well be what ended it. Elsewhere it can get no signal, and is not counted (a SIGKILL to a tree that
         // died of its SIGTERM would count every zombie as killed).
-        let mut send_live = |pid: i32, stat: &Stat| {
+        let mut visit = |pid: i32, stat: &Stat| {
             if !stat.ended() || Some(stat.pgrp) == signalled_group {
                 send(pid, stat.pgrp);
             }
         };
-        if !walk(self.root, usize::MAX, &mut send_live) {
+        if !walk(self.root, usize::MAX, &mut visit) {
             let mut buf = Vec::new();
             for pid in descendants_by_scan(self.root) {
                 if let Some(stat) = read_stat(pid, &mut buf) {
-                    send_live(pid, &stat);
+                    visit(pid, &stat);
                 }
             }
         }

@@ -39,10 +39,11 @@ def describe() -> Dict[str, Any]:
         data["main_name"] = name
     else:
         file: Optional[str] = getattr(main, "__file__", None)
-        main_path = None if file is None else os.path.normpath(os.path.join(_ORIGINAL_DIR, file))
         # "<stdin>" (python -), or a script removed since: nothing to re-run.
-        if file is not None and main_path is not None and not file.startswith("<") and os.path.isfile(main_path):
-            data["main_path"] = main_path
+        if file is not None and not file.startswith("<"):
+            main_path = os.path.normpath(os.path.join(_ORIGINAL_DIR, file))
+            if os.path.isfile(main_path):
+                data["main_path"] = main_path
     return data
 
 

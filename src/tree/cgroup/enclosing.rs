@@ -105,10 +105,7 @@ impl Enclosing {
     pub fn snapshot() -> Enclosing {
         // `/proc/self/cgroup` read once for both (it was read twice, on every run).
         let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok();
-        let found = cgroup
-            .as_deref()
-            .and_then(|cgroup| Some(Discovery::parse(&std::fs::read_to_string("/proc/self/mountinfo").ok()?, cgroup)))
-            .unwrap_or_default();
+        let found = cgroup.as_deref().and_then(|cgroup| Discovery::with_cgroup(cgroup).ok()).unwrap_or_default();
         let members = parse_proc_cgroup(cgroup.as_deref().unwrap_or_default());
         Enclosing::of(&Kernel, &found, &members, Path::new(VMSTAT))
     }

@@ -387,9 +387,14 @@ pub struct Discovery {
 
 impl Discovery {
     pub fn from_proc() -> Result<Discovery> {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").context("cannot read /proc/self/mountinfo")?;
         let cgroup = std::fs::read_to_string("/proc/self/cgroup").context("cannot read /proc/self/cgroup")?;
-        Ok(Discovery::parse(&mountinfo, &cgroup))
+        Discovery::with_cgroup(&cgroup)
+    }
+
+    /// As `from_proc`, with `/proc/self/cgroup` already read into `cgroup`.
+    pub fn with_cgroup(cgroup: &str) -> Result<Discovery> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").context("cannot read /proc/self/mountinfo")?;
+        Ok(Discovery::parse(&mountinfo, cgroup))
     }
 
     pub fn parse(mountinfo: &str, cgroup: &str) -> Discovery {
