@@ -170,10 +170,13 @@ fn nested_process_limits_each_give_their_own_verdict() {
     let pynish_bin = env!("CARGO_BIN_EXE_pynish");
     for backend in backends().into_iter().filter(|b| b.starts_with("cgroup")) {
         // The inner tree keeps its forks (they sleep) after the refusals, so that it lives while the outer run
-        // samples its groups: a v1 kernel counts a refused fork in the forking task's own group only.
+        // samples its groups: a v1 kernel counts a refused fork in the forking task's own group only. The outer
+        // grace is long and the inner's short, so that the inner pynish, signalled with its tree, always has the
+        // time to end it and write its report before the outer's SIGKILL (on one loaded CI run it needed over 1 s).
         let out = pynish_on(backend)
-            .args(["--label", "outer", "--processes", "5", "--wall-time", "60s", "--grace", "1s", "--"])
-            .args([pynish_bin, "--backend", backend, "--json", "--label", "inner", "--processes", "100", "--"])
+            .args(["--label", "outer", "--processes", "5", "--wall-time", "60s", "--grace", "20s", "--"])
+            .args([pynish_bin, "--backend", backend, "--json", "--label", "inner", "--processes", "100"])
+            .args(["--grace", "1s", "--"])
             .args([&testkit(), "forkbomb", "20"])
             .output()
             .unwrap();
